@@ -1,0 +1,35 @@
+"""Batch augmentations shared by the built-in datasets (vectorised, on any device)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def random_shift_2d(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each image of ``x`` (B, [C,] H, W) by up to ``max_shift`` pixels, zero-filled."""
+    squeeze = x.dim() == 3
+    imgs = x.unsqueeze(1) if squeeze else x
+    b, _, h, w = imgs.shape
+    padded = torch.nn.functional.pad(imgs, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
+    dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None, None],
+                 torch.arange(imgs.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    return out.squeeze(1) if squeeze else out
+
+
+def random_shift_1d(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Shift each sequence of ``x`` (B, L) by up to ``max_shift`` steps, zero-filled."""
+    b, length = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift, max_shift))
+    offset = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
+    cols = offset[:, None] + torch.arange(length, device=x.device)
+    return padded.gather(1, cols)
+
+
+def gaussian_jitter(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
+    """Add N(0, sigma^2) noise."""
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
+    return x + sigma * noise.to(x.device)

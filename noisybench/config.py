@@ -1,0 +1,216 @@
+"""Training configuration, grid files and resolved run configurations.
+
+A grid file (TOML) lists datasets x noise x methods x seeds; :func:`expand_grid` resolves each
+combination into a :class:`RunConfig` whose id is a hash of everything that determines the
+result, so a rerun finds finished runs by id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noisybench.errors import ConfigError, NoisybenchError, suggest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """The shared trainer's budget and optimiser; datasets define named profiles of it."""
+
+    profile: str = "cpu"
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    augment: bool = True
+    val_fraction: float = 0.1
+    mean_last_k: int = 10
+    eval_batch_size: int = 2048
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str = "[train]") -> TrainConfig:
+        """Build from a dict, refusing unknown keys with a suggestion."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for key in values:
+            if key not in names:
+                raise ConfigError(f"{where}: unknown key {key!r}.{suggest(key, names)} Known keys: {', '.join(names)}")
+        config = cls(**values)
+        config.validate(where)
+        return config
+
+    def validate(self, where: str = "[train]") -> None:
+        """Check ranges and choices; raise :class:`ConfigError` naming the key."""
+        checks = [
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.optimizer in {"sgd", "adam"}, "optimizer must be 'sgd' or 'adam'"),
+            (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
+            (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
+            (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
+            (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"), "device must be auto, cpu or cuda[:N]"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{where}: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form, as stored in a run's config."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Setting:
+    """What a method may condition its hyperparameters on."""
+
+    dataset: str
+    noise_family: str
+    noise_rate: float | None
+    num_classes: int
+    epochs: int
+    train_size: int | None = None
+
+
+@dataclass
+class RunConfig:
+    """One fully resolved run. ``run_id`` hashes every field that changes the result."""
+
+    dataset: dict[str, Any]
+    noise: str
+    method: str
+    hparams: dict[str, Any]
+    hparam_sources: dict[str, str]
+    seed: int
+    train: dict[str, Any]
+    grid: str = ""
+    data_root: str | None = None
+    schema: int = SCHEMA_VERSION
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the result (not the grid name nor the data path)."""
+        return {
+            "schema": self.schema, "dataset": self.dataset, "noise": self.noise,
+            "method": self.method, "hparams": self.hparams, "seed": self.seed, "train": self.train,
+        }
+
+    @property
+    def run_id(self) -> str:
+        """A 16-hex-digit content hash of :meth:`identity`."""
+        text = json.dumps(self.identity(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict including the run id."""
+        return {"run_id": self.run_id, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def label(self) -> str:
+        """Short human-readable description."""
+        return f"{self.dataset['name']} {self.noise} {self.method} seed={self.seed}"
+
+
+GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report"}
+GRID_AXES = {"datasets", "methods", "noise", "seeds"}
+
+
+@dataclass
+class Grid:
+    """A parsed grid file."""
+
+    name: str
+    datasets: list[str]
+    methods: list[str]
+    noise: list[str]
+    seeds: list[int]
+    train: dict[str, Any] = field(default_factory=dict)
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_root: str | None = None
+    slurm: dict[str, Any] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    source: str = "<grid>"
+
+    @property
+    def size(self) -> int:
+        """Number of runs the grid expands to."""
+        return len(self.datasets) * len(self.noise) * len(self.methods) * len(self.seeds)
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file; malformed TOML and unknown keys name file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise NoisybenchError(f"grid file {str(path)!r} does not exist; pass a path like benchmarks/quick.toml")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    return parse_grid(data, source=str(path), default_name=path.stem)
+
+
+def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str = "grid") -> Grid:
+    """Validate the structure of a grid dict (see :func:`load_grid`)."""
+    _check_keys(data, GRID_KEYS, source, "top level")
+    axes = data.get("grid")
+    if not isinstance(axes, dict):
+        raise ConfigError(f"{source}: missing [grid] table with keys datasets, methods, noise, seeds")
+    _check_keys(axes, GRID_AXES, source, "[grid]")
+    for key in sorted(GRID_AXES):
+        value = axes.get(key)
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{source}: [grid] {key} must be a non-empty list, got {value!r}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in axes["seeds"]):
+        raise ConfigError(f"{source}: [grid] seeds must be integers, got {axes['seeds']!r}")
+    for key in ("datasets", "methods", "noise"):
+        if not all(isinstance(v, str) for v in axes[key]):
+            raise ConfigError(f"{source}: [grid] {key} must be a list of strings, got {axes[key]!r}")
+    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report")}
+    for key, value in tables.items():
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
+    _check_keys(tables["data"], {"root"}, source, "[data]")
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ConfigError(f"{source}: name must be a non-empty string without '/', got {name!r}")
+    return Grid(
+        name=name, datasets=list(axes["datasets"]), methods=list(axes["methods"]),
+        noise=list(axes["noise"]), seeds=list(axes["seeds"]), train=dict(tables["train"]),
+        method_params=dict(tables["methods"]), dataset_params=dict(tables["datasets"]),
+        data_root=tables["data"].get("root"), slurm=dict(tables["slurm"]),
+        report=dict(tables["report"]), source=source,
+    )
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key {key!r} in {where}.{suggest(key, allowed)} "
+                f"Allowed: {', '.join(sorted(allowed))}"
+            )

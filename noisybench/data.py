@@ -1,0 +1,148 @@
+"""The dataset plugin contract and the split every method shares.
+
+A dataset plugin (one file in ``datasets/``) subclasses :class:`Dataset`, declares its classes,
+default architecture and training profiles, and implements :meth:`Dataset.load`. The suite then
+applies the noise model and carves the noisy validation split the same way for every method
+(:func:`prepare_data`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from noisybench.errors import ConfigError
+
+
+@dataclass
+class DataSplits:
+    """What a dataset plugin returns: arrays in memory, labels as int64.
+
+    ``y_train`` holds the labels that synthetic noise starts from: the clean labels where they
+    are known, the given (already noisy) labels for real-noise datasets (``clean_known`` false).
+    """
+
+    x_train: torch.Tensor
+    y_train: np.ndarray
+    x_test: torch.Tensor
+    y_test: np.ndarray
+    clean_known: bool = True
+    extra_test: dict[str, tuple[torch.Tensor, np.ndarray]] = field(default_factory=dict)
+
+
+class Dataset:
+    """Base class of dataset plugins (benchopt-style: small contract, one file each).
+
+    Class attributes
+    ----------------
+    name : registry name, set by ``@register_dataset``.
+    num_classes : number of classes.
+    default_arch : registry name of the default architecture.
+    profiles : named training profiles (dicts of :class:`noisybench.config.TrainConfig` fields);
+        ``default_profile`` is used when a grid does not choose one.
+    asym_maps : class maps for asymmetric noise: ``{"default": {src: dst}}``; ``asym`` uses
+        ``"default"``, ``asym-<variant>`` uses ``<variant>``.
+    val_fraction : share of the training set held out (stratified) as noisy validation.
+    human_label_sets : names accepted by ``human:<name>`` (served by :meth:`human_labels`).
+    params : constructor parameters and their defaults (part of the run id).
+    """
+
+    name: ClassVar[str] = ""
+    num_classes: ClassVar[int] = 0
+    default_arch: ClassVar[str] = "mlp"
+    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
+    default_profile: ClassVar[str] = "cpu"
+    asym_maps: ClassVar[dict[str, dict[int, int]]] = {}
+    val_fraction: ClassVar[float] = 0.1
+    params: ClassVar[dict[str, Any]] = {}
+    human_label_sets: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, root: str | Path | None = None, **params: Any) -> None:
+        unknown = sorted(set(params) - set(self.params))
+        if unknown:
+            raise ConfigError(
+                f"dataset {self.name!r} has no parameter(s) {', '.join(unknown)}; "
+                f"its parameters are: {', '.join(sorted(self.params)) or 'none'}"
+            )
+        self.root = Path(root).expanduser() if root else None
+        self.config = {**self.params, **params}
+
+    def load(self) -> DataSplits:
+        """Read or generate the data. Called once per process per configuration."""
+        raise NotImplementedError
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Return a randomly augmented copy of the batch ``x`` (default: unchanged)."""
+        return x
+
+    def human_labels(self, name: str) -> np.ndarray:
+        """Return the human label set ``name`` (real-noise datasets override this)."""
+        raise ConfigError(
+            f"dataset {self.name!r} has no human label sets; `human:{name}` needs a dataset "
+            "that ships them (cifar10n, cifar100n) or a label file path, e.g. human:labels.npy"
+        )
+
+    def noise_features(self, splits: DataSplits) -> np.ndarray:
+        """Flattened raw training inputs for instance-dependent noise."""
+        return splits.x_train.reshape(len(splits.x_train), -1).double().numpy()
+
+    def cache_dir(self) -> Path:
+        """Where generated data is cached (``$NOISYBENCH_CACHE`` or ``~/.cache/noisybench``)."""
+        import os
+
+        base = os.environ.get("NOISYBENCH_CACHE") or Path.home() / ".cache" / "noisybench"
+        path = Path(base) / self.name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def describe(self) -> dict[str, Any]:
+        """Parameters that identify this dataset in a run's config."""
+        return {"name": self.name, "params": dict(sorted(self.config.items()))}
+
+
+def create_dataset(name: str, root: str | Path | None = None, **params: Any) -> Dataset:
+    """Instantiate the registered dataset ``name``."""
+    from noisybench.registry import DATASETS
+
+    return DATASETS.get(name)(root=root, **params)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, root: str | None, params_json: str) -> tuple[Dataset, DataSplits]:
+    dataset = create_dataset(name, root, **json.loads(params_json))
+    return dataset, dataset.load()
+
+
+def load_dataset(
+    name: str, root: str | Path | None = None, **params: Any
+) -> tuple[Dataset, DataSplits]:
+    """Return the dataset object and its splits, cached per process (workers run many runs)."""
+    key = json.dumps(params, sort_keys=True)
+    return _load_cached(name, str(root) if root else None, key)
+
+
+def stratified_holdout(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into (keep, holdout), holding out ``fraction`` of every label's samples.
+
+    Each class holds out ``round(fraction * n_c)`` samples, so the split is stratified by
+    ``labels`` (the *observed* labels when used for the noisy validation split).
+    """
+    if not 0 <= fraction < 1:
+        raise ConfigError(f"val_fraction must be in [0, 1), got {fraction}")
+    holdout = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        n_out = int(round(fraction * len(idx)))
+        holdout.append(rng.permutation(idx)[:n_out])
+    out = np.sort(np.concatenate(holdout)) if holdout else np.array([], dtype=np.int64)
+    mask = np.ones(len(labels), dtype=bool)
+    mask[out] = False
+    return np.flatnonzero(mask), out

@@ -1,0 +1,63 @@
+"""Final metrics of a run from its per-epoch history (``methods.md`` §10)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+#: CLI metric names -> result columns. ``best`` selects on the test set and is leaky.
+METRICS: dict[str, str] = {
+    "val": "val_selected",
+    "last": "last",
+    "mean-last": "mean_last_k",
+    "best": "best_on_test",
+}
+LEAKY_METRICS = {"best_on_test"}
+METRIC_TITLES: dict[str, str] = {
+    "val_selected": "test accuracy at the best noisy-validation epoch",
+    "last": "test accuracy after the last epoch",
+    "mean_last_k": "mean test accuracy over the last k epochs",
+    "best_on_test": "best test accuracy over epochs (test-selected, leaky)",
+}
+
+
+def metric_column(name: str) -> str:
+    """Map a CLI metric name (``val``) or a column name to the column name."""
+    from noisybench.errors import ConfigError, suggest
+
+    if name in METRICS:
+        return METRICS[name]
+    if name in METRICS.values():
+        return name
+    choices = list(METRICS) + list(METRICS.values())
+    raise ConfigError(f"unknown metric {name!r}.{suggest(name, choices)} Choose from: {', '.join(METRICS)}")
+
+
+def final_metrics(history: list[dict[str, Any]], k: int = 10) -> dict[str, Any]:
+    """Summarise a history: val-selected, last, mean of last ``k`` and best-on-test accuracy.
+
+    Ties in validation accuracy go to the later epoch.
+    """
+    if not history:
+        raise ValueError("no epochs in history")
+    test = [float(h["test_acc"]) for h in history]
+    val = [float(h.get("val_acc", math.nan)) for h in history]
+    best_val_epoch = None
+    for i, v in enumerate(val):
+        if not math.isnan(v) and (best_val_epoch is None or v >= val[best_val_epoch]):
+            best_val_epoch = i
+    k = min(k, len(test))
+    best_test_epoch = max(range(len(test)), key=lambda i: (test[i], i))
+    return {
+        "val_selected": test[best_val_epoch] if best_val_epoch is not None else math.nan,
+        "val_best_epoch": best_val_epoch,
+        "val_acc_best": val[best_val_epoch] if best_val_epoch is not None else math.nan,
+        "last": test[-1],
+        "mean_last_k": sum(test[-k:]) / k,
+        "mean_last_k_k": k,
+        "best_on_test": test[best_test_epoch],
+        "best_on_test_epoch": best_test_epoch,
+        "best_on_test_leaky": True,
+        "epochs_run": len(history),
+        "train_time": sum(float(h.get("epoch_time", 0.0)) for h in history),
+    }

@@ -1,0 +1,59 @@
+"""Expanding a grid into resolved, validated run configurations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from noisybench.config import Grid, RunConfig, Setting, TrainConfig
+from noisybench.errors import ConfigError, suggest
+from noisybench.noise import parse_noise
+from noisybench.registry import DATASETS, METHODS, NOISES
+
+
+def resolve_train(dataset_cls: Any, overrides: dict[str, Any], source: str = "[train]") -> TrainConfig:
+    """The dataset's profile (``[train] profile``, else its default) plus grid overrides."""
+    profile = overrides.get("profile", dataset_cls.default_profile)
+    if profile not in dataset_cls.profiles:
+        raise ConfigError(
+            f"{source}: dataset {dataset_cls.name!r} has no profile {profile!r}."
+            f"{suggest(profile, dataset_cls.profiles)} Profiles: {', '.join(dataset_cls.profiles)}"
+        )
+    values = {**dataset_cls.profiles[profile], **overrides, "profile": profile}
+    values.setdefault("val_fraction", dataset_cls.val_fraction)
+    return TrainConfig.from_dict(values, where=source)
+
+
+def expand_grid(grid: Grid) -> list[RunConfig]:
+    """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
+
+    Names, noise specs, profiles and hyperparameters are all validated before anything runs.
+    """
+    for name in grid.method_params:
+        if name not in grid.methods:
+            METHODS.get(name)  # unknown names raise with suggestions
+            raise ConfigError(f"{grid.source}: [methods.{name}] configures a method the grid does not run")
+    for name in grid.dataset_params:
+        if name not in grid.datasets:
+            DATASETS.get(name)
+            raise ConfigError(f"{grid.source}: [datasets.{name}] configures a dataset the grid does not use")
+    specs = [parse_noise(n) for n in grid.noise]
+    method_classes = [METHODS.get(m) for m in grid.methods]
+    runs = []
+    for ds_name in grid.datasets:
+        ds_cls = DATASETS.get(ds_name)
+        params = dict(grid.dataset_params.get(ds_name, {}))
+        num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
+        train = resolve_train(ds_cls, grid.train, f"{grid.source}: [train]")
+        for spec in specs:
+            NOISES.get(spec.family).check(spec, ds_cls)
+            setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs)
+            for method_cls in method_classes:
+                hparams, sources = method_cls.resolve_hparams(setting, grid.method_params.get(method_cls.name))
+                for seed in grid.seeds:
+                    runs.append(RunConfig(
+                        dataset={"name": ds_name, "params": dict(sorted(params.items()))},
+                        noise=str(spec), method=method_cls.name, hparams=hparams,
+                        hparam_sources=sources, seed=seed, train=train.to_dict(),
+                        grid=grid.name, data_root=grid.data_root,
+                    ))
+    return runs

@@ -1,0 +1,339 @@
+"""The shared trainer: one loop, one data pipeline, every method.
+
+The trainer prepares the noisy data once per run (:func:`prepare_data`: noise on the full
+training set, then a noisy validation split stratified by the observed labels), builds the
+networks a method asks for, and hosts the method through the hook API of
+:class:`noisybench.method.Method`. It evaluates validation and test accuracy after every epoch,
+checkpoints atomically every epoch (a killed run resumes bit-for-bit, since each epoch's random
+streams derive from (seed, epoch)), and fails a run whose loss becomes NaN or infinite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import resource
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noisybench.archs import create_model
+from noisybench.config import RunConfig, TrainConfig
+from noisybench.data import Dataset, load_dataset, stratified_holdout
+from noisybench.errors import NonFiniteLossError
+from noisybench.method import Method, create_method
+from noisybench.metrics import final_metrics
+from noisybench.noise import NoiseRealization, parse_noise, realize_noise
+from noisybench.store import atomic_torch_save, safe_torch_load
+
+
+@dataclass
+class Batch:
+    """One training batch. ``index`` addresses per-sample state (positions 0..N-1)."""
+
+    x: torch.Tensor
+    raw: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+@dataclass
+class PreparedData:
+    """The tensors of one run, identical for every method given (dataset, noise, seed)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    y_train_clean: torch.Tensor | None
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    noise: NoiseRealization
+    train_index: np.ndarray
+    val_index: np.ndarray
+
+
+def _stream(*parts: object) -> np.random.SeedSequence:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+    return np.random.SeedSequence(int(digest[:32], 16))
+
+
+def prepare_data(config: RunConfig, device: torch.device | str = "cpu") -> tuple[Dataset, PreparedData]:
+    """Load the dataset, apply the noise and carve the noisy validation split."""
+    ds_cfg = config.dataset
+    dataset, splits = load_dataset(ds_cfg["name"], config.data_root, **ds_cfg.get("params", {}))
+    dataset_id = f"{ds_cfg['name']}{sorted(ds_cfg.get('params', {}).items())}"
+    noise = realize_noise(
+        parse_noise(config.noise), splits.y_train, dataset.num_classes, config.seed,
+        dataset=dataset, dataset_id=dataset_id, features=lambda: dataset.noise_features(splits),
+    )
+    val_fraction = config.train.get("val_fraction", dataset.val_fraction)
+    rng = np.random.default_rng(_stream("split", dataset_id, config.noise, config.seed))
+    train_idx, val_idx = stratified_holdout(noise.labels, val_fraction, rng)
+    clean = torch.as_tensor(splits.y_train[train_idx]) if splits.clean_known else None
+
+    def to(t: Any) -> torch.Tensor:
+        return torch.as_tensor(t).to(device)
+
+    data = PreparedData(
+        x_train=to(splits.x_train[train_idx]), y_train=to(noise.labels[train_idx]),
+        y_train_clean=clean.to(device) if clean is not None else None,
+        x_val=to(splits.x_train[val_idx]), y_val=to(noise.labels[val_idx]),
+        x_test=to(splits.x_test), y_test=to(splits.y_test), num_classes=dataset.num_classes,
+        noise=noise, train_index=train_idx, val_index=val_idx,
+    )
+    return dataset, data
+
+
+class TrainContext:
+    """What the trainer lends a method: networks, optimisers, data access, random streams."""
+
+    def __init__(
+        self, data: PreparedData, dataset: Dataset, nets: list[nn.Module],
+        optimizers: list[torch.optim.Optimizer], train: TrainConfig, seed: int, device: torch.device,
+    ) -> None:
+        self.data, self.dataset, self.nets, self.optimizers = data, dataset, nets, optimizers
+        self.train, self.seed, self.device = train, seed, device
+        self.epoch = 0
+        self.last_val_acc = float("nan")
+        self.epochs = train.epochs
+        self.batch_size = train.batch_size
+        self.num_classes = data.num_classes
+        self.num_train = len(data.y_train)
+        self.generator = torch.Generator()
+        self.rng = np.random.default_rng(0)
+        self._device_generator = torch.Generator(device=device) if device.type != "cpu" else self.generator
+        self._loss_sum = torch.zeros((), device=device)
+        self._loss_count = 0
+
+    @property
+    def y_noisy(self) -> torch.Tensor:
+        """Observed (noisy) training labels, aligned with batch indices."""
+        return self.data.y_train
+
+    @property
+    def y_clean_for_diagnostics(self) -> torch.Tensor | None:
+        """Clean training labels where known. For diagnostics only: never train on them."""
+        return self.data.y_train_clean
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Reseed every random stream from (seed, epoch) and reset the loss accumulator."""
+        self.epoch = epoch
+        seq = _stream("epoch", self.seed, epoch)
+        seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+        self.generator.manual_seed(seed)
+        if self._device_generator is not self.generator:
+            self._device_generator.manual_seed(seed)
+        self.rng = np.random.default_rng(seq)
+        torch.manual_seed(seed)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._loss_count = 0
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """A fresh random view of ``x`` (identity when the profile disables augmentation)."""
+        return self.dataset.augment(x, self._device_generator) if self.train.augment else x
+
+    def train_batches(
+        self, batch_size: int | None = None, indices: torch.Tensor | None = None,
+        shuffle: bool = True, augment: bool = True, drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Yield batches over ``indices`` (default: the whole training set) in a seeded order."""
+        bs = batch_size or self.batch_size
+        idx = torch.arange(self.num_train) if indices is None else indices.cpu()
+        if shuffle:
+            idx = idx[torch.randperm(len(idx), generator=self.generator)]
+        idx = idx.to(self.device)
+        stop = len(idx) - (len(idx) % bs if drop_last else 0)
+        for start in range(0, stop, bs):
+            b = idx[start : start + bs]
+            raw = self.data.x_train[b]
+            yield Batch(self.augment(raw) if augment else raw, raw, self.data.y_train[b], b)
+
+    def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
+        """Zero the grads, backpropagate ``loss`` and step the chosen optimisers (default all)."""
+        opts = self.optimizers if which is None else [self.optimizers[i] for i in which]
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in opts:
+            opt.step()
+        self.record_loss(loss)
+
+    def record_loss(self, loss: torch.Tensor) -> None:
+        """Add ``loss`` to the epoch's mean (no device sync)."""
+        self._loss_sum += loss.detach()
+        self._loss_count += 1
+
+    def mean_loss(self) -> float:
+        """Mean recorded loss of the epoch so far (NaN if none)."""
+        return float(self._loss_sum) / self._loss_count if self._loss_count else float("nan")
+
+    @contextlib.contextmanager
+    def eval_mode(self, nets: list[nn.Module] | None = None) -> Iterator[None]:
+        """Put ``nets`` (default all) in eval mode without gradients, then restore them."""
+        nets = self.nets if nets is None else nets
+        modes = [n.training for n in nets]
+        for n in nets:
+            n.eval()
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            for n, mode in zip(nets, modes):
+                n.train(mode)
+
+    def logits_on(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Apply ``fn`` to ``x`` in evaluation batches and concatenate the logits."""
+        bs = self.train.eval_batch_size
+        return torch.cat([fn(x[i : i + bs]) for i in range(0, len(x), bs)]) if len(x) else torch.empty(0, self.num_classes, device=self.device)
+
+    def predict_train(self, net: nn.Module) -> torch.Tensor:
+        """Logits of ``net`` on the whole un-augmented training set, in eval mode."""
+        with self.eval_mode([net]):
+            return self.logits_on(net, self.data.x_train)
+
+
+def lr_at(train: TrainConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` under the profile's schedule (no scheduler state to save)."""
+    if train.schedule == "cosine":
+        return train.lr * 0.5 * (1 + math.cos(math.pi * epoch / train.epochs))
+    if train.schedule == "step":
+        return train.lr * train.gamma ** sum(epoch >= m for m in train.milestones)
+    return train.lr
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` means CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """The profile's optimiser for ``net``."""
+    if train.optimizer == "adam":
+        return torch.optim.Adam(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    return torch.optim.SGD(
+        net.parameters(), lr=train.lr, momentum=train.momentum,
+        weight_decay=train.weight_decay, nesterov=train.nesterov,
+    )
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Top-1 accuracy in percent (NaN on an empty set)."""
+    if len(labels) == 0:
+        return float("nan")
+    return float((logits.argmax(1) == labels).float().mean()) * 100.0
+
+
+class Trainer:
+    """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when present."""
+
+    def __init__(self, config: RunConfig, checkpoint: Path | None = None,
+                 on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        self.config = config
+        self.train = TrainConfig.from_dict(config.train)
+        self.checkpoint = checkpoint
+        self.on_epoch = on_epoch
+        self.device = resolve_device(self.train.device)
+
+    def setup(self) -> tuple[TrainContext, Method]:
+        """Prepare data, networks, optimisers and the method (public for benchmarks and tests)."""
+        dataset, data = prepare_data(self.config, self.device)
+        method = create_method(self.config.method, **self.config.hparams)
+        arch = self.train.arch or dataset.default_arch
+        torch.manual_seed(self.config.seed)
+        in_shape = tuple(data.x_train.shape[1:])
+        nets = [
+            create_model(arch, in_shape, dataset.num_classes, **self.train.arch_kwargs).to(self.device)
+            for _ in range(method.num_networks)
+        ]
+        optimizers = [build_optimizer(n, self.train) for n in nets]
+        ctx = TrainContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device)
+        method.setup(ctx)
+        return ctx, method
+
+    def run(self) -> dict[str, Any]:
+        """Train and evaluate; return ``{"metrics", "history", "noise"}``."""
+        ctx, method = self.setup()
+        history = self._resume(ctx, method)
+        for epoch in range(len(history), self.train.epochs):
+            history.append(self._run_epoch(ctx, method, epoch))
+            self._save(ctx, method, history)
+            if self.on_epoch:
+                self.on_epoch(history)
+        return {
+            "metrics": final_metrics(history, self.train.mean_last_k),
+            "history": history,
+            "noise": ctx.data.noise.summary(),
+            "noise_labels": ctx.data.noise.labels,
+        }
+
+    def _run_epoch(self, ctx: TrainContext, method: Method, epoch: int) -> dict[str, Any]:
+        start = time.perf_counter()
+        lr = lr_at(self.train, epoch)
+        for opt in ctx.optimizers:
+            for group in opt.param_groups:
+                group["lr"] = lr
+        ctx.begin_epoch(epoch)
+        for net in ctx.nets:
+            net.train()
+        stats = method.train_epoch(ctx, epoch)
+        loss = stats.get("train_loss", ctx.mean_loss())
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"training loss became {loss} in epoch {epoch} (lr {lr:g})")
+        row: dict[str, Any] = {"epoch": epoch, "lr": lr, **stats}
+        with ctx.eval_mode():
+            predict = lambda x: method.predict(ctx, x)  # noqa: E731
+            row["val_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_val), ctx.data.y_val)
+            row["test_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_test), ctx.data.y_test)
+        ctx.last_val_acc = row["val_acc"]
+        row.update(method.end_epoch(ctx, epoch))
+        row["epoch_time"] = time.perf_counter() - start
+        row["peak_mem_mb"] = _peak_memory_mb(self.device)
+        return row
+
+    def _save(self, ctx: TrainContext, method: Method, history: list[dict[str, Any]]) -> None:
+        if self.checkpoint is None:
+            return
+        state = {
+            "run_id": self.config.run_id,
+            "history": history,
+            "nets": [n.state_dict() for n in ctx.nets],
+            "optimizers": [o.state_dict() for o in ctx.optimizers],
+            "method": method.state_dict(),
+        }
+        atomic_torch_save(state, self.checkpoint)
+
+    def _resume(self, ctx: TrainContext, method: Method) -> list[dict[str, Any]]:
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return []
+        state = safe_torch_load(self.checkpoint, map_location=self.device)
+        if state is None or state.get("run_id") != self.config.run_id:
+            return []
+        for net, s in zip(ctx.nets, state["nets"]):
+            net.load_state_dict(s)
+        for opt, s in zip(ctx.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        method.load_state_dict(state["method"])
+        return list(state["history"])
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def cross_entropy_soft(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of CE(targets, softmax(logits)) for soft targets."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
