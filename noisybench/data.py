@@ -78,7 +78,14 @@ class Dataset:
         raise NotImplementedError
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Return a randomly augmented copy of the batch ``x`` (default: unchanged)."""
+        """Return a randomly augmented copy of the stored-format batch ``x`` (default: unchanged)."""
+        return x
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Turn a stored-format batch (e.g. uint8 images) into network input (default: as is).
+
+        Applied after :meth:`augment` to training batches and to every evaluation batch.
+        """
         return x
 
     def human_labels(self, name: str) -> np.ndarray:

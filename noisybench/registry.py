@@ -51,7 +51,7 @@ class Registry(Generic[T]):
         """
 
         def decorator(obj: T) -> T:
-            key = name or getattr(obj, "name", None) or getattr(obj, "__name__")
+            key = name or getattr(obj, "name", None) or obj.__name__
             self.add(key, obj, force=force)
             return obj
 

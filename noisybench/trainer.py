@@ -37,7 +37,12 @@ from noisybench.store import atomic_torch_save, safe_torch_load
 
 @dataclass
 class Batch:
-    """One training batch. ``index`` addresses per-sample state (positions 0..N-1)."""
+    """One training batch. ``index`` addresses per-sample state (positions 0..N-1).
+
+    ``x`` is the network input of the training view (augmented when the profile augments,
+    then preprocessed); ``raw`` is the stored form, from which ``ctx.augment(raw)`` makes
+    further random views and ``ctx.prepare(raw)`` the un-augmented input.
+    """
 
     x: torch.Tensor
     raw: torch.Tensor
@@ -138,9 +143,16 @@ class TrainContext:
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """A fresh random view of ``x`` (identity when the profile disables augmentation)."""
-        return self.dataset.augment(x, self._device_generator) if self.train.augment else x
+    def augment(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network input of a fresh random view of stored-format ``raw`` (no augmentation
+        when the profile disables it)."""
+        if self.train.augment:
+            raw = self.dataset.augment(raw, self._device_generator)
+        return self.dataset.preprocess(raw)
+
+    def prepare(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network input of stored-format ``raw`` without augmentation (the test transform)."""
+        return self.dataset.preprocess(raw)
 
     def train_batches(
         self, batch_size: int | None = None, indices: torch.Tensor | None = None,
@@ -156,7 +168,7 @@ class TrainContext:
         for start in range(0, stop, bs):
             b = idx[start : start + bs]
             raw = self.data.x_train[b]
-            yield Batch(self.augment(raw) if augment else raw, raw, self.data.y_train[b], b)
+            yield Batch(self.augment(raw) if augment else self.prepare(raw), raw, self.data.y_train[b], b)
 
     def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
         """Zero the grads, backpropagate ``loss`` and step the chosen optimisers (default all)."""
@@ -192,9 +204,11 @@ class TrainContext:
                 n.train(mode)
 
     def logits_on(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Apply ``fn`` to ``x`` in evaluation batches and concatenate the logits."""
+        """Apply ``fn`` to stored-format ``x`` (preprocessed, in evaluation batches); concatenate."""
         bs = self.train.eval_batch_size
-        return torch.cat([fn(x[i : i + bs]) for i in range(0, len(x), bs)]) if len(x) else torch.empty(0, self.num_classes, device=self.device)
+        if len(x) == 0:
+            return torch.empty(0, self.num_classes, device=self.device)
+        return torch.cat([fn(self.prepare(x[i : i + bs])) for i in range(0, len(x), bs)])
 
     def predict_train(self, net: nn.Module) -> torch.Tensor:
         """Logits of ``net`` on the whole un-augmented training set, in eval mode."""
