@@ -69,7 +69,8 @@ class TrainConfig:
             (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
-            (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"), "device must be auto, cpu or cuda[:N]"),
+            (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
+             "device must be auto, cpu or cuda[:N]"),
         ]
         for ok, message in checks:
             if not ok:
