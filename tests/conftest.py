@@ -1,0 +1,54 @@
+"""Shared fixtures: one torch thread (exact, comparable floats) and a private data cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread_and_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("NOISYBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+TINY_GRID = """
+name = "tiny"
+[grid]
+datasets = ["blobs"]
+methods = ["ce", "gce"]
+noise = ["sym:0.2"]
+seeds = [1, 2]
+[train]
+epochs = 3
+[datasets.blobs]
+n_samples = 400
+dim = 8
+classes = 4
+"""
+
+
+@pytest.fixture
+def tiny_grid() -> str:
+    """A 4-run grid on small blobs (2 methods x 2 seeds, 3 epochs)."""
+    return TINY_GRID
+
+
+@pytest.fixture
+def grid_file(tmp_path: Path):
+    """Write a grid body to ``tmp_path/g.toml`` and return the path."""
+
+    def write(body: str = TINY_GRID) -> Path:
+        path = tmp_path / "g.toml"
+        path.write_text(body)
+        return path
+
+    return write

@@ -1,0 +1,155 @@
+"""The command line: a real grid end to end, reruns, bad input, kill and resume."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from noisybench.cli import main
+from noisybench.results import load_results
+
+from tests.conftest import TINY_GRID
+
+
+def run_cli(*args: str) -> int:
+    return main(list(args))
+
+
+def test_run_then_rerun_trains_nothing(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1") == 0
+    first = capsys.readouterr()
+    assert "[4/4]" in first.err and "ETA" in first.err
+    assert "ce" in first.out and "blobs sym:0.2" in first.out and "(n=2)" in first.out
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    assert run_cli("run", str(grid_file()), "--out", str(out)) == 0
+    second = capsys.readouterr()
+    assert "4 already finished, 0 to run" in second.err
+    assert second.out == first.out
+    assert mtimes == {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+
+
+def test_report_formats(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1")
+    capsys.readouterr()
+    assert run_cli("report", str(out), "--format", "csv") == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    for column in ["dataset", "noise", "method", "seed", "status", "noise_rate_actual", "val_selected", "last"]:
+        assert column in header
+    assert run_cli("report", str(out), "--format", "md", "--metric", "last") == 0
+    assert re.search(r"^\|\s*method\s*\|", capsys.readouterr().out, re.M)
+    assert run_cli("report", str(out), "--metric", "best") == 0
+    assert "test-selected (leaky)" in capsys.readouterr().out
+
+
+def test_parallel_workers_match_serial_results(grid_file, tmp_path: Path) -> None:
+    run_cli("run", str(grid_file()), "--out", str(tmp_path / "a"), "--workers", "1")
+    run_cli("run", str(grid_file()), "--out", str(tmp_path / "b"), "--workers", "2")
+    a, b = load_results(tmp_path / "a"), load_results(tmp_path / "b")
+    assert list(a["run_id"]) == list(b["run_id"])
+    assert list(a["val_selected"]) == list(b["val_selected"])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (('methods = ["ce", "gce"]', 'methods = ["gcee"]'), "unknown method 'gcee'. Did you mean 'gce'"),
+        (('datasets = ["blobs"]', 'datasets = ["mnist-1d"]'), "Did you mean 'mnist1d'"),
+        (('noise = ["sym:0.2"]', 'noise = ["sim:0.2"]'), "unknown noise 'sim'. Did you mean 'sym'"),
+        (('noise = ["sym:0.2"]', 'noise = ["sym:1.2"]'), "outside [0, 1)"),
+        (('noise = ["sym:0.2"]', 'noise = ["asym:0.4"]'), "dataset 'blobs' has none"),
+        (("epochs = 3", "epochs = 3\nepochz = 1"), "unknown key 'epochz'"),
+        (("[grid]", "[grid\n"), "malformed TOML"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_message(
+    grid_file, tmp_path: Path, capsys: pytest.CaptureFixture, edit: tuple[str, str], message: str
+) -> None:
+    path = grid_file(TINY_GRID.replace(*edit))
+    assert run_cli("run", str(path), "--out", str(tmp_path / "o")) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_unwritable_output_directory(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert run_cli("run", str(grid_file()), "--out", str(blocker / "out")) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_corrupt_result_file_warns_not_crashes(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1")
+    next(out.rglob("result.json")).write_text("{\"status\": ")
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="skipping corrupt result"):
+        assert run_cli("report", str(out)) == 0
+    assert "(n=" in capsys.readouterr().out
+
+
+def test_list_and_status(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_cli("list", "methods") == 0 and "gce" in capsys.readouterr().out
+    assert run_cli("list", "noises", "sym*") == 0
+    listed = capsys.readouterr().out
+    assert "sym-dividemix" in listed and "pairflip" not in listed
+    out = tmp_path / "out"
+    run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1")
+    capsys.readouterr()
+    assert run_cli("status", str(out)) == 0
+    assert "done: 4" in capsys.readouterr().out
+
+
+SLOW_GRID = """
+name = "slow"
+[grid]
+datasets = ["blobs"]
+methods = ["ce"]
+noise = ["sym:0.2"]
+seeds = [7]
+[train]
+epochs = 40
+[datasets.blobs]
+n_samples = 20000
+dim = 64
+"""
+
+
+def _cli(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_rerun_resumes_to_identical_metrics(tmp_path: Path) -> None:
+    grid = tmp_path / "slow.toml"
+    grid.write_text(SLOW_GRID)
+    reference = _cli(["run", str(grid), "--out", str(tmp_path / "ref"), "--workers", "1"])
+    reference.communicate(timeout=600)
+    killed_out = tmp_path / "killed"
+    proc = _cli(["run", str(grid), "--out", str(killed_out), "--workers", "1"])
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(killed_out.rglob("checkpoint.pt")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    history = next(killed_out.rglob("history.json"))
+    assert not list(killed_out.rglob("result.json")), "the run finished before it could be killed"
+    epochs_before = len(__import__("json").loads(history.read_text()))
+    assert 0 < epochs_before < 40
+    resumed = _cli(["run", str(grid), "--out", str(killed_out), "--workers", "1"])
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err.decode()
+    ref, again = load_results(tmp_path / "ref"), load_results(killed_out)
+    for column in ["val_selected", "last", "mean_last_k", "best_on_test"]:
+        assert again[column].tolist() == ref[column].tolist()

@@ -1,0 +1,122 @@
+"""Noise models: actual vs nominal rates, purity in (dataset, spec, seed), bad specs."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from noisybench.errors import ConfigError, UnknownNameError
+from noisybench.noise import parse_noise, realize_noise, round_half_up
+
+C = 10
+LABELS = np.repeat(np.arange(C), 100)  # 100 samples per class
+
+
+class MapDataset:
+    name = "fake"
+    asym_maps = {"default": {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}}
+    human_label_sets = ("aggre",)
+
+    def human_labels(self, name: str) -> np.ndarray:
+        return (LABELS + 1) % C
+
+
+def realize(spec: str, seed: int = 1, labels: np.ndarray = LABELS, **kw):
+    return realize_noise(spec, labels, C, seed, dataset_id="fake", **kw)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.2, 0.45, 0.5, 0.8])
+def test_sym_is_exact_per_class_and_never_keeps_the_label(rate: float) -> None:
+    r = realize(f"sym:{rate}")
+    flipped = r.labels != LABELS
+    for c in range(C):
+        assert flipped[LABELS == c].sum() == round_half_up(Fraction(str(rate)) * 100)
+    assert r.actual_rate == pytest.approx(rate)
+    assert r.nominal_rate == rate
+
+
+def test_sym_dividemix_rate_is_r_times_c_minus_1_over_c() -> None:
+    labels = np.repeat(np.arange(C), 2000)
+    rates = [realize("sym-dividemix:0.5", seed=s, labels=labels).actual_rate for s in range(3)]
+    assert np.mean(rates) == pytest.approx(0.5 * (C - 1) / C, abs=0.01)
+    assert all(r < 0.5 for r in rates)
+
+
+def test_asym_uses_the_dataset_map_exactly() -> None:
+    r = realize("asym:0.4", dataset=MapDataset())
+    counts = np.array(r.transition_counts)
+    for src, dst in MapDataset.asym_maps["default"].items():
+        assert counts[src, dst] == 40 and counts[src, src] == 60
+    for c in (0, 1, 4, 8, 9):
+        assert counts[c, c] == 100
+    assert r.actual_rate == pytest.approx(0.4 * 5 / 10)
+
+
+def test_asym_without_a_map_is_a_clear_error() -> None:
+    class NoMap:
+        name = "blobs"
+        asym_maps: dict = {}
+
+    with pytest.raises(ConfigError, match="dataset 'blobs' has none"):
+        realize("asym:0.4", dataset=NoMap())
+
+
+def test_pairflip_moves_to_next_class() -> None:
+    counts = np.array(realize("pairflip:0.45").transition_counts)
+    for c in range(C):
+        assert counts[c, (c + 1) % C] == 45 and counts[c, c] == 55
+
+
+def test_draw_sampler_is_binomial_around_r() -> None:
+    labels = np.repeat(np.arange(C), 1000)
+    assert realize("sym-draw:0.3", labels=labels).actual_rate == pytest.approx(0.3, abs=0.02)
+
+
+def test_idn_rate_close_to_nominal() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(len(LABELS), 32)).astype(float)
+    r = realize("idn:0.3", features=lambda: x)
+    assert r.actual_rate == pytest.approx(0.3, abs=0.05)
+    assert (r.labels >= 0).all() and (r.labels < C).all()
+
+
+def test_human_named_set_and_file(tmp_path) -> None:
+    assert realize("human:aggre", dataset=MapDataset()).actual_rate == 1.0
+    path = tmp_path / "labels.npy"
+    np.save(path, LABELS)
+    assert realize(f"human:{path}").actual_rate == 0.0
+    np.save(path, LABELS[:10])
+    with pytest.raises(ConfigError, match="has 10 labels but the training set has 1000"):
+        realize(f"human:{path}")
+
+
+def test_noise_is_a_pure_function_of_dataset_spec_and_seed() -> None:
+    a, b = realize("sym:0.5", seed=3), realize("sym:0.5", seed=3)
+    assert np.array_equal(a.labels, b.labels) and a.sha256 == b.sha256
+    assert realize("sym:0.5", seed=4).sha256 != a.sha256
+    other = realize_noise("sym:0.5", LABELS, C, 3, dataset_id="other")
+    assert other.sha256 != a.sha256
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "match"),
+    [
+        ("sym:1.0", ConfigError, r"outside \[0, 1\)"),
+        ("sym:-0.1", ConfigError, r"outside \[0, 1\)"),
+        ("sym", ConfigError, "needs a rate"),
+        ("sym:abc", ConfigError, "not a number"),
+        ("symm:0.2", UnknownNameError, "Did you mean 'sym'"),
+        ("human", ConfigError, "needs an argument"),
+    ],
+)
+def test_bad_specs(spec: str, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        parse_noise(spec)
+
+
+def test_spec_aliases_and_round_trip() -> None:
+    assert str(parse_noise("sym_dividemix:0.50")) == "sym-dividemix:0.5"
+    assert str(parse_noise("human:aggre")) == "human:aggre"
+    assert str(parse_noise("none")) == "none"

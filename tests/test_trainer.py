@@ -1,0 +1,115 @@
+"""The shared trainer: determinism, resume after an interruption, NaN failures, data split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from noisybench.config import TrainConfig, load_grid
+from noisybench.errors import NonFiniteLossError
+from noisybench.method import Method
+from noisybench.plan import expand_grid
+from noisybench.registry import METHODS
+from noisybench.trainer import Trainer, lr_at, prepare_data
+
+
+@pytest.fixture
+def runs(grid_file):
+    return expand_grid(load_grid(grid_file()))
+
+
+def test_same_seed_same_metrics(runs) -> None:
+    a, b = Trainer(runs[0]).run(), Trainer(runs[0]).run()
+    timing = a["metrics"].pop("train_time"), b["metrics"].pop("train_time")
+    assert a["metrics"] == b["metrics"] and min(timing) > 0
+    assert [h["test_acc"] for h in a["history"]] == [h["test_acc"] for h in b["history"]]
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+
+
+def test_history_and_metrics_are_complete(runs) -> None:
+    out = Trainer(runs[0]).run()
+    assert len(out["history"]) == 3
+    for row in out["history"]:
+        assert {"epoch", "lr", "train_loss", "val_acc", "test_acc", "epoch_time"} <= set(row)
+    m = out["metrics"]
+    assert {"val_selected", "last", "mean_last_k", "best_on_test"} <= set(m)
+    assert m["last"] == out["history"][-1]["test_acc"]
+    assert m["best_on_test"] == max(h["test_acc"] for h in out["history"])
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_exact(runs, tmp_path: Path) -> None:
+    config = runs[2]  # gce
+    straight = Trainer(config).run()
+    ckpt = tmp_path / "checkpoint.pt"
+
+    def stop_after_two(history):
+        if len(history) == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        Trainer(config, checkpoint=ckpt, on_epoch=stop_after_two).run()
+    assert ckpt.exists()
+    resumed = Trainer(config, checkpoint=ckpt).run()
+    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
+    assert [h["test_acc"] for h in resumed["history"]] == [h["test_acc"] for h in straight["history"]]
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+
+
+def test_checkpoint_of_another_run_is_ignored(runs, tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint.pt"
+    Trainer(runs[0], checkpoint=ckpt).run()
+    out = Trainer(runs[1], checkpoint=ckpt).run()
+    assert len(out["history"]) == 3 and out["history"][0]["epoch"] == 0
+
+
+def test_corrupt_checkpoint_starts_over_with_a_warning(runs, tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable checkpoint"):
+        out = Trainer(runs[0], checkpoint=ckpt).run()
+    assert len(out["history"]) == 3
+
+
+class _NanMethod(Method):
+    name = "test-nan"
+
+    def training_step(self, ctx, batch, epoch):
+        return ctx.nets[0](batch.x).sum() * float("nan")
+
+
+def test_non_finite_loss_fails_the_run(runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(METHODS._items, "test-nan", _NanMethod)
+    config = runs[0]
+    config.method, config.hparams = "test-nan", {}
+    with pytest.raises(NonFiniteLossError, match="training loss became nan in epoch 0"):
+        Trainer(config).run()
+
+
+def test_val_split_is_noisy_stratified_and_identical_for_all_methods(runs) -> None:
+    ce = next(r for r in runs if r.method == "ce" and r.seed == 1)
+    gce = next(r for r in runs if r.method == "gce" and r.seed == 1)
+    _, a = prepare_data(ce)
+    _, b = prepare_data(gce)
+    assert np.array_equal(a.val_index, b.val_index) and torch.equal(a.y_train, b.y_train)
+    assert a.noise.sha256 == b.noise.sha256
+    n_total = len(a.train_index) + len(a.val_index)
+    assert len(a.val_index) == pytest.approx(0.1 * n_total, abs=4)
+    assert not set(a.train_index) & set(a.val_index)
+    noisy_val = (a.y_val.numpy() != a.noise.labels[a.val_index]).sum()
+    assert noisy_val == 0  # val labels are the noisy labels
+    clean = prepare_data(ce)[1]
+    assert (clean.y_train != clean.y_train_clean).float().mean().item() == pytest.approx(0.2, abs=0.05)
+
+
+def test_lr_schedules() -> None:
+    cos = TrainConfig(epochs=10, lr=0.1, schedule="cosine")
+    assert lr_at(cos, 0) == pytest.approx(0.1) and lr_at(cos, 5) == pytest.approx(0.05)
+    step = TrainConfig(epochs=10, lr=0.1, schedule="step", milestones=[3, 6], gamma=0.1)
+    assert [round(lr_at(step, e), 6) for e in (0, 3, 6)] == [0.1, 0.01, 0.001]
