@@ -150,6 +150,8 @@ def realize_noise(
         spec=str(spec), labels=noisy, nominal_rate=spec.rate,
         actual_rate=float(np.mean(noisy != labels)) if len(labels) else 0.0,
         transition_counts=counts.tolist(),
+        extra={"transition_matrix": np.round(counts / np.maximum(counts.sum(1, keepdims=True), 1), 6).tolist(),
+               "family": spec.family},
         sha256=hashlib.sha256(noisy.astype("<i8").tobytes()).hexdigest(),
         seed=seed, sampler=model.sampler,
     )
@@ -293,6 +295,14 @@ class Asymmetric(NoiseModel):
         T = asym_matrix(ctx.num_classes, ctx.spec.rate, class_map)
         rates = [Fraction(0) if T[c, c] == 1 else _rate(ctx) for c in range(ctx.num_classes)]
         return sample_exact(ctx.labels, T, rates, ctx.rng)
+
+
+@register_noise("asym-superclass")
+class AsymmetricSuperclass(Asymmetric):
+    """CIFAR-100 within true super-classes: f_j -> f_(j+1 mod 5) of each coarse class (methods.md §8.3)."""
+
+    description = "asymmetric within true super-classes (CIFAR-100), exact; distinct from asym's block-of-5"
+    variant = "superclass"
 
 
 @register_noise("asym-draw")

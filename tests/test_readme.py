@@ -1,0 +1,30 @@
+"""The README's "Adding a method" example works as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from noisybench.config import Grid
+from noisybench.plan import expand_grid
+from noisybench.registry import METHODS
+from noisybench.trainer import Trainer
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_method_example_registers_and_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = README.read_text()
+    section = text[text.index("## Adding a method"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # keep the global registry clean
+    exec(compile(code, "README.md", "exec"), {})
+    assert "my-loss" in METHODS.list("my-*")
+    grid = Grid(name="readme", datasets=["blobs"], methods=["my-loss"], noise=["sym:0.2"], seeds=[1],
+                train={"epochs": 2}, dataset_params={"blobs": {"n_samples": 300}})
+    run = expand_grid(grid)[0]
+    assert run.hparam_sources == {"alpha": "suite"}
+    out = Trainer(run).run()
+    assert len(out["history"]) == 2 and out["metrics"]["last"] > 30
