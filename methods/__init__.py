@@ -1,3 +1,3 @@
 """Method plugins, one file each; importing this package registers them."""
 
-from noisybench.methods import ce, gce  # noqa: F401
+from noisybench.methods import alr, ce, dividemix, elr, gce  # noqa: F401

@@ -37,15 +37,21 @@ class GCE(Method):
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        cifar = setting.dataset in {"cifar10", "cifar100"}
-        start = {"cifar10": 40, "cifar100": 80}.get(setting.dataset, max(1, setting.epochs // 3))
-        every = 10 if cifar else max(1, round(setting.epochs / 12))
+        """CIFAR: the unofficial code's prune schedule, scaled to the run's length when it is not the
+        paper's (``setting.epoch_scale``); other datasets: first third of training, ~12 prunes (suite)."""
+        paper_start = {"cifar10": 40, "cifar100": 80}.get(setting.dataset)
+        if paper_start is not None:
+            scale = setting.epoch_scale
+            start, every = max(1, round(paper_start * scale)), max(1, round(10 * scale))
+            source = "paper-default" if scale == 1.0 else "suite"
+        else:
+            start, every, source = max(1, setting.epochs // 3), max(1, round(setting.epochs / 12)), "suite"
         return {
             "q": HParam(0.7, "paper-default"),
             "k": HParam(0.5, "paper-default"),
             "truncated": HParam(False, "suite"),
-            "start_prune": HParam(start, "paper-default" if cifar else "suite"),
-            "prune_every": HParam(every, "paper-default" if cifar else "suite"),
+            "start_prune": HParam(start, source),
+            "prune_every": HParam(every, source),
         }
 
     @classmethod

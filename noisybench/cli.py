@@ -14,37 +14,67 @@ from noisybench.errors import NoisybenchError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.config import load_grid
+    from noisybench.executors import SlurmOptions, execute_plan, parse_sbatch_flags
     from noisybench.plan import expand_grid
     from noisybench.report import render_report
-    from noisybench.runner import ProgressPrinter, pending_runs, run_local
+    from noisybench.runner import ProgressPrinter, pending_runs
+    from noisybench.status import record_plan
     from noisybench.store import ResultStore
 
     grid = load_grid(args.grid)
+    if args.data_dir:
+        grid.data_root = str(Path(args.data_dir).expanduser().resolve())
     runs = expand_grid(grid)
+    overrides = {"partition": args.partition, "account": args.account, "qos": args.qos, "time": args.time,
+                 "cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem, "runs_per_task": args.runs_per_task,
+                 "array_parallelism": args.array_parallelism}
+    if args.sbatch:
+        overrides["sbatch"] = {**grid.slurm.get("sbatch", {}), **parse_sbatch_flags(args.sbatch)}
+    options = SlurmOptions.from_sources(grid.slurm, overrides, where=f"{grid.source}: [slurm]")  # typos fail early
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
+    record_plan(out, grid.name, runs)
     todo = pending_runs(runs, store, args.retry_failed)
-    workers = args.workers or os.cpu_count() or 1
-    print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, "
-          f"{len(todo)} to run with {min(workers, max(1, len(todo)))} worker(s) -> {out}", file=sys.stderr)
-    records = run_local(todo, out, workers=min(workers, max(1, len(todo))),
-                        retry_failed=args.retry_failed, progress=ProgressPrinter())
+    print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run",
+          file=sys.stderr)
+    records = execute_plan(args.executor, todo, out, grid.name, options, args.workers or os.cpu_count() or 1,
+                           args.retry_failed, args.detach, ProgressPrinter(),
+                           log=lambda line: print(line, file=sys.stderr))
+    if records is None:
+        return 0
+    busy = sum(r["status"] == "running" for r in records)
+    if busy:
+        print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
+              file=sys.stderr)
     failed = sum(r["status"] == "failed" for r in records)
+    if next(out.glob("runs/*/result.json"), None) is None:
+        print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
+        return 0
     print(render_report(out, "table", args.metric))
     return 1 if failed and args.strict else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from noisybench.report import render_report
+    from noisybench.reporting import EMBEDS_WARNINGS, ReportOptions, make_report
 
-    if not Path(args.dir).is_dir():
-        raise NoisybenchError(f"results directory {args.dir!r} does not exist")
-    text = render_report(args.dir, args.format, args.metric)
+    split = lambda text: [p.strip() for p in text.split(",") if p.strip()] if text else None  # noqa: E731
+    options = ReportOptions(fmt=args.format, metric=args.metric, alpha=args.alpha, datasets=split(args.datasets),
+                            noises=split(args.noise), methods=split(args.methods), caption=args.caption,
+                            label=args.label or None, standalone=args.standalone, published=not args.no_published,
+                            plots_dir=args.plots)
+    text, board = make_report(args.dir, options)
     if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if options.saved:
+        print(f"wrote {len(options.saved)} figure files to {args.plots}", file=sys.stderr)
+    if board is not None and args.format not in EMBEDS_WARNINGS:
+        for warning in board.warnings:
+            print(f"noisybench: warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -60,23 +90,33 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from noisybench.store import ResultStore
+    from noisybench.status import STATES, store_status
 
-    store = ResultStore(args.dir)
-    if not store.runs.is_dir():
+    out = Path(args.dir)
+    if not (out / "runs").is_dir() and not (out / "plans").is_dir():
         raise NoisybenchError(f"{args.dir!r} holds no runs (expected a folder made by `noisybench run`)")
-    counts = {"done": 0, "failed": 0, "unfinished": 0}
-    failures = []
-    for run_id in sorted(store.run_ids()):
-        record = store.result(run_id)
-        status = record.get("status", "unfinished") if record else "unfinished"
-        counts[status] = counts.get(status, 0) + 1
-        if status == "failed":
-            failures.append((run_id, record.get("reason", "")))
-    print("  ".join(f"{k}: {v}" for k, v in counts.items()))
-    for run_id, reason in failures:
-        print(f"failed {run_id}: {reason}")
+    show = STATES if args.all else ("failed", "running")
+    sys.stdout.write(store_status(out, query_slurm=not args.no_slurm).render(show))
     return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    import json
+
+    from noisybench.datacheck import check_dataset
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise NoisybenchError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    report = check_dataset(args.name, args.data_dir or os.environ.get("NOISYBENCH_DATA"), **params)
+    print(report.render())
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,20 +130,58 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     run.add_argument("--metric", default="val", help="metric of the closing table (val|last|mean-last|best)")
     run.add_argument("--strict", action="store_true", help="exit 1 when any run failed")
+    run.add_argument("--data-dir", help="data root of real datasets (overrides the grid's [data] root)")
+    run.add_argument("--executor", default="local", choices=["local", "slurm", "debug"],
+                     help="local worker pool (default), Slurm job arrays via submitit, or in-process with pdb")
+    run.add_argument("--detach", action="store_true", help="slurm: submit and return without waiting")
+    slurm = run.add_argument_group("slurm (override the grid's [slurm] table)")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    slurm.add_argument("--time", help="time limit per array task: minutes or [D-]HH:MM:SS (default 60)")
+    slurm.add_argument("--cpus", type=int, help="CPUs per run (torch threads; default 1)")
+    slurm.add_argument("--gpus", type=int, help="GPUs per run (default 0)")
+    slurm.add_argument("--mem", type=float, help="memory per run in GB")
+    slurm.add_argument("--array-parallelism", type=int, help="array tasks running at once (default 64)")
+    slurm.add_argument("--runs-per-task", type=int, help="runs per array task (default: automatic)")
+    slurm.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
+                       help="extra sbatch flag, repeatable: --sbatch constraint=volta --sbatch exclusive")
     run.set_defaults(func=_cmd_run)
     rep = sub.add_parser("report", help="leaderboard of a results directory")
     rep.add_argument("dir")
-    rep.add_argument("--format", default="table", choices=["table", "md", "csv"])
-    rep.add_argument("--metric", default="val", help="val | last | mean-last | best (leaky)")
+    rep.add_argument("--format", default="table",
+                     choices=["table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html"],
+                     help="csv: one row per run; csv-long: one row per method x setting with statistics; "
+                          "csv-wide: one row per method (default table)")
+    rep.add_argument("--metric", default="val", help="val | last | mean-last | best (leaky, test-selected)")
     rep.add_argument("-o", "--output", help="write to this file instead of stdout")
+    rep.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    rep.add_argument("--datasets", help="comma-separated dataset patterns, e.g. 'cifar10,mnist*'")
+    rep.add_argument("--noise", help="comma-separated noise setting patterns, e.g. 'sym:*,asym:0.4'")
+    rep.add_argument("--methods", help="comma-separated method patterns (rows)")
+    rep.add_argument("--caption", help="latex: caption text placed before the generated legend (LaTeX)")
+    rep.add_argument("--label", default="tab:noisybench", help="latex: \\label of the table ('' for none)")
+    rep.add_argument("--standalone", action="store_true", help="latex: a compilable standalone document")
+    rep.add_argument("--plots", metavar="DIR", help="also write every figure to DIR as PNG and PDF")
+    rep.add_argument("--no-published", action="store_true", help="do not show published numbers beside ours")
     rep.set_defaults(func=_cmd_report)
     lst = sub.add_parser("list", help="list registered plugins")
     lst.add_argument("what", choices=["methods", "datasets", "noises", "models"])
     lst.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. '*mix*'")
     lst.set_defaults(func=_cmd_list)
-    st = sub.add_parser("status", help="done / failed / unfinished runs of a results directory")
+    st = sub.add_parser("status", help="done / running / queued / failed / pending runs of a results directory")
     st.add_argument("dir")
+    st.add_argument("--all", action="store_true", help="list every run, not only failed and running ones")
+    st.add_argument("--no-slurm", action="store_true", help="do not ask squeue which runs are queued")
     st.set_defaults(func=_cmd_status)
+    data = sub.add_parser("data", help="dataset utilities")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    chk = data_sub.add_parser("check", help="verify a dataset on disk: layout, counts, checksums, human labels")
+    chk.add_argument("name", help="dataset name, e.g. cifar10n")
+    chk.add_argument("--data-dir", help="data root (default: $NOISYBENCH_DATA)")
+    chk.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="dataset parameter, e.g. --param label_file=/path/CIFAR-10_human.pt")
+    chk.set_defaults(func=_cmd_data_check)
     return parser
 
 

@@ -23,6 +23,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SCHEMA_VERSION = 1
+#: TrainConfig fields that cannot change a run's numbers, so they stay out of its id.
+RESULT_NEUTRAL_TRAIN_KEYS = frozenset({"num_workers"})
 
 
 @dataclass
@@ -47,6 +49,10 @@ class TrainConfig:
     mean_last_k: int = 10
     eval_batch_size: int = 2048
     device: str = "auto"
+    amp: bool = True  # bf16 autocast, effective on CUDA only
+    channels_last: bool = True  # channels_last memory format for 4-D inputs, effective on CUDA only
+    compile: bool = False  # torch.compile the networks' forward
+    num_workers: int = 4  # DataLoader workers of streamed (on-disk) datasets; no effect on results
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "[train]") -> TrainConfig:
@@ -69,6 +75,7 @@ class TrainConfig:
             (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
+            (self.num_workers >= 0, "num_workers must be >= 0"),
             (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda[:N]"),
         ]
@@ -91,6 +98,13 @@ class Setting:
     num_classes: int
     epochs: int
     train_size: int | None = None
+    profile: str = "paper"
+    paper_epochs: int | None = None  # epochs of the dataset's `paper` profile, to scale epoch-based hparams
+
+    @property
+    def epoch_scale(self) -> float:
+        """``epochs / paper_epochs``: scale a paper's epoch counts (warm-ups, E_w, ramps) to this run's length."""
+        return self.epochs / self.paper_epochs if self.paper_epochs else 1.0
 
 
 @dataclass
@@ -109,10 +123,11 @@ class RunConfig:
     schema: int = SCHEMA_VERSION
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the result (not the grid name nor the data path)."""
+        """The fields that determine the result (not the grid name, data path or loader workers)."""
+        train = {k: v for k, v in self.train.items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
         return {
             "schema": self.schema, "dataset": self.dataset, "noise": self.noise,
-            "method": self.method, "hparams": self.hparams, "seed": self.seed, "train": self.train,
+            "method": self.method, "hparams": self.hparams, "seed": self.seed, "train": train,
         }
 
     @property

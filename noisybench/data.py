@@ -26,6 +26,9 @@ class DataSplits:
 
     ``y_train`` holds the labels that synthetic noise starts from: the clean labels where they
     are known, the given (already noisy) labels for real-noise datasets (``clean_known`` false).
+    Datasets too large for memory give a :class:`noisybench.streaming.ImageList` in place of a
+    ``x_*`` tensor; the trainer then streams it through DataLoader workers.
+    ``extra_test`` holds further evaluation sets, scored every epoch as ``<name>_acc``.
     """
 
     x_train: torch.Tensor
@@ -50,6 +53,7 @@ class Dataset:
         ``"default"``, ``asym-<variant>`` uses ``<variant>``.
     val_fraction : share of the training set held out (stratified) as noisy validation.
     human_label_sets : names accepted by ``human:<name>`` (served by :meth:`human_labels`).
+    report_top5 : also record top-5 test accuracy (WebVision).
     params : constructor parameters and their defaults (part of the run id).
     """
 
@@ -62,6 +66,7 @@ class Dataset:
     val_fraction: ClassVar[float] = 0.1
     params: ClassVar[dict[str, Any]] = {}
     human_label_sets: ClassVar[tuple[str, ...]] = ()
+    report_top5: ClassVar[bool] = False
 
     def __init__(self, root: str | Path | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))
@@ -87,6 +92,14 @@ class Dataset:
         Applied after :meth:`augment` to training batches and to every evaluation batch.
         """
         return x
+
+    def epoch_indices(self, y_noisy: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray | None:
+        """Training indices to use in ``epoch`` (default ``None``: all of them).
+
+        Datasets that train on a fresh subset per epoch (Clothing1M's class-balanced draw)
+        override this; ``rng`` is seeded from (run seed, epoch).
+        """
+        return None
 
     def human_labels(self, name: str) -> np.ndarray:
         """Return the human label set ``name`` (real-noise datasets override this)."""

@@ -242,26 +242,41 @@ class NoNoise(NoiseModel):
         return ctx.labels.copy()
 
 
+class MatrixNoise(NoiseModel):
+    """A family given by a transition matrix T, sampled exactly (default) or per sample (``draw``).
+
+    The exact sampler flips round_half_up(r * n_c) samples of every class c that T moves
+    (T_cc < 1) and none of the others.
+    """
+
+    def matrix(self, ctx: NoiseContext) -> np.ndarray:
+        """The family's T for ``ctx`` (C x C, rows sum to 1)."""
+        raise NotImplementedError
+
+    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
+        T = self.matrix(ctx)
+        if self.sampler == "draw":
+            return sample_draw(ctx.labels, T, ctx.rng)
+        rates = [Fraction(0) if T[c, c] == 1 else _rate(ctx) for c in range(ctx.num_classes)]
+        return sample_exact(ctx.labels, T, rates, ctx.rng)
+
+
 @register_noise("sym")
-class Symmetric(NoiseModel):
+class Symmetric(MatrixNoise):
     """Unbiased symmetric noise: exactly r of each class flips to another class."""
 
     description = "symmetric, exact: a flipped label is always another class; actual rate = r"
 
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        T = symmetric_matrix(ctx.num_classes, ctx.spec.rate)
-        return sample_exact(ctx.labels, T, [_rate(ctx)] * ctx.num_classes, ctx.rng)
+    def matrix(self, ctx: NoiseContext) -> np.ndarray:
+        return symmetric_matrix(ctx.num_classes, ctx.spec.rate)
 
 
 @register_noise("sym-draw")
-class SymmetricDraw(NoiseModel):
+class SymmetricDraw(Symmetric):
     """Symmetric T, every label drawn independently (Co-teaching, unofficial GCE)."""
 
     sampler = "draw"
     description = "symmetric, per-sample draw from T; actual rate ~ r (binomial)"
-
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        return sample_draw(ctx.labels, symmetric_matrix(ctx.num_classes, ctx.spec.rate), ctx.rng)
 
 
 @register_noise("sym-dividemix")
@@ -280,7 +295,7 @@ class SymmetricDivideMix(NoiseModel):
 
 
 @register_noise("asym")
-class Asymmetric(NoiseModel):
+class Asymmetric(MatrixNoise):
     """Class-dependent noise with the dataset's class map, exact per source class."""
 
     description = "asymmetric, exact: rate r of each mapped class goes to its target class"
@@ -290,11 +305,8 @@ class Asymmetric(NoiseModel):
     def check(cls, spec: NoiseSpec, dataset_cls: Any) -> None:
         dataset_class_map(NoiseContext(np.zeros(0, np.int64), 0, spec, None, dataset_cls), cls.variant)
 
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        class_map = dataset_class_map(ctx, self.variant)
-        T = asym_matrix(ctx.num_classes, ctx.spec.rate, class_map)
-        rates = [Fraction(0) if T[c, c] == 1 else _rate(ctx) for c in range(ctx.num_classes)]
-        return sample_exact(ctx.labels, T, rates, ctx.rng)
+    def matrix(self, ctx: NoiseContext) -> np.ndarray:
+        return asym_matrix(ctx.num_classes, ctx.spec.rate, dataset_class_map(ctx, self.variant))
 
 
 @register_noise("asym-superclass")
@@ -306,16 +318,11 @@ class AsymmetricSuperclass(Asymmetric):
 
 
 @register_noise("asym-draw")
-class AsymmetricDraw(NoiseModel):
+class AsymmetricDraw(Asymmetric):
     """The dataset's class map, every label drawn independently (loss-correction code)."""
 
     sampler = "draw"
     description = "asymmetric, per-sample draw from T"
-    check = Asymmetric.check
-
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        T = asym_matrix(ctx.num_classes, ctx.spec.rate, dataset_class_map(ctx, "default"))
-        return sample_draw(ctx.labels, T, ctx.rng)
 
 
 @register_noise("asym-dividemix")
@@ -324,7 +331,7 @@ class AsymmetricDivideMix(NoiseModel):
 
     sampler = "dividemix"
     description = "DivideMix asymmetric: floor(rN) samples of any class, mapped; about r/2 wrong"
-    check = Asymmetric.check
+    check = Asymmetric.check  # type: ignore[assignment]
 
     def corrupt(self, ctx: NoiseContext) -> np.ndarray:
         class_map = dataset_class_map(ctx, "default")
@@ -336,25 +343,21 @@ class AsymmetricDivideMix(NoiseModel):
 
 
 @register_noise("pairflip")
-class PairFlip(NoiseModel):
+class PairFlip(MatrixNoise):
     """Pair-flip: exactly r of class i becomes i + 1 (mod C)."""
 
     description = "pair-flip, exact: r of class i becomes (i + 1) mod C"
 
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        T = pairflip_matrix(ctx.num_classes, ctx.spec.rate)
-        return sample_exact(ctx.labels, T, [_rate(ctx)] * ctx.num_classes, ctx.rng)
+    def matrix(self, ctx: NoiseContext) -> np.ndarray:
+        return pairflip_matrix(ctx.num_classes, ctx.spec.rate)
 
 
 @register_noise("pairflip-draw")
-class PairFlipDraw(NoiseModel):
+class PairFlipDraw(PairFlip):
     """Pair-flip T, per-sample draw (Co-teaching ``noisify_pairflip``)."""
 
     sampler = "draw"
     description = "pair-flip, per-sample draw from T"
-
-    def corrupt(self, ctx: NoiseContext) -> np.ndarray:
-        return sample_draw(ctx.labels, pairflip_matrix(ctx.num_classes, ctx.spec.rate), ctx.rng)
 
 
 @register_noise("idn")

@@ -28,6 +28,9 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
 
     Names, noise specs, profiles and hyperparameters are all validated before anything runs.
     """
+    specs = [parse_noise(n) for n in grid.noise]
+    method_classes = [METHODS.get(m) for m in grid.methods]
+    dataset_classes = [DATASETS.get(d) for d in grid.datasets]
     for name in grid.method_params:
         if name not in grid.methods:
             METHODS.get(name)  # unknown names raise with suggestions
@@ -36,17 +39,16 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
         if name not in grid.datasets:
             DATASETS.get(name)
             raise ConfigError(f"{grid.source}: [datasets.{name}] configures a dataset the grid does not use")
-    specs = [parse_noise(n) for n in grid.noise]
-    method_classes = [METHODS.get(m) for m in grid.methods]
     runs = []
-    for ds_name in grid.datasets:
-        ds_cls = DATASETS.get(ds_name)
+    for ds_name, ds_cls in zip(grid.datasets, dataset_classes):
         params = dict(grid.dataset_params.get(ds_name, {}))
         num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
         train = resolve_train(ds_cls, grid.train, f"{grid.source}: [train]")
         for spec in specs:
             NOISES.get(spec.family).check(spec, ds_cls)
-            setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs)
+            paper_epochs = ds_cls.profiles.get("paper", {}).get("epochs")
+            setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs,
+                              profile=train.profile, paper_epochs=paper_epochs)
             for method_cls in method_classes:
                 hparams, sources = method_cls.resolve_hparams(setting, grid.method_params.get(method_cls.name))
                 for seed in grid.seeds:

@@ -128,7 +128,7 @@ def _describe(obj: object) -> str:
 METHODS: Registry = Registry("method", ("noisybench.methods",), "noisybench.methods")
 DATASETS: Registry = Registry("dataset", ("noisybench.datasets",), "noisybench.datasets")
 NOISES: Registry = Registry("noise", ("noisybench.noise",))
-MODELS: Registry = Registry("model", ("noisybench.archs",))
+MODELS: Registry = Registry("model", ("noisybench.archs", "noisybench.archs_cifar"))
 
 register_method = METHODS.register
 register_dataset = DATASETS.register

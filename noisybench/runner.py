@@ -14,6 +14,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -23,8 +24,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
+from noisybench.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 from noisybench.config import RunConfig
-from noisybench.store import ResultStore
+from noisybench.store import RESULT, ResultStore
 
 FINISHED = ("done", "failed")
 
@@ -62,36 +64,77 @@ def _git_commit() -> str | None:
         return None
 
 
-def execute_run(config: dict[str, Any] | RunConfig, out_dir: str | Path, retry_failed: bool = False) -> dict[str, Any]:
+def execute_run(
+    config: dict[str, Any] | RunConfig, out_dir: str | Path, retry_failed: bool = False,
+    claim: bool = True, raise_errors: bool = False,
+) -> dict[str, Any]:
     """Run one configuration into ``out_dir`` and return its final record.
 
     A finished run is returned as stored (a failed one is rerun only with ``retry_failed``).
-    Exceptions inside training become a ``failed`` record with the reason.
+    Exceptions inside training become a ``failed`` record with the reason (re-raised instead
+    with ``raise_errors``, for debugging). With ``claim`` (the default) the run is first claimed
+    atomically (:mod:`noisybench.claims`); when another live process holds it, nothing is
+    trained and the returned record, not stored, has status ``running`` and the holder.
     """
-    from noisybench.trainer import Trainer
-
     run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     store = ResultStore(out_dir)
     previous = store.result(run.run_id)
     if previous and (previous.get("status") == "done" or not retry_failed):
         return previous
+    if not claim:
+        return _train(run, store, None, raise_errors)
+    store.runs.mkdir(parents=True, exist_ok=True)
+    held = try_claim(out_dir, run.run_id)
+    if isinstance(held, ClaimInfo):
+        return _busy_record(run, held)
+    with held:
+        latest = store.result(run.run_id)  # finished by another process before we claimed?
+        if latest and (latest.get("status") == "done" or not retry_failed or latest != previous):
+            return latest
+        return _train(run, store, held, raise_errors)
+
+
+def _busy_record(run: RunConfig, holder: ClaimInfo) -> dict[str, Any]:
+    return {"run_id": run.run_id, "config": run.to_dict(), "status": "running",
+            "reason": f"claimed by {holder.describe()}", "holder": holder.holder}
+
+
+def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> dict[str, Any]:
+    from noisybench.trainer import Trainer
+
     folder = store.write_start(run.to_dict(), environment())
+    checkpoint = folder / "checkpoint.pt"
+    resumed = len(store.history(run.run_id)) if checkpoint.exists() else 0
     start = time.perf_counter()
-    record: dict[str, Any] = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname()}
+    record: dict[str, Any] = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname(),
+                              "pid": os.getpid(), "slurm_job": slurm_job_id(), "resumed_from_epoch": resumed}
+    delay = float(os.environ.get("NOISYBENCH_TEST_EPOCH_SLEEP", "0") or 0)
+
+    def on_epoch(history: list[dict[str, Any]]) -> None:
+        if claim is not None:
+            claim.check()
+        store.write_history(run.run_id, history)
+        if delay:  # test hook: widens the window in which tests interrupt a run; math unchanged
+            time.sleep(delay)
+
     try:
-        trainer = Trainer(run, checkpoint=folder / "checkpoint.pt",
-                          on_epoch=lambda history: store.write_history(run.run_id, history))
-        out = trainer.run()
+        out = Trainer(run, checkpoint=checkpoint, on_epoch=on_epoch).run()
         store.write_noise(run.run_id, out["noise"], out["noise_labels"])
         record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]))
+    except ClaimLostError as exc:  # another process owns the run now: leave the store to it
+        return {**record, "status": "running", "reason": str(exc)}
     except Exception as exc:  # recorded, never raised: the grid goes on
+        if raise_errors:
+            raise
         record.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
                       traceback=traceback.format_exc(limit=20))
     record["wall_time"] = time.perf_counter() - start
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if claim is not None and not claim.owned():
+        return {**record, "status": "running", "reason": "claim lost before the result was written"}
     store.write_result(record)
     if record["status"] == "done":
-        (folder / "checkpoint.pt").unlink(missing_ok=True)
+        checkpoint.unlink(missing_ok=True)
     return record
 
 
@@ -99,26 +142,43 @@ def _noise_brief(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "transition_counts"}
 
 
-def execute_runs(configs: list[dict[str, Any]], out_dir: str, retry_failed: bool = False) -> list[dict[str, Any]]:
+def execute_runs(configs: list[dict[str, Any]], out_dir: str, retry_failed: bool = False,
+                 raise_errors: bool = False) -> list[dict[str, Any]]:
     """Run several configurations in this process (one array task, one pool task)."""
-    return [execute_run(c, out_dir, retry_failed) for c in configs]
+    return [execute_run(c, out_dir, retry_failed, raise_errors=raise_errors) for c in configs]
 
 
 def pending_runs(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False) -> list[RunConfig]:
     """The runs without a final record (plus failed ones with ``retry_failed``)."""
     todo = []
     for run in runs:
-        status = store.status(run.run_id)
-        if status is None or (retry_failed and status == "failed"):
+        if not (store.run_dir(run.run_id) / RESULT).exists():  # a stat, not a parse: fast on big grids
+            todo.append(run)
+        elif retry_failed and store.status(run.run_id) == "failed":
             todo.append(run)
     return todo
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, driver: int | None = None) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
     torch.set_num_threads(threads)
+    if driver is not None:
+        threading.Thread(target=_exit_with_driver, args=(driver,), name="driver-watch", daemon=True).start()
+
+
+def _exit_with_driver(driver: int, interval: float = 1.0) -> None:
+    """Pool workers outlive a SIGKILLed driver (they are children of the forkserver): exit when
+    the driver is gone. A run in flight is resumed from its checkpoint by the next ``run``."""
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(driver, 0)
+        except ProcessLookupError:
+            os._exit(3)
+        except PermissionError:
+            pass
 
 
 ProgressFn = Callable[[dict[str, Any], int, int], None]
@@ -142,7 +202,8 @@ def run_local(
         return records
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["noisybench.trainer", "noisybench.methods", "noisybench.datasets"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+    init = {"initializer": _init_worker, "initargs": (threads, os.getpid())}
+    with ProcessPoolExecutor(workers, mp_context=context, **init) as pool:
         futures: list[Future] = [pool.submit(execute_run, r.to_dict(), str(out_dir), retry_failed) for r in runs]
         for future in as_completed(futures):
             records.append(future.result())
@@ -154,8 +215,8 @@ def run_local(
 class ProgressPrinter:
     """Prints ``[done/total] label status metric ETA`` lines to a stream."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
         self.start = time.perf_counter()
 
     def __call__(self, record: dict[str, Any], done: int, total: int) -> None:
@@ -164,6 +225,8 @@ class ProgressPrinter:
         run = RunConfig.from_dict(record["config"])
         if record["status"] == "done":
             detail = f"val-selected {record['metrics']['val_selected']:.2f}"
+        elif record["status"] == "running":
+            detail = f"skipped: {record.get('reason', '')}"
         else:
             detail = record.get("reason", "")[:120]
         width = len(str(total))

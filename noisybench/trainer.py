@@ -16,7 +16,7 @@ import math
 import resource
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from noisybench.method import Method, create_method
 from noisybench.metrics import final_metrics
 from noisybench.noise import NoiseRealization, parse_noise, realize_noise
 from noisybench.store import atomic_torch_save, safe_torch_load
+from noisybench.streaming import is_streamed, iter_batches
 
 
 @dataclass
@@ -65,6 +66,7 @@ class PreparedData:
     noise: NoiseRealization
     train_index: np.ndarray
     val_index: np.ndarray
+    extra_test: dict[str, tuple[Any, torch.Tensor]] = field(default_factory=dict)
 
 
 def _stream(*parts: object) -> np.random.SeedSequence:
@@ -86,8 +88,8 @@ def prepare_data(config: RunConfig, device: torch.device | str = "cpu") -> tuple
     train_idx, val_idx = stratified_holdout(noise.labels, val_fraction, rng)
     clean = torch.as_tensor(splits.y_train[train_idx]) if splits.clean_known else None
 
-    def to(t: Any) -> torch.Tensor:
-        return torch.as_tensor(t).to(device)
+    def to(t: Any) -> Any:  # streamed image lists stay on disk; tensors move to the device once
+        return t if is_streamed(t) else torch.as_tensor(t).to(device)
 
     data = PreparedData(
         x_train=to(splits.x_train[train_idx]), y_train=to(noise.labels[train_idx]),
@@ -95,6 +97,7 @@ def prepare_data(config: RunConfig, device: torch.device | str = "cpu") -> tuple
         x_val=to(splits.x_train[val_idx]), y_val=to(noise.labels[val_idx]),
         x_test=to(splits.x_test), y_test=to(splits.y_test), num_classes=dataset.num_classes,
         noise=noise, train_index=train_idx, val_index=val_idx,
+        extra_test={k: (to(x), to(y)) for k, (x, y) in splits.extra_test.items()},
     )
     return dataset, data
 
@@ -119,6 +122,9 @@ class TrainContext:
         self._device_generator = torch.Generator(device=device) if device.type != "cpu" else self.generator
         self._loss_sum = torch.zeros((), device=device)
         self._loss_count = 0
+        self._channels_last = train.channels_last and device.type == "cuda"
+        self._amp = train.amp and device.type == "cuda"
+        self._epoch_index: torch.Tensor | None = None
 
     @property
     def y_noisy(self) -> torch.Tensor:
@@ -142,32 +148,60 @@ class TrainContext:
         torch.manual_seed(seed)
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
+        subset = self.dataset.epoch_indices(self.data.y_train.cpu().numpy(), epoch,
+                                            np.random.default_rng(_stream("epoch-subset", self.seed, epoch)))
+        self._epoch_index = None if subset is None else torch.as_tensor(np.asarray(subset, dtype=np.int64))
+
+    @property
+    def epoch_indices(self) -> torch.Tensor:
+        """This epoch's training indices (CPU): all of them, or the dataset's per-epoch subset."""
+        return self._epoch_index if self._epoch_index is not None else torch.arange(self.num_train)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast on CUDA when the profile enables ``amp``; a no-op otherwise.
+
+        The networks' forward passes already run under it (see :func:`accelerate`); methods may
+        use it for other heavy tensor work.
+        """
+        if self._amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last and x.dim() == 4:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def augment(self, raw: torch.Tensor) -> torch.Tensor:
         """Network input of a fresh random view of stored-format ``raw`` (no augmentation
         when the profile disables it)."""
         if self.train.augment:
             raw = self.dataset.augment(raw, self._device_generator)
-        return self.dataset.preprocess(raw)
+        return self._input(self.dataset.preprocess(raw))
 
     def prepare(self, raw: torch.Tensor) -> torch.Tensor:
         """Network input of stored-format ``raw`` without augmentation (the test transform)."""
-        return self.dataset.preprocess(raw)
+        return self._input(self.dataset.preprocess(raw))
 
     def train_batches(
         self, batch_size: int | None = None, indices: torch.Tensor | None = None,
         shuffle: bool = True, augment: bool = True, drop_last: bool = False,
     ) -> Iterator[Batch]:
-        """Yield batches over ``indices`` (default: the whole training set) in a seeded order."""
+        """Yield batches over ``indices`` (default: the epoch's training indices) in a seeded order.
+
+        The default is the whole training set, or the subset the dataset draws for this epoch
+        (:meth:`noisybench.data.Dataset.epoch_indices`, e.g. Clothing1M's class-balanced draw).
+        Streamed datasets are decoded by DataLoader workers; batches look the same either way.
+        """
         bs = batch_size or self.batch_size
-        idx = torch.arange(self.num_train) if indices is None else indices.cpu()
+        idx = self.epoch_indices if indices is None else indices.cpu()
         if shuffle:
             idx = idx[torch.randperm(len(idx), generator=self.generator)]
-        idx = idx.to(self.device)
         stop = len(idx) - (len(idx) % bs if drop_last else 0)
-        for start in range(0, stop, bs):
-            b = idx[start : start + bs]
-            raw = self.data.x_train[b]
+        batches = [idx[start : start + bs] for start in range(0, stop, bs)]
+        raws = iter_batches(self.data.x_train, batches, self.device, self.train.num_workers)
+        for b, raw in zip(batches, raws):
+            b = b.to(self.device)
             yield Batch(self.augment(raw) if augment else self.prepare(raw), raw, self.data.y_train[b], b)
 
     def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
@@ -208,7 +242,11 @@ class TrainContext:
         bs = self.train.eval_batch_size
         if len(x) == 0:
             return torch.empty(0, self.num_classes, device=self.device)
-        return torch.cat([fn(self.prepare(x[i : i + bs])) for i in range(0, len(x), bs)])
+        if not is_streamed(x):
+            return torch.cat([fn(self.prepare(x[i : i + bs])) for i in range(0, len(x), bs)])
+        batches = [torch.arange(i, min(i + bs, len(x))) for i in range(0, len(x), bs)]
+        raws = iter_batches(x, batches, self.device, self.train.num_workers)
+        return torch.cat([fn(self.prepare(raw)) for raw in raws])
 
     def predict_train(self, net: nn.Module) -> torch.Tensor:
         """Logits of ``net`` on the whole un-augmented training set, in eval mode."""
@@ -242,6 +280,52 @@ def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.Optimizer
     )
 
 
+class _Bf16Forward:
+    """Forward hooks running a module under bf16 autocast and returning float32 outputs.
+
+    Only the networks' forward passes use bf16; losses, per-sample state and everything a
+    method does with the logits stay in float32.
+    """
+
+    def __init__(self, device_type: str) -> None:
+        self.device_type = device_type
+        self._active: list[torch.autocast] = []
+
+    def enter(self, module: nn.Module, args: Any) -> None:
+        cm = torch.autocast(self.device_type, dtype=torch.bfloat16)
+        cm.__enter__()
+        self._active.append(cm)
+
+    def leave(self, module: nn.Module, args: Any, output: Any) -> Any:
+        self._active.pop().__exit__(None, None, None)
+        return output.float() if isinstance(output, torch.Tensor) and output.is_floating_point() else output
+
+
+def accelerate(net: nn.Module, train: TrainConfig, device: torch.device, image_input: bool) -> None:
+    """The fast-path options a profile asks for, applied in place to ``net``.
+
+    On CUDA: channels_last memory format (image nets) and bf16 autocast of the forward pass
+    (``amp``). Anywhere: ``compile`` compiles the module's call in place (``nn.Module.compile``),
+    so state-dict keys and checkpoints are unchanged.
+    """
+    if train.channels_last and device.type == "cuda" and image_input:
+        net.to(memory_format=torch.channels_last)
+    if train.amp and device.type == "cuda":
+        hooks = _Bf16Forward(device.type)
+        net.register_forward_pre_hook(hooks.enter)
+        net.register_forward_hook(hooks.leave)
+    if train.compile:
+        net.compile()
+
+
+def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """Top-``k`` accuracy in percent (NaN on an empty set)."""
+    if len(labels) == 0:
+        return float("nan")
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return float((top == labels[:, None]).any(dim=1).float().mean()) * 100.0
+
+
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy in percent (NaN on an empty set)."""
     if len(labels) == 0:
@@ -271,6 +355,8 @@ class Trainer:
             create_model(arch, in_shape, dataset.num_classes, **self.train.arch_kwargs).to(self.device)
             for _ in range(method.num_networks)
         ]
+        for net in nets:
+            accelerate(net, self.train, self.device, len(in_shape) == 3)
         optimizers = [build_optimizer(n, self.train) for n in nets]
         ctx = TrainContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device)
         method.setup(ctx)
@@ -309,7 +395,15 @@ class Trainer:
         with ctx.eval_mode():
             predict = lambda x: method.predict(ctx, x)  # noqa: E731
             row["val_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_val), ctx.data.y_val)
-            row["test_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_test), ctx.data.y_test)
+            test_logits = ctx.logits_on(predict, ctx.data.x_test)
+            row["test_acc"] = accuracy(test_logits, ctx.data.y_test)
+            if ctx.dataset.report_top5:
+                row["test_top5"] = topk_accuracy(test_logits, ctx.data.y_test, 5)
+            for name, (x, y) in ctx.data.extra_test.items():  # e.g. WebVision's ILSVRC12 val
+                logits = ctx.logits_on(predict, x)
+                row[f"{name}_acc"] = accuracy(logits, y)
+                if ctx.dataset.report_top5:
+                    row[f"{name}_top5"] = topk_accuracy(logits, y, 5)
         ctx.last_val_acc = row["val_acc"]
         row.update(method.end_epoch(ctx, epoch))
         row["epoch_time"] = time.perf_counter() - start

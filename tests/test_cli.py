@@ -14,7 +14,6 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.results import load_results
-
 from tests.conftest import TINY_GRID
 
 

@@ -9,7 +9,6 @@ import pytest
 from noisybench.config import TrainConfig, load_grid, parse_grid
 from noisybench.errors import ConfigError, NoisybenchError, UnknownNameError
 from noisybench.plan import expand_grid
-
 from tests.conftest import TINY_GRID
 
 

@@ -67,7 +67,9 @@ def test_entry_point_plugins_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None
     module.FakeMethod = FakeMethod  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "nb_fake_plugin", module)
     ep = importlib.metadata.EntryPoint("fake-method", "nb_fake_plugin:FakeMethod", "noisybench.methods")
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [ep] if group == "noisybench.methods" else [])
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group=None: [ep] if group == "noisybench.methods" else []
+    )
     reg: Registry = Registry("method", entry_point_group="noisybench.methods")
     assert reg.get("fake-method") is FakeMethod
 

@@ -1,0 +1,246 @@
+"""CIFAR-10 and CIFAR-100 from torchvision's python pickles (methods.md §9.1), plus a synthetic
+CIFAR-shaped dataset for benchmarks.
+
+Images are kept as uint8 (N, 3, 32, 32); the trainer moves them to the device once, and
+:meth:`augment` (random crop with 4-pixel padding, horizontal flip) and :meth:`preprocess`
+(float, per-channel normalisation) run on whole batches there: the fast path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from noisybench.datasets._image_batch import Normalizer, random_crop, random_flip
+from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
+
+from noisybench.data import Dataset, DataSplits
+from noisybench.errors import ConfigError, DataError
+from noisybench.registry import register_dataset
+
+#: CIFAR-10 asymmetric map (methods.md §8.2): truck->automobile, bird->airplane, deer->horse, cat<->dog.
+CIFAR10_ASYM_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+#: CIFAR-100 ``asym``: blocks of 5 consecutive fine labels, i -> i+1 inside the block (methods.md §8.3).
+CIFAR100_BLOCK5_MAP = {i: (i // 5) * 5 + (i % 5 + 1) % 5 for i in range(100)}
+#: Coarse (super-class) id of fine classes 0..99 (methods.md §8.3; equals the pickle's coarse_labels).
+CIFAR100_COARSE = [int(v) for v in (
+    "4,1,14,8,0,6,7,7,18,3,3,14,9,18,7,11,3,9,7,11,6,11,5,10,7,6,13,15,3,15,0,11,1,10,12,14,16,9,11,5,5,19,8,8,15,13,14,"
+    "17,18,10,16,4,17,4,2,0,17,4,18,17,10,3,2,12,12,16,12,1,9,19,2,10,0,1,16,12,9,13,15,13,16,19,2,4,6,19,5,5,8,19,18,1,"
+    "2,15,6,0,17,8,14,13"
+).split(",")]
+
+
+def superclass_map(coarse: list[int]) -> dict[int, int]:
+    """``asym-superclass``: inside each coarse class, its sorted fine classes f_0..f_4 map f_j -> f_(j+1 mod 5)."""
+    mapping: dict[int, int] = {}
+    for group in sorted(set(coarse)):
+        fine = sorted(i for i, c in enumerate(coarse) if c == group)
+        mapping.update({f: fine[(j + 1) % len(fine)] for j, f in enumerate(fine)})
+    return mapping
+
+
+def _cifar_profiles(paper: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    fast = {"arch": "airbench", "epochs": 30, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+            "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "mean_last_k": 5}
+    return {"paper": {"batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "augment": True, **paper}, "fast": fast}
+
+
+class CifarBase(Dataset):
+    """Shared reader of the CIFAR python batches; subclasses name files, keys and checksums."""
+
+    folder: ClassVar[str] = ""
+    archive: ClassVar[str] = ""
+    train_files: ClassVar[tuple[tuple[str, str], ...]] = ()
+    test_files: ClassVar[tuple[tuple[str, str], ...]] = ()
+    meta_file: ClassVar[tuple[str, str]] = ("", "")
+    label_key: ClassVar[str] = "labels"
+    torchvision_class: ClassVar[str] = ""
+    mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
+    std: ClassVar[tuple[float, float, float]] = (0.25, 0.25, 0.25)
+    default_profile = "paper"
+    default_arch = "resnet34"
+    val_fraction = 0.1
+    params: ClassVar[dict[str, Any]] = {"download": False}
+
+    def __init__(self, root: str | Path | None = None, **params: Any) -> None:
+        super().__init__(root, **params)
+        self._normalize = Normalizer(self.mean, self.std)
+
+    def data_dir(self) -> Path:
+        """The folder holding the batches: ``<root>/<folder>`` (or ``root`` itself if it is that folder)."""
+        if self.root is None:
+            raise DataError(f"dataset {self.name!r} needs a data root: set [data] root in the grid or pass "
+                            f"--data-dir DIR, where DIR holds {self.folder}/\n{self.layout_help()}")
+        return self.root if self.root.name == self.folder else self.root / self.folder
+
+    def layout_help(self) -> str:
+        """The expected files, and where to get them."""
+        files = ", ".join(n for n, _ in (*self.train_files, *self.test_files, self.meta_file))
+        return (f"expected layout: <root>/{self.folder}/{{{files}}}, as unpacked from {self.archive} "
+                f"(https://www.cs.toronto.edu/~kriz/cifar.html, or torchvision.datasets.{self.torchvision_class}"
+                f"(root, download=True); or set [datasets.{self.name}] download = true when online)")
+
+    def missing_files(self) -> list[str]:
+        """Names of expected files that are absent."""
+        folder = self.data_dir()
+        return [n for n, _ in (*self.train_files, *self.test_files, self.meta_file) if not (folder / n).is_file()]
+
+    def load(self) -> DataSplits:
+        missing = self.missing_files()
+        if missing and self.config.get("download"):
+            self._download()
+            missing = self.missing_files()
+        if missing:
+            raise DataError(
+                f"dataset {self.name!r}: {self.data_dir()} lacks {', '.join(missing)}.\n{self.layout_help()}"
+            )
+        x_train, y_train, extra = self._read(self.train_files)
+        x_test, y_test, _ = self._read(self.test_files)
+        self.train_extra = extra
+        return DataSplits(x_train, y_train, x_test, y_test)
+
+    def _download(self) -> None:
+        import torchvision
+
+        assert self.root is not None
+        if not self.torchvision_class:
+            raise DataError(f"dataset {self.name!r} cannot be downloaded")
+        try:  # torchvision verifies the archive's md5 and unpacks it into root
+            builder = getattr(torchvision.datasets, self.torchvision_class)
+            builder(str(self.data_dir().parent), train=True, download=True)
+        except (OSError, RuntimeError) as exc:
+            raise DataError(f"dataset {self.name!r}: download failed ({exc}); are you online?\n"
+                            f"{self.layout_help()}") from None
+
+    def _read(self, files: tuple[tuple[str, str], ...]) -> tuple[torch.Tensor, np.ndarray, dict[str, np.ndarray]]:
+        images, labels, coarse = [], [], []
+        for name, md5 in files:
+            path = self.data_dir() / name
+            verify_checksum(path, md5)
+            batch = load_cifar_pickle(path)
+            data, y = np.asarray(batch.get("data")), batch.get(self.label_key)
+            if data.ndim != 2 or data.shape[1] != 3072 or data.dtype != np.uint8 or y is None:
+                raise DataError(f"{path}: expected 'data' uint8 (N, 3072) and '{self.label_key}'; "
+                                f"found data {data.dtype} {data.shape}. Re-extract {self.archive}")
+            if len(y) != len(data):
+                raise DataError(f"{path}: {len(y)} labels for {len(data)} images; the label list must match "
+                                f"the images one to one. Re-extract {self.archive}")
+            images.append(data.reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(y, dtype=np.int64))
+            coarse.append(np.asarray(batch.get("coarse_labels", []), dtype=np.int64))
+        y_all = np.concatenate(labels)
+        if y_all.min(initial=0) < 0 or y_all.max(initial=0) >= self.num_classes:
+            raise DataError(f"{self.data_dir()}: labels outside 0..{self.num_classes - 1}; wrong dataset folder?")
+        return torch.from_numpy(np.concatenate(images)), y_all, {"coarse_labels": np.concatenate(coarse)}
+
+    def class_names(self) -> list[str]:
+        """Class names from the meta file."""
+        meta = load_cifar_pickle(self.data_dir() / self.meta_file[0])
+        key = "label_names" if "label_names" in meta else "fine_label_names"
+        return [str(n) for n in meta.get(key, [])]
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random 32x32 crop of the 4-pixel zero-padded image, then a random horizontal flip."""
+        return random_flip(random_crop(x, 32, 4, generator), generator)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 -> float32, normalised with the dataset's channel mean and std."""
+        return self._normalize(x)
+
+
+@register_dataset("cifar10")
+class CIFAR10(CifarBase):
+    """CIFAR-10 (50,000 train / 10,000 test, 10 classes) from ``cifar-10-batches-py``."""
+
+    num_classes = 10
+    folder = "cifar-10-batches-py"
+    archive = "cifar-10-python.tar.gz"
+    torchvision_class = "CIFAR10"
+    train_files = (("data_batch_1", "c99cafc152244af753f735de768cd75f"),
+                   ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
+                   ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
+                   ("data_batch_4", "634d18415352ddfa80567beed471001a"),
+                   ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"))
+    test_files = (("test_batch", "40351d587109b95175f43aff81a1287e"),)
+    meta_file = ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888")
+    mean = (0.4914, 0.4822, 0.4465)
+    std = (0.2023, 0.1994, 0.2010)
+    asym_maps = {"default": CIFAR10_ASYM_MAP}
+    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
+                                "schedule": "step", "milestones": [40, 80], "gamma": 0.01})
+
+
+@register_dataset("cifar100")
+class CIFAR100(CifarBase):
+    """CIFAR-100 (50,000 / 10,000, 100 fine classes) from ``cifar-100-python``.
+
+    ``asym`` is the papers' block-of-5 map; ``asym-superclass`` flips within true coarse classes.
+    """
+
+    num_classes = 100
+    folder = "cifar-100-python"
+    archive = "cifar-100-python.tar.gz"
+    torchvision_class = "CIFAR100"
+    train_files = (("train", "16019d7e3df5f24257cddd939b257f8d"),)
+    test_files = (("test", "f0ef6b0ae62326f3e7ffdfab6717acfc"),)
+    meta_file = ("meta", "7973b15100ade9c7d40fb424638fde48")
+    label_key = "fine_labels"
+    mean = (0.5071, 0.4867, 0.4408)
+    std = (0.2675, 0.2565, 0.2761)
+    asym_maps = {"default": CIFAR100_BLOCK5_MAP, "superclass": superclass_map(CIFAR100_COARSE)}
+    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 150, "lr": 0.02, "weight_decay": 1e-3,
+                                "schedule": "step", "milestones": [80, 120], "gamma": 0.01})
+
+    def load(self) -> DataSplits:
+        splits = super().load()
+        coarse = self.train_extra["coarse_labels"]
+        if len(coarse) == len(splits.y_train):
+            pairs = np.unique(np.stack([splits.y_train, coarse]), axis=1)
+            if not np.array_equal(np.asarray(CIFAR100_COARSE)[pairs[0]], pairs[1]):
+                raise DataError(f"{self.data_dir()}: coarse_labels disagree with the CIFAR-100 super-classes; "
+                                "asym-superclass would be wrong. Re-extract cifar-100-python.tar.gz")
+        return splits
+
+
+@register_dataset("cifar-synthetic")
+class CifarSynthetic(CifarBase):
+    """Random CIFAR-shaped uint8 images with a learnable class signal (benchmarks, tests; no files).
+
+    Each class has a smooth random template (a random 3x3 colour grid, bilinearly upsampled to
+    32x32, so crops and flips keep most of it); an image is a mix of its template and uniform noise.
+    """
+
+    num_classes = 10
+    mean = (0.5, 0.5, 0.5)
+    std = (0.25, 0.25, 0.25)
+    asym_maps = {"default": CIFAR10_ASYM_MAP}
+    params = {"n_train": 5000, "n_test": 1000, "classes": 10, "signal": 0.5, "seed": 0}
+    profiles = {**_cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
+                                   "schedule": "step", "milestones": [40, 80], "gamma": 0.01}),
+                "cpu": {"arch": "airbench", "arch_kwargs": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 128,
+                        "lr": 0.05, "nesterov": True, "schedule": "cosine", "mean_last_k": 1}}
+
+    def __init__(self, root: str | Path | None = None, **params: Any) -> None:
+        super().__init__(root, **params)
+        self.num_classes = int(self.config["classes"])  # type: ignore[misc]
+        if self.num_classes < 2 or int(self.config["n_train"]) < self.num_classes:
+            raise ConfigError("cifar-synthetic: need classes >= 2 and n_train >= classes")
+
+    def load(self) -> DataSplits:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(int(cfg["seed"]))
+        coarse = torch.rand(self.num_classes, 3, 3, 3, generator=gen)
+        templates = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=True)
+
+        def make(n: int) -> tuple[torch.Tensor, np.ndarray]:
+            y = torch.arange(n) % self.num_classes
+            y = y[torch.randperm(n, generator=gen)]
+            a = float(cfg["signal"])
+            x = a * templates[y] + (1 - a) * torch.rand(n, 3, 32, 32, generator=gen)
+            return (x * 255).round().clamp(0, 255).to(torch.uint8), y.numpy().astype(np.int64)
+
+        x_tr, y_tr = make(int(cfg["n_train"]))
+        x_te, y_te = make(int(cfg["n_test"]))
+        return DataSplits(x_tr, y_tr, x_te, y_te)

@@ -1,0 +1,206 @@
+"""ALR: adaptive label refinement, **the suite's reconstruction** (``methods.md`` §7.2).
+
+The ALR paper (Zhang et al., arXiv 2502.00386, 2025) publishes no code, and its method section
+has not been checked. What this file implements is our reading of the abstract: "SELC plus
+entropy minimisation on the predictions". Its exact coefficients (E_w, m, lambda_H and every
+variant below) are **our reconstruction, not the paper's values**; every value is tagged
+``suite``.
+
+Algorithm. Soft labels T (N x C) start one-hot at the observed labels.
+
+* Epochs e < E_w (``warmup_end``): plain cross-entropy on the observed labels.
+* Epochs e >= E_w, every iteration, for the batch rows I: t_i <- m t_i + (1 - m) sg(p_i) (train
+  mode forward on the augmented view, no clamp, before the loss; SELC), then
+  L = mean CE(t_i, p_i) + lambda_H(e) mean [mask_i H(p_i)].
+
+Options (grid keys under ``[methods.alr]``):
+
+* ``entropy_on = "pred"`` (default): the entropy term acts on the predictions, sharpening the
+  confident ones that feed the EMA. ``"targets"`` (variant C): no entropy loss; after each EMA
+  step, rows whose max t_ic >= ``entropy_threshold`` (all rows when it is null) become
+  sharpen(t_i, ``sharpen_T``).
+* ``entropy_threshold`` (variant B, default null): with ``"pred"``, the entropy term counts only
+  rows whose refined target is confident, max_c t_ic >= threshold (mask_i above).
+* ``entropy_ramp`` (variant D, default 0): lambda_H grows linearly from 0 at E_w to its full
+  value at E_w + ramp epochs; 0 means no ramp.
+* ``ema_granularity = "iteration"`` (default, SELC) or ``"epoch"``: refresh T once at the start
+  of each epoch >= E_w from an eval pass without augmentation.
+
+Sanity properties (unit-tested): lambda_H = 0 is SELC's plain EMA refinement; E_w >= epochs is
+CE; m = 1 with lambda_H = 0 keeps T one-hot, i.e. CE.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from noisybench.methods._common import (
+    CIFAR,
+    CIFAR_N,
+    is_asymmetric,
+    nearest_rate,
+    refined_target_stats,
+    scaled_epochs,
+    sharpen,
+)
+
+from noisybench.config import Setting
+from noisybench.errors import ConfigError
+from noisybench.method import HParam, Method
+from noisybench.registry import register_method
+
+if TYPE_CHECKING:
+    from noisybench.trainer import Batch, TrainContext
+
+#: SELC's official ``es`` (methods.md §7.3), adopted for ALR as a suite convention.
+SELC_ES = {
+    "cifar10": {"sym": {0.2: 40, 0.4: 30, 0.6: 30, 0.8: 40}, "asym": {0.4: 40}},
+    "cifar100": {"sym": {0.2: 30, 0.4: 20, 0.6: 30, 0.8: 40}, "asym": {0.4: 20}},
+}
+#: E_w as a share of the run's epochs for datasets SELC never ran (SELC: 30-40 of 200 epochs, before the first lr drop).
+WARMUP_FRACTION = 0.2
+
+
+def alr_update_targets(targets: torch.Tensor, probs: torch.Tensor, momentum: float) -> torch.Tensor:
+    """SELC's EMA step t <- m t + (1 - m) sg(p) (no clamp, no renormalisation).
+
+    Parameters
+    ----------
+    targets
+        Current soft labels of the batch rows (B, C).
+    probs
+        Softmax outputs of the batch (B, C); detached here.
+    momentum
+        EMA momentum m; m = 1 keeps the targets.
+
+    Returns
+    -------
+    torch.Tensor
+        The new soft labels (B, C).
+    """
+    return torch.lerp(probs.detach(), targets, momentum)
+
+
+def alr_loss(
+    logits: torch.Tensor, targets: torch.Tensor, lambda_h: float, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """mean_i CE(t_i, p_i) + lambda_H mean_i [mask_i H(p_i)].
+
+    Parameters
+    ----------
+    logits
+        Network outputs (B, C).
+    targets
+        Refined soft labels (B, C), treated as constants.
+    lambda_h
+        Entropy weight.
+    mask
+        Optional boolean (B,): rows the entropy term applies to (the mean still divides by B).
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss.
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    loss = -torch.linalg.vecdot(targets.detach(), log_p).mean()
+    if lambda_h == 0:
+        return loss
+    ent = -(log_p.exp() * log_p).sum(dim=1)
+    if mask is not None:
+        ent = ent * mask.to(ent.dtype)
+    return loss + lambda_h * ent.mean()
+
+
+def entropy_weight(lambda_h: float, epoch: int, warmup_end: int, ramp: int) -> float:
+    """lambda_H at ``epoch``: linear from 0 at E_w to full at E_w + ramp (no ramp when 0)."""
+    if ramp <= 0:
+        return lambda_h
+    return lambda_h * min(1.0, max(0.0, (epoch - warmup_end) / ramp))
+
+
+@register_method("alr")
+class ALR(Method):
+    """Adaptive label refinement (suite reconstruction): SELC EMA soft labels plus entropy minimisation."""
+
+    hparams = {
+        "warmup_end": 10, "momentum": 0.9, "lambda_h": 0.1, "entropy_on": "pred",
+        "entropy_threshold": None, "entropy_ramp": 0, "ema_granularity": "iteration", "sharpen_T": 0.5,
+    }
+
+    @classmethod
+    def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
+        values = {k: HParam(v, "suite") for k, v in cls.hparams.items()}
+        kind = "asym" if is_asymmetric(setting) else "sym"
+        if setting.dataset in CIFAR:
+            warmup, _ = nearest_rate(setting.noise_rate, SELC_ES[setting.dataset][kind])
+        elif setting.dataset in CIFAR_N:
+            warmup = 40 if setting.dataset == "cifar10n" else 30  # methods.md §7.3, CIFAR-N row
+        else:
+            warmup = scaled_epochs(WARMUP_FRACTION, setting.epochs)
+        values["warmup_end"] = HParam(int(warmup), "suite")  # type: ignore[arg-type]
+        return values
+
+    @classmethod
+    def check_hparams(cls, values: dict[str, Any]) -> None:
+        checks = [
+            (isinstance(values["warmup_end"], int) and values["warmup_end"] >= 0, "warmup_end must be an integer >= 0"),
+            (0 <= values["momentum"] <= 1, "momentum must be in [0, 1]"),
+            (values["lambda_h"] >= 0, "lambda_h must be >= 0"),
+            (values["entropy_on"] in ("pred", "targets"), "entropy_on must be 'pred' or 'targets'"),
+            (values["entropy_threshold"] is None or values["entropy_threshold"] >= 0,
+             "entropy_threshold must be null or a number >= 0"),
+            (isinstance(values["entropy_ramp"], int) and values["entropy_ramp"] >= 0,
+             "entropy_ramp must be an integer >= 0 (epochs)"),
+            (values["ema_granularity"] in ("iteration", "epoch"), "ema_granularity must be 'iteration' or 'epoch'"),
+            (values["sharpen_T"] > 0, "sharpen_T must be > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"[methods.alr] {message}")
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.targets = F.one_hot(ctx.y_noisy, ctx.num_classes).float()
+
+    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        if epoch >= self.hp["warmup_end"] and self.hp["ema_granularity"] == "epoch":
+            probs = F.softmax(ctx.predict_train(ctx.nets[0]), dim=1)
+            self.targets = self._refine(self.targets, probs)
+        return super().train_epoch(ctx, epoch)
+
+    def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
+        logits = ctx.nets[0](batch.x)
+        if epoch < self.hp["warmup_end"]:
+            return F.cross_entropy(logits, batch.y)
+        targets = self.targets[batch.index]
+        if self.hp["ema_granularity"] == "iteration":
+            targets = self._refine(targets, F.softmax(logits, dim=1))
+            self.targets[batch.index] = targets
+        if self.hp["entropy_on"] == "targets":
+            return alr_loss(logits, targets, 0.0)
+        weight = entropy_weight(self.hp["lambda_h"], epoch, self.hp["warmup_end"], self.hp["entropy_ramp"])
+        return alr_loss(logits, targets, weight, self._confident(targets))
+
+    def _refine(self, targets: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """EMA step, then (targets variant) sharpen the confident rows."""
+        new = alr_update_targets(targets, probs, self.hp["momentum"])
+        if self.hp["entropy_on"] == "targets":
+            mask = self._confident(new)
+            sharp = sharpen(new, self.hp["sharpen_T"])
+            new = torch.where(mask[:, None], sharp, new) if mask is not None else sharp
+        return new
+
+    def _confident(self, targets: torch.Tensor) -> torch.Tensor | None:
+        threshold = self.hp["entropy_threshold"]
+        return None if threshold is None else targets.max(dim=1).values >= threshold
+
+    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        return refined_target_stats(self.targets, ctx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"targets": self.targets}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.targets = state["targets"].to(self.targets.device)

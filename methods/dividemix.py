@@ -1,0 +1,304 @@
+"""DivideMix (Li, Socher & Hoi, ICLR 2020; ``methods.md`` §6), as in the official ``Train_cifar.py``.
+
+Two networks. **Warm-up** (epochs 0..W-1): each network trains on all data with batch 2b on
+CE, minus the mean prediction entropy under asymmetric noise (the confidence penalty). **Every
+later epoch:** each network computes per-sample CE losses on the un-augmented training set (eval
+mode), min-max normalises them (mean of the last 5 epochs' vectors at 90 % noise), and fits a
+two-component GMM whose low-mean posterior is the clean probability w. Each network then trains
+on the **other** network's division: X = {w > tau} (keeping w), U = the rest. Each step takes b
+labelled and b unlabelled samples with two augmentations each: co-refinement of the labels
+(w e_y + (1 - w) mean prediction, sharpened with T), co-guessing of U (mean of both networks'
+predictions on both views, sharpened), MixMatch with lambda' = max(lambda, 1 - lambda),
+lambda ~ Beta(alpha, alpha), and L = L_x + lambda_u r(t) L_u + L_reg, where L_u is a squared error
+averaged over rows and classes, r(t) = clip((epoch + iter/num_iter - W) / rampup, 0, 1) and
+L_reg = KL(uniform || mean prediction). The test prediction sums both networks' logits.
+
+Suite choices (``a`` in the spec): the GMM gets a ``random_state`` drawn from the run's
+per-epoch stream; batches of fewer than two samples are skipped (batch norm needs two); when
+fewer than two samples pass the threshold, the two with the highest w form X; when U has fewer
+than two samples, U is drawn from the whole training set. Epoch-based values (W, rampup) scale
+with the run's epochs on datasets the paper never ran.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from noisybench.methods._common import (
+    CIFAR,
+    CIFAR_N,
+    cifar_base,
+    entropy_from_logits,
+    is_asymmetric,
+    is_symmetric,
+    nearest_rate,
+    scaled_epochs,
+    sharpen,
+    soft_cross_entropy,
+)
+
+from noisybench.config import Setting
+from noisybench.errors import ConfigError
+from noisybench.method import HParam, Method
+from noisybench.registry import register_method
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from noisybench.trainer import TrainContext
+
+#: lambda_u per (dataset, kind, rate), paper Appendix B (methods.md §6.2).
+LAMBDA_U = {
+    ("cifar10", "sym"): {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0},
+    ("cifar10", "asym"): {0.4: 0.0},
+    ("cifar100", "sym"): {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0},
+}
+#: Share of the run's epochs for W and the lambda_u ramp on datasets the paper never ran.
+WARMUP_FRACTION = 0.25
+RAMPUP_FRACTION = 0.1
+
+
+def linear_rampup(progress: float, warmup: int, rampup: int) -> float:
+    """r(t) = clip((progress - W) / rampup, 0, 1), with ``progress`` = epoch + iter / num_iter."""
+    if rampup <= 0:
+        return 1.0 if progress >= warmup else 0.0
+    return float(np.clip((progress - warmup) / rampup, 0.0, 1.0))
+
+
+def normalize_losses(losses: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise per-sample losses to [0, 1] (all zeros when they are constant)."""
+    span = losses.max() - losses.min()
+    if float(span) <= 0:
+        return torch.zeros_like(losses)
+    return (losses - losses.min()) / span
+
+
+def gmm_clean_probability(losses: np.ndarray, random_state: int) -> np.ndarray:
+    """Posterior of the low-mean component of a two-component GMM fitted to ``losses``.
+
+    Settings as in the reference: ``n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4``,
+    otherwise scikit-learn's defaults; ``random_state`` is the suite's addition.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
+    column = np.asarray(losses, dtype=np.float64).reshape(-1, 1)
+    if len(column) < 2 or np.ptp(column) == 0:
+        return np.ones(len(column))
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=random_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gmm.fit(column)
+    return gmm.predict_proba(column)[:, int(gmm.means_.argmin())]
+
+
+def mixmatch_loss(
+    logits: torch.Tensor, mixed_targets: torch.Tensor, num_labelled: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DivideMix's three terms on one mixed batch whose first ``num_labelled`` rows come from X.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``L_x`` (mean soft CE of the labelled rows), ``L_u`` (mean over the unlabelled rows
+        **and** the classes of the squared error of the probabilities) and ``L_reg``
+        (sum_c pi_c log(pi_c / pbar_c), pi uniform, pbar the mean prediction of all rows).
+    """
+    probs = F.softmax(logits, dim=1)
+    loss_x = soft_cross_entropy(logits[:num_labelled], mixed_targets[:num_labelled]).mean()
+    loss_u = ((probs[num_labelled:] - mixed_targets[num_labelled:]) ** 2).mean()
+    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device)
+    loss_reg = (prior * torch.log(prior / probs.mean(dim=0))).sum()
+    return loss_x, loss_u, loss_reg
+
+
+def _lambda_u(setting: Setting) -> HParam:
+    if setting.dataset in CIFAR_N:  # CIFAR-10N aggre/rand: 0 (worst: 25, set it in the grid); CIFAR-100N: 150
+        return HParam(0.0 if setting.dataset == "cifar10n" else 150.0, "suite")
+    kind = "asym" if is_asymmetric(setting) else "sym"
+    if setting.dataset == "cifar100" and kind == "asym":
+        return HParam(150.0, "suite")  # not run by the authors (methods.md §6.2)
+    table = LAMBDA_U[("cifar100" if setting.dataset == "cifar100" else "cifar10", kind)]
+    value, exact = nearest_rate(setting.noise_rate, table)
+    published = setting.dataset in CIFAR and exact and (is_symmetric(setting) or is_asymmetric(setting))
+    return HParam(value, "paper" if published else "suite")
+
+
+@register_method("dividemix")
+class DivideMix(Method):
+    """Two networks, GMM co-divide, co-refinement, co-guessing and MixMatch."""
+
+    num_networks = 2
+    hparams = {
+        "warmup": 10, "rampup": 16, "lambda_u": 25.0, "p_threshold": 0.5, "T": 0.5, "alpha": 4.0,
+        "batch_size": None, "conf_penalty": False, "loss_history": 1,
+    }
+
+    @classmethod
+    def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
+        cifar = setting.dataset in CIFAR
+        base = cifar_base(setting.dataset)
+        high = (setting.noise_rate or 0.0) >= 0.9 and is_symmetric(setting)
+        if base is not None:
+            source = "paper-default" if cifar else "suite"
+            warmup = HParam(30 if base == "cifar100" else 10, source)
+            rampup = HParam(16, source)
+        else:
+            warmup = HParam(scaled_epochs(WARMUP_FRACTION, setting.epochs), "suite")
+            rampup = HParam(scaled_epochs(RAMPUP_FRACTION, setting.epochs), "suite")
+        return {
+            "warmup": warmup, "rampup": rampup, "lambda_u": _lambda_u(setting),
+            "p_threshold": HParam(0.6 if high else 0.5, "paper" if cifar else "paper-default"),
+            "T": HParam(0.5, "paper-default"), "alpha": HParam(4.0, "paper-default"),
+            "batch_size": HParam(64, "paper-default" if cifar else "suite") if base else HParam(None, "suite"),
+            "conf_penalty": HParam(not is_symmetric(setting), "paper-default"),
+            "loss_history": HParam(5 if high else 1, "paper-default"),
+        }
+
+    @classmethod
+    def check_hparams(cls, values: dict[str, Any]) -> None:
+        checks = [
+            (isinstance(values["warmup"], int) and values["warmup"] >= 0, "warmup must be an integer >= 0 (epochs)"),
+            (values["rampup"] >= 0, "rampup must be >= 0 (epochs)"),
+            (values["lambda_u"] >= 0, "lambda_u must be >= 0"),
+            (0 <= values["p_threshold"] <= 1, "p_threshold must be in [0, 1]"),
+            (values["T"] > 0, "T must be > 0"),
+            (values["alpha"] > 0, "alpha must be > 0"),
+            (values["batch_size"] is None or (isinstance(values["batch_size"], int) and values["batch_size"] >= 2),
+             "batch_size must be null (half the profile's batch size) or an integer >= 2"),
+            (isinstance(values["loss_history"], int) and values["loss_history"] >= 1,
+             "loss_history must be an integer >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"[methods.dividemix] {message}")
+
+    # ---------------------------------------------------------------- training
+    def setup(self, ctx: TrainContext) -> None:
+        self.b = int(self.hp["batch_size"] or max(2, ctx.batch_size // 2))
+        self.loss_hist: list[torch.Tensor] = [torch.zeros(0, ctx.num_train, device=ctx.device) for _ in range(2)]
+        self.selected: list[torch.Tensor] | None = None
+
+    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        self._sums = torch.zeros(3, device=ctx.device)
+        self._steps = 0
+        if epoch < self.hp["warmup"]:
+            self.selected = None
+            for k in range(2):
+                self._warmup(ctx, k)
+            return {"train_loss": ctx.mean_loss()}
+        clean_prob = [self._clean_probability(ctx, k) for k in range(2)]
+        self.selected = [p > self.hp["p_threshold"] for p in clean_prob]
+        for k in range(2):
+            self._train_net(ctx, epoch, k, clean_prob[1 - k])
+        means = (self._sums / max(1, self._steps)).tolist()
+        return {"train_loss": ctx.mean_loss(), "loss_x": means[0], "loss_u": means[1], "lambda_u_eff": means[2]}
+
+    def _warmup(self, ctx: TrainContext, k: int) -> None:
+        net = ctx.nets[k]
+        for batch in ctx.train_batches(2 * self.b):
+            if len(batch.index) < 2:
+                continue
+            logits = net(batch.x)
+            loss = F.cross_entropy(logits, batch.y)
+            if self.hp["conf_penalty"]:
+                loss = loss - entropy_from_logits(logits).mean()
+            ctx.optimize(loss, which=[k])
+
+    def _clean_probability(self, ctx: TrainContext, k: int) -> torch.Tensor:
+        """GMM clean probability of every training sample under network ``k``."""
+        losses = F.cross_entropy(ctx.predict_train(ctx.nets[k]), ctx.y_noisy, reduction="none")
+        hist = torch.cat([self.loss_hist[k], normalize_losses(losses)[None]])[-self.hp["loss_history"]:]
+        self.loss_hist[k] = hist
+        seed = int(ctx.rng.integers(2**31 - 1))
+        prob = gmm_clean_probability(hist.mean(dim=0).cpu().numpy(), seed)
+        return torch.as_tensor(prob, dtype=torch.float32, device=ctx.device)
+
+    def _split(self, ctx: TrainContext, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Co-divide: labelled X = {w > tau}, unlabelled U = the rest (with the fallbacks above)."""
+        mask = w > self.hp["p_threshold"]
+        labelled = torch.nonzero(mask).squeeze(1)
+        if len(labelled) < 2:
+            labelled = torch.topk(w, min(2, len(w))).indices
+            mask = torch.zeros_like(mask)
+            mask[labelled] = True
+        unlabelled = torch.nonzero(~mask).squeeze(1)
+        if len(unlabelled) < 2:
+            unlabelled = torch.arange(ctx.num_train, device=w.device)
+        return labelled, unlabelled
+
+    def _cycle(self, ctx: TrainContext, indices: torch.Tensor) -> Iterator[torch.Tensor]:
+        """Endless shuffled batches of ``indices`` (full batches when there are enough samples)."""
+        size = min(self.b, len(indices))
+        while True:
+            for batch in ctx.train_batches(size, indices=indices, augment=False, drop_last=True):
+                yield batch.raw
+
+    def _train_net(self, ctx: TrainContext, epoch: int, k: int, w: torch.Tensor) -> None:
+        net, other = ctx.nets[k], ctx.nets[1 - k]
+        labelled, unlabelled = self._split(ctx, w)
+        num_iter = len(labelled) // self.b + 1
+        u_stream = self._cycle(ctx, unlabelled)
+        other.eval()
+        try:
+            for it, batch in enumerate(ctx.train_batches(self.b, indices=labelled, augment=False)):
+                if len(batch.index) < 2:
+                    continue
+                ramp = linear_rampup(epoch + it / num_iter, self.hp["warmup"], self.hp["rampup"])
+                loss = self._step(ctx, net, other, batch.raw, batch.y, w[batch.index], next(u_stream), ramp)
+                ctx.optimize(loss, which=[k])
+        finally:
+            other.train()
+
+    def _step(
+        self, ctx: TrainContext, net: nn.Module, other: nn.Module, x_raw: torch.Tensor, y: torch.Tensor,
+        w: torch.Tensor, u_raw: torch.Tensor, ramp: float,
+    ) -> torch.Tensor:
+        """One DivideMix step: co-guessing, co-refinement, MixMatch and the three losses."""
+        x1, x2, u1, u2 = ctx.augment(x_raw), ctx.augment(x_raw), ctx.augment(u_raw), ctx.augment(u_raw)
+        temperature = self.hp["T"]
+        with torch.no_grad():
+            guesses = [F.softmax(f(u), dim=1) for f in (net, other) for u in (u1, u2)]
+            targets_u = sharpen(sum(guesses) / 4, temperature)
+            p_x = (F.softmax(net(x1), dim=1) + F.softmax(net(x2), dim=1)) / 2
+            w = w[:, None]
+            targets_x = sharpen(w * F.one_hot(y, ctx.num_classes).float() + (1 - w) * p_x, temperature)
+        lam = float(ctx.rng.beta(self.hp["alpha"], self.hp["alpha"]))
+        lam = max(lam, 1 - lam)
+        inputs = torch.cat([x1, x2, u1, u2])
+        targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
+        perm = torch.randperm(len(inputs), generator=ctx.generator).to(inputs.device)
+        logits = net(lam * inputs + (1 - lam) * inputs[perm])
+        mixed = lam * targets + (1 - lam) * targets[perm]
+        loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed, 2 * len(x_raw))
+        weight = self.hp["lambda_u"] * ramp
+        self._sums += torch.stack([loss_x.detach(), loss_u.detach(), torch.tensor(weight, device=ctx.device)])
+        self._steps += 1
+        return loss_x + weight * loss_u + loss_reg
+
+    # ---------------------------------------------------------------- evaluation and state
+    def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
+        return ctx.nets[0](x) + ctx.nets[1](x)
+
+    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        clean = ctx.y_clean_for_diagnostics
+        selected = self.selected or [torch.ones(ctx.num_train, dtype=torch.bool, device=ctx.device)] * 2
+        pooled = torch.cat(selected)
+        stats = {"selected_frac": float(pooled.float().mean())}
+        if clean is not None:
+            truly_clean = (ctx.y_noisy == clean).repeat(2)
+            tp = float((pooled & truly_clean).sum())
+            stats["select_precision"] = tp / max(1.0, float(pooled.sum()))
+            stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))
+        return stats
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss_hist_0": self.loss_hist[0], "loss_hist_1": self.loss_hist[1]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_hist = [state[f"loss_hist_{k}"] for k in range(2)]

@@ -1,0 +1,131 @@
+"""ELR: early-learning regularization (Liu et al., NeurIPS 2020; ``methods.md`` §5.1).
+
+One network. A per-sample target buffer T (N x C) starts at **zero**. For every batch, from the
+first iteration: clamp the predictions to [1e-4, 1 - 1e-4], update the targets by an EMA
+t_i <- beta t_i + (1 - beta) p_hat_i / sum(p_hat_i) (no gradient, before the loss), then
+L = mean CE(e_y, p) + lambda mean log(1 - <t_i, p_hat_i>), where CE uses the raw logits and the
+regulariser the clamped probabilities with gradient.
+
+Hyperparameters (``beta``, ``lam``): CIFAR values from the official configs (``paper``); every
+other dataset reuses the CIFAR-10 values of the same noise type (``suite``). ELR has no
+epoch-based hyperparameter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from noisybench.methods._common import CIFAR, cifar_base, is_asymmetric, is_symmetric, refined_target_stats
+
+from noisybench.config import Setting
+from noisybench.errors import ConfigError
+from noisybench.method import HParam, Method
+from noisybench.registry import register_method
+
+if TYPE_CHECKING:
+    from noisybench.trainer import Batch, TrainContext
+
+CLAMP = 1e-4
+
+
+def elr_update_targets(targets: torch.Tensor, probs: torch.Tensor, beta: float) -> torch.Tensor:
+    """EMA step of the ELR targets: beta t + (1 - beta) p_hat / sum(p_hat), without gradient.
+
+    Parameters
+    ----------
+    targets
+        Current targets of the batch rows, shape (B, C).
+    probs
+        Softmax outputs of the batch, shape (B, C); they are clamped to [1e-4, 1 - 1e-4] and
+        renormalised here.
+    beta
+        Target momentum.
+
+    Returns
+    -------
+    torch.Tensor
+        The new targets (B, C).
+    """
+    p_hat = probs.detach().clamp(CLAMP, 1.0 - CLAMP)
+    return torch.lerp(p_hat / p_hat.sum(dim=1, keepdim=True), targets, beta)
+
+
+def elr_loss(
+    logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor, lam: float, probs: torch.Tensor | None = None
+) -> torch.Tensor:
+    """ELR loss of a batch: mean CE(e_y, p) + lam * mean log(1 - <t, clamp(p)>).
+
+    Parameters
+    ----------
+    logits
+        Network outputs (B, C).
+    labels
+        Observed labels (B,).
+    targets
+        Already-updated targets of the batch rows (B, C), treated as constants.
+    lam
+        Regulariser weight lambda.
+    probs
+        ``clamp(softmax(logits), 1e-4, 1 - 1e-4)`` when already computed (with its graph).
+
+    Returns
+    -------
+    torch.Tensor
+        The scalar loss (often negative).
+    """
+    p_hat = F.softmax(logits, dim=1).clamp(CLAMP, 1.0 - CLAMP) if probs is None else probs
+    reg = torch.log1p(-torch.linalg.vecdot(targets.detach(), p_hat))
+    return F.cross_entropy(logits, labels) + lam * reg.mean()
+
+
+#: (dataset, symmetric?) -> (beta, lambda), official configs (methods.md §5.2).
+PAPER_VALUES = {
+    ("cifar10", True): (0.7, 3.0),
+    ("cifar10", False): (0.9, 1.0),
+    ("cifar100", True): (0.9, 7.0),
+    ("cifar100", False): (0.9, 7.0),
+}
+
+
+@register_method("elr")
+class ELR(Method):
+    """Early-learning regularization: zero-initialised EMA targets and lambda log(1 - <t, p>)."""
+
+    hparams = {"beta": 0.7, "lam": 3.0}
+
+    @classmethod
+    def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
+        symmetric = not is_asymmetric(setting)
+        published = setting.dataset in CIFAR and (is_symmetric(setting) or is_asymmetric(setting))
+        base = "cifar100" if cifar_base(setting.dataset) == "cifar100" else "cifar10"
+        beta, lam = PAPER_VALUES[(base, symmetric)]
+        source = "paper" if published else "suite"  # other datasets reuse the nearest CIFAR row
+        return {"beta": HParam(beta, source), "lam": HParam(lam, source)}
+
+    @classmethod
+    def check_hparams(cls, values: dict[str, Any]) -> None:
+        if not 0 <= values["beta"] < 1:
+            raise ConfigError(f"[methods.elr] beta must be in [0, 1), got {values['beta']}")
+        if values["lam"] < 0:
+            raise ConfigError(f"[methods.elr] lam must be >= 0, got {values['lam']}")
+
+    def setup(self, ctx: TrainContext) -> None:
+        self.targets = torch.zeros(ctx.num_train, ctx.num_classes, device=ctx.device)
+
+    def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
+        logits = ctx.nets[0](batch.x)
+        p_hat = F.softmax(logits, dim=1).clamp(CLAMP, 1.0 - CLAMP)
+        updated = elr_update_targets(self.targets[batch.index], p_hat, self.hp["beta"])
+        self.targets[batch.index] = updated
+        return elr_loss(logits, batch.y, updated, self.hp["lam"], p_hat)
+
+    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        return refined_target_stats(self.targets, ctx)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"targets": self.targets}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.targets = state["targets"].to(self.targets.device)

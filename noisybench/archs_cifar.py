@@ -1,0 +1,183 @@
+"""Image architectures: CIFAR ResNets, a fast airbench-style net, VGG-19-BN and ResNet-50.
+
+* ``preact_resnet18``: PreAct ResNet-18 (He et al. 2016, identity mappings) with the CIFAR stem,
+  the network of DivideMix and ELR+.
+* ``resnet34``: ResNet-34 with the CIFAR stem (3x3 stride-1 convolution, no max-pool), the
+  network of ELR, GCE and CIFAR-N.
+* ``airbench``: a small fast CIFAR net in the style of the airbench speed-run networks
+  (Jordan 2024): conv stem, three conv groups with max-pooling, BN and GELU, a global max-pool
+  and a scaled linear head. The ``fast`` profiles use it.
+* ``vgg19_bn``: VGG-19 with batch norm, global-pooled head (ANIMAL-10N's 64x64 images).
+* ``resnet50``: torchvision's ResNet-50 with a new head; ImageNet weights only from a local file
+  (``pretrained = "/path/resnet50.pth"``), never downloaded at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from noisybench.errors import ConfigError
+from noisybench.registry import register_model
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv twice, identity (or 1x1 projection) shortcut from the pre-activated input."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(in_ch), nn.BatchNorm2d(out_ch)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.shortcut = None
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(x))
+        short = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(torch.relu(self.bn2(out)))
+        return out + short
+
+
+class BasicBlock(nn.Module):
+    """conv-BN-ReLU-conv-BN plus shortcut, then ReLU (the original ResNet block)."""
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, stride, bias=False), nn.BatchNorm2d(out_ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet with the CIFAR stem (conv-BN-ReLU); ``preact`` selects pre-activation blocks.
+
+    As in the DivideMix / ELR+ ``PreResNet.py`` network, the pre-activation variant has no final
+    BN-ReLU before the pooled linear head.
+    """
+
+    def __init__(self, blocks: Sequence[int], num_classes: int, in_ch: int = 3, width: int = 64,
+                 preact: bool = False) -> None:
+        super().__init__()
+        block = PreActBlock if preact else BasicBlock
+        self.stem = nn.Conv2d(in_ch, width, 3, 1, 1, bias=False)
+        self.stem_bn = nn.BatchNorm2d(width)
+        layers, ch = [], width
+        for i, n in enumerate(blocks):
+            out = width * 2**i
+            for j in range(n):
+                layers.append(block(ch, out, 2 if (j == 0 and i > 0) else 1))
+                ch = out
+        self.layers = nn.Sequential(*layers)
+        self.fc = nn.Linear(ch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(torch.relu(self.stem_bn(self.stem(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
+
+
+def _channels(in_shape: tuple[int, ...]) -> int:
+    if len(in_shape) != 3:
+        raise ConfigError(f"image architectures need (C, H, W) inputs, got shape {in_shape}")
+    return int(in_shape[0])
+
+
+@register_model("preact_resnet18")
+def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
+    """PreAct ResNet-18, CIFAR stem (DivideMix, ELR+)."""
+    return CifarResNet([2, 2, 2, 2], num_classes, _channels(in_shape), width, preact=True)
+
+
+@register_model("resnet34")
+def resnet34(in_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
+    """ResNet-34, CIFAR stem: 3x3 stride-1 first convolution, no max-pool (ELR, GCE, CIFAR-N)."""
+    return CifarResNet([3, 4, 6, 3], num_classes, _channels(in_shape), width)
+
+
+class _Scale(nn.Module):
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.GELU()]
+
+
+@register_model("airbench")
+def airbench(in_shape: tuple[int, ...], num_classes: int, widths: Sequence[int] = (64, 256, 256),
+             stem: int = 24, scale: float = 1 / 9) -> nn.Module:
+    """Fast small CIFAR net in the airbench style (the ``fast`` profiles' network).
+
+    A 2x2 conv stem, three groups of (conv, max-pool, BN, GELU, conv, BN, GELU) with ``widths``
+    channels, a global max-pool and a bias-free linear head scaled by ``scale``.
+    """
+    layers: list[nn.Module] = [nn.Conv2d(_channels(in_shape), stem, 2, padding=0, bias=True), nn.GELU()]
+    ch = stem
+    for w in widths:
+        layers += [nn.Conv2d(ch, w, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                   nn.BatchNorm2d(w), nn.GELU(), *_conv_bn(w, w)]
+        ch = w
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(ch, num_classes, bias=False), _Scale(scale)]
+    return nn.Sequential(*layers)
+
+
+_VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+@register_model("vgg19_bn")
+def vgg19_bn(in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """VGG-19 with batch norm; global average pool and one linear layer (for 32-64 px inputs)."""
+    layers: list[nn.Module] = []
+    ch = _channels(in_shape)
+    for v in _VGG19:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(ch, int(v), 3, padding=1), nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
+            ch = int(v)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, num_classes)]
+    return nn.Sequential(*layers)
+
+
+@register_model("resnet50")
+def resnet50(in_shape: tuple[int, ...], num_classes: int, pretrained: str = "") -> nn.Module:
+    """torchvision ResNet-50 with a new ``num_classes`` head.
+
+    ``pretrained``: path to a local ImageNet state dict (e.g. torchvision's
+    ``resnet50-0676ba61.pth``), read with ``torch.load(weights_only=True)``; the old 1000-way
+    head is dropped. Nothing is downloaded.
+    """
+    from torchvision.models import resnet50 as tv_resnet50
+
+    _channels(in_shape)
+    net = tv_resnet50(weights=None)
+    if pretrained:
+        path = Path(pretrained).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"resnet50: pretrained weights file {str(path)!r} does not exist; download "
+                              "torchvision's resnet50 ImageNet weights once and give their local path")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
+            raise ConfigError(f"resnet50: {path} is not a ResNet-50 state dict "
+                              f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    net.fc = nn.Linear(net.fc.in_features, num_classes)
+    return net

@@ -1,0 +1,279 @@
+"""Atomic, expiring claims on runs, so concurrent drivers and jobs never train a run twice.
+
+A claim on run ``R`` is a file ``<out>/claims/R.<generation>`` created with ``O_CREAT | O_EXCL``:
+of several processes that try the same name exactly one succeeds, on local disks and on NFS
+alike. The file records the holder (host, pid, process start time, Slurm job id) and its
+modification time is the holder's heartbeat, refreshed by a background thread.
+
+The current claim of a run is its highest generation. A claim is *stale* when
+
+* its heartbeat is older than the time-to-live (the holder hung, or died on another host);
+* it was made on this host by a process that no longer exists (pid gone or reused);
+* it was made by an earlier incarnation of this very Slurm job (the job was requeued).
+
+A stale claim is never deleted and re-created (two breakers could then both win); it is taken
+over by creating the *next* generation with ``O_EXCL``, so again exactly one process wins. A
+holder that finds a higher generation than its own has lost the run and must stop
+(:meth:`Claim.check`). Every acquisition is appended to ``<out>/claims/log`` for auditing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noisybench.errors import NoisybenchError
+
+CLAIMS = "claims"
+DEFAULT_TTL = float(os.environ.get("NOISYBENCH_CLAIM_TTL", "300"))
+
+
+class ClaimLostError(NoisybenchError):
+    """Another process took over a run this process was training (our claim went stale)."""
+
+
+def slurm_job_id() -> str | None:
+    """``<array job>_<task>`` or the plain job id when running inside a Slurm job, else None."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def process_start(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot (``/proc``), or None if unknown/gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()[19]  # field 22 of stat, counted after "comm)"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def holder_info() -> dict[str, Any]:
+    """Who this process is, as written into its claims."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": process_start(pid), "job": slurm_job_id()}
+
+
+@dataclass
+class ClaimInfo:
+    """A claim file as read back: run, generation, holder and heartbeat age in seconds."""
+
+    run_id: str
+    generation: int
+    holder: dict[str, Any]
+    age: float
+    path: Path
+
+    def stale(self, ttl: float = DEFAULT_TTL, me: dict[str, Any] | None = None) -> bool:
+        """Whether this claim may be taken over (see the module docstring)."""
+        me = me or holder_info()
+        if self.age > ttl:
+            return True
+        holder = self.holder
+        if holder.get("host") == me["host"]:
+            pid = int(holder.get("pid", -1))
+            if pid != me["pid"] and (not pid_alive(pid) or process_start(pid) != holder.get("start")):
+                return True
+        same_job = holder.get("job") is not None and holder.get("job") == me.get("job")
+        return same_job and (holder.get("host"), holder.get("pid")) != (me["host"], me["pid"])
+
+    def describe(self) -> str:
+        """``host pid N (Slurm job J), heartbeat 3 s ago``."""
+        holder = self.holder
+        job = f" (Slurm job {holder['job']})" if holder.get("job") else ""
+        return f"{holder.get('host')} pid {holder.get('pid')}{job}, heartbeat {self.age:.0f} s ago"
+
+
+def _parse_name(name: str) -> tuple[str, int] | None:
+    run_id, _, gen = name.rpartition(".")
+    if not run_id or not gen.isdigit():
+        return None
+    return run_id, int(gen)
+
+
+def read_claims(root: str | Path) -> dict[str, ClaimInfo]:
+    """The current (highest-generation) claim of every claimed run under output dir ``root``."""
+    folder = Path(root) / CLAIMS
+    best: dict[str, tuple[int, os.DirEntry]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return {}
+    for entry in entries:
+        parsed = _parse_name(entry.name)
+        if parsed and (parsed[0] not in best or parsed[1] > best[parsed[0]][0]):
+            best[parsed[0]] = (parsed[1], entry)
+    claims = {}
+    for run_id, (gen, entry) in best.items():
+        info = _read_one(run_id, gen, Path(entry.path))
+        if info is not None:
+            claims[run_id] = info
+    return claims
+
+
+def _read_one(run_id: str, generation: int, path: Path) -> ClaimInfo | None:
+    try:
+        stat = path.stat()
+        holder = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        holder = None
+        try:  # a claim being written right now (empty) is fresh; a vanished one is gone
+            stat = path.stat()
+        except OSError:
+            return None
+    return ClaimInfo(run_id, generation, holder or {}, max(0.0, time.time() - stat.st_mtime), path)
+
+
+def current_claim(root: str | Path, run_id: str) -> ClaimInfo | None:
+    """The highest-generation claim of ``run_id``, or None."""
+    folder = Path(root) / CLAIMS
+    gens = []
+    for path in folder.glob(f"{run_id}.*"):
+        parsed = _parse_name(path.name)
+        if parsed and parsed[0] == run_id:
+            gens.append(parsed[1])
+    for gen in sorted(gens, reverse=True):
+        info = _read_one(run_id, gen, folder / f"{run_id}.{gen}")
+        if info is not None:
+            return info
+    return None
+
+
+@dataclass
+class Claim:
+    """A claim this process holds; keep it alive with :meth:`start_heartbeat`, end it with :meth:`release`."""
+
+    root: Path
+    run_id: str
+    generation: int
+    holder: dict[str, Any]
+    interval: float = 30.0
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> Path:
+        """The claim file."""
+        return self.root / CLAIMS / f"{self.run_id}.{self.generation}"
+
+    def owned(self) -> bool:
+        """True while no later generation exists and our file is still there."""
+        current = current_claim(self.root, self.run_id)
+        return current is not None and current.generation == self.generation
+
+    def check(self) -> None:
+        """Raise :class:`ClaimLostError` when another process took the run over."""
+        if not self.owned():
+            current = current_claim(self.root, self.run_id)
+            who = current.describe() if current else "nobody (claim file removed)"
+            raise ClaimLostError(f"run {self.run_id}: claim lost to {who}; stopping this copy")
+
+    def touch(self) -> None:
+        """Refresh the heartbeat (the file's modification time)."""
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            pass
+
+    def start_heartbeat(self) -> Claim:
+        """Touch the claim every ``interval`` seconds from a daemon thread; returns self."""
+        def beat() -> None:
+            while not self._stop.wait(self.interval):
+                self.touch()
+
+        self._thread = threading.Thread(target=beat, name=f"claim-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove our claim file (and older generations) if still ours."""
+        self._stop.set()
+        if self.owned():
+            for gen in range(self.generation, -1, -1):
+                try:
+                    os.unlink(self.root / CLAIMS / f"{self.run_id}.{gen}")
+                except FileNotFoundError:
+                    pass
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.release()
+
+
+def try_claim(root: str | Path, run_id: str, ttl: float = DEFAULT_TTL,
+              interval: float | None = None) -> Claim | ClaimInfo:
+    """Claim ``run_id`` under output dir ``root``.
+
+    Returns
+    -------
+    Claim or ClaimInfo
+        A :class:`Claim` (heartbeat running) when this process now owns the run, else the
+        live :class:`ClaimInfo` of the process that does.
+    """
+    root = Path(root)
+    (root / CLAIMS).mkdir(parents=True, exist_ok=True)
+    me = holder_info()
+    for _ in range(8):  # retry only when the claim we saw vanished under us
+        current = current_claim(root, run_id)
+        if current is not None and not current.stale(ttl, me):
+            return current
+        generation = 0 if current is None else current.generation + 1
+        claim = Claim(root, run_id, generation, me, interval or max(0.05, min(30.0, ttl / 5)))
+        if not _create_exclusive(claim.path, me):
+            continue
+        if not claim.owned():  # a takeover raced past the generation we saw: theirs wins
+            _unlink(claim.path)
+            continue
+        _log(root, f"acquire {run_id} {generation} {me['host']} {me['pid']} {me.get('job') or '-'}")
+        if current is not None:  # tidy the generation we replaced
+            _unlink(current.path)
+        return claim.start_heartbeat()
+    raise NoisybenchError(f"could not claim run {run_id} under {root}: claim files keep changing")
+
+
+def _create_exclusive(path: Path, holder: dict[str, Any]) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps({**holder, "created": time.time()}))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _log(root: Path, line: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    fd = os.open(root / CLAIMS / "log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, f"{stamp} {line}\n".encode())
+    finally:
+        os.close(fd)

@@ -1,0 +1,343 @@
+"""Running a plan on Slurm (through submitit job arrays) or in-process for debugging.
+
+Each array task is a :class:`RunBatch`: several runs executed one after the other in one
+process (one interpreter start and one ``import torch`` for all of them). A batch is
+submitit-checkpointable: on preemption or time-out submitit calls :meth:`RunBatch.checkpoint`,
+requeues the job, and the new incarnation calls the batch again; finished runs are skipped and
+the interrupted one resumes from its per-epoch checkpoint, so the final metrics are those of an
+uninterrupted run. Runs are claimed atomically (:mod:`noisybench.claims`), so a second driver or
+a duplicate job never trains a run twice.
+
+Every submission is recorded in ``<out>/jobs/<array job id>.json`` (which runs each task holds),
+so ``noisybench status`` can tell queued runs from pending ones without the driver.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from noisybench.config import RunConfig
+from noisybench.errors import ConfigError, suggest
+from noisybench.runner import execute_runs
+from noisybench.store import ResultStore, atomic_write_json
+
+JOBS = "jobs"
+MAX_ARRAY = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
+ProgressFn = Callable[[dict[str, Any], int, int], None]
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of one array task (= one run at a time) and how runs are packed into tasks.
+
+    ``time`` is the task's time limit in minutes; ``runs_per_task`` 0 means automatic (enough
+    tasks to keep ``array_parallelism`` tasks busy four times over, grouped by dataset);
+    ``sbatch`` holds extra ``#SBATCH`` flags (``{"constraint": "volta"}`` -> ``--constraint=volta``);
+    ``setup`` shell lines run before the job (``module load ...``).
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time: int = 60
+    cpus: int = 1
+    gpus: int = 0
+    mem_gb: float | None = None
+    array_parallelism: int = 64
+    runs_per_task: int = 0
+    max_requeues: int = 3
+    sbatch: dict[str, Any] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_sources(cls, table: dict[str, Any], overrides: dict[str, Any], where: str = "[slurm]") -> SlurmOptions:
+        """Grid-file ``[slurm]`` table, then non-None CLI ``overrides``; unknown keys refused."""
+        names = [f.name for f in fields(cls)]
+        for key in table:
+            if key not in names:
+                raise ConfigError(f"{where}: unknown key {key!r}.{suggest(key, names)} Known keys: {', '.join(names)}")
+        values = {**table, **{k: v for k, v in overrides.items() if v is not None}}
+        if "time" in values:
+            values["time"] = parse_time_limit(values["time"], where)
+        options = cls(**values)
+        options.validate(where)
+        return options
+
+    def validate(self, where: str = "[slurm]") -> None:
+        """Check ranges; raise :class:`ConfigError` naming the key."""
+        checks = [
+            (self.time >= 1, "time must be at least 1 minute"), (self.cpus >= 1, "cpus must be >= 1"),
+            (self.gpus >= 0, "gpus must be >= 0"), (self.mem_gb is None or self.mem_gb > 0, "mem_gb must be > 0"),
+            (self.array_parallelism >= 1, "array_parallelism must be >= 1"),
+            (self.runs_per_task >= 0, "runs_per_task must be >= 0 (0 = automatic)"),
+            (self.max_requeues >= 0, "max_requeues must be >= 0"),
+            (isinstance(self.sbatch, dict), "sbatch must be a table of extra sbatch flags"),
+            (isinstance(self.setup, list), "setup must be a list of shell lines"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{where}: {message}")
+
+
+def parse_time_limit(value: Any, where: str = "[slurm]") -> int:
+    """Minutes from ``90``, ``"90"``, ``"1:30:00"`` (H:MM:SS), ``"2-00:00:00"`` or ``"1:30"`` (H:MM)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(value).strip())
+    if not match:
+        raise ConfigError(f"{where}: time {value!r} is not minutes nor [D-]HH:MM[:SS]; e.g. 120 or 2:00:00")
+    days, first, second, third = match.groups()
+    if second is None:
+        minutes = float(first)
+    elif third is None:
+        minutes = int(first) * 60 + int(second)
+    else:
+        minutes = int(first) * 60 + int(second) + int(third) / 60
+    return max(1, math.ceil(minutes + int(days or 0) * 1440))
+
+
+def parse_sbatch_flags(items: Sequence[str]) -> dict[str, str]:
+    """``["constraint=volta", "exclusive"]`` -> ``{"constraint": "volta", "exclusive": True}``."""
+    flags: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.lstrip("-").partition("=")
+        if not key:
+            raise ConfigError(f"--sbatch {item!r}: expected KEY=VALUE, e.g. --sbatch constraint=volta")
+        flags[key.replace("-", "_")] = value if sep else True
+    return flags
+
+
+class RunBatch(submitit.helpers.Checkpointable):
+    """One array task: run ``configs`` in order into ``out_dir`` (skip finished, resume, claim)."""
+
+    def __init__(self, configs: list[dict[str, Any]], out_dir: str, retry_failed: bool = False,
+                 threads: int = 1, raise_errors: bool = False) -> None:
+        self.configs = configs
+        self.out_dir = out_dir
+        self.retry_failed = retry_failed
+        self.threads = threads
+        self.raise_errors = raise_errors
+
+    def __call__(self) -> list[dict[str, Any]]:
+        """Run the batch; returns one brief record per run."""
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = str(self.threads)
+        torch.set_num_threads(self.threads)
+        records = execute_runs(self.configs, self.out_dir, self.retry_failed, raise_errors=self.raise_errors)
+        return [brief(r) for r in records]
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
+        """Requeue the same batch: the state lives in the store (results, per-run checkpoints)."""
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def brief(record: dict[str, Any]) -> dict[str, Any]:
+    """A record without its bulky parts (traceback), small enough to pass back through submitit."""
+    return {k: v for k, v in record.items() if k != "traceback"}
+
+
+def group_runs(runs: Sequence[RunConfig], runs_per_task: int, parallelism: int) -> list[list[RunConfig]]:
+    """Pack runs into array tasks; runs of one dataset stay together (one load per process).
+
+    ``runs_per_task`` 0 picks ``ceil(len(runs) / (4 * parallelism))``: tasks are long enough to
+    amortise start-up yet numerous enough to balance load.
+    """
+    if not runs:
+        return []
+    per_task = runs_per_task or max(1, math.ceil(len(runs) / (4 * parallelism)))
+    ordered = sorted(runs, key=lambda r: (r.dataset["name"], str(r.dataset.get("params"))))
+    return [list(ordered[i : i + per_task]) for i in range(0, len(ordered), per_task)]
+
+
+def make_slurm_executor(out_dir: str | Path, options: SlurmOptions, name: str) -> submitit.SlurmExecutor:
+    """A submitit Slurm executor whose logs go to ``<out>/slurm/<job id>/``."""
+    executor = submitit.SlurmExecutor(folder=Path(out_dir) / "slurm" / "%j", max_num_timeout=options.max_requeues)
+    params: dict[str, Any] = {
+        "job_name": f"nb-{name}", "time": options.time, "cpus_per_task": options.cpus,
+        "array_parallelism": options.array_parallelism, "additional_parameters": dict(options.sbatch),
+        "setup": list(options.setup), "signal_delay_s": min(90, max(10, options.time * 60 // 10)),
+    }
+    optional = {"partition": options.partition, "account": options.account, "qos": options.qos,
+                "gpus_per_node": options.gpus or None,
+                "mem": f"{options.mem_gb:g}GB" if options.mem_gb else None}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    executor.update_parameters(**params)
+    return executor
+
+
+@dataclass
+class Submission:
+    """Jobs submitted for a plan: submitit jobs and the runs each one holds."""
+
+    jobs: list[submitit.Job]
+    groups: list[list[RunConfig]]
+
+    @property
+    def job_ids(self) -> list[str]:
+        """``<array id>_<task>`` of every task."""
+        return [job.job_id for job in self.jobs]
+
+
+def submit(executor: submitit.Executor, runs: Sequence[RunConfig], out_dir: str | Path, options: SlurmOptions,
+           retry_failed: bool = False, raise_errors: bool = False) -> Submission:
+    """Submit ``runs`` as job arrays of :class:`RunBatch` tasks and record them in the store."""
+    groups = group_runs(runs, options.runs_per_task, options.array_parallelism)
+    jobs: list[submitit.Job] = []
+    for start in range(0, len(groups), MAX_ARRAY):
+        chunk = groups[start : start + MAX_ARRAY]
+        with executor.batch():
+            for group in chunk:
+                batch = RunBatch([r.to_dict() for r in group], str(out_dir), retry_failed, options.cpus, raise_errors)
+                jobs.append(executor.submit(batch))
+    submission = Submission(jobs, groups)
+    if not isinstance(executor, submitit.DebugExecutor):
+        record_submission(out_dir, submission, asdict(options))
+    return submission
+
+
+def record_submission(out_dir: str | Path, submission: Submission, options: dict[str, Any]) -> None:
+    """Write ``<out>/jobs/<array id>.json``: task id -> run ids, with the options used."""
+    by_array: dict[str, dict[str, list[str]]] = {}
+    for job, group in zip(submission.jobs, submission.groups):
+        by_array.setdefault(job.job_id.split("_")[0], {})[job.job_id] = [r.run_id for r in group]
+    for array_id, tasks in by_array.items():
+        atomic_write_json(Path(out_dir) / JOBS / f"{array_id}.json",
+                          {"array_id": array_id, "tasks": tasks, "options": options, "submitted_at": time.time()})
+
+
+def wait(submission: Submission, out_dir: str | Path, progress: ProgressFn | None = None,
+         poll: float = 10.0) -> list[dict[str, Any]]:
+    """Wait for every task; return all records. A task that ended without results (cancelled,
+    killed, failed outside training) gets a ``failed`` record for each run it left unfinished,
+    with the Slurm state as the reason (``cancelled: Slurm job 12_3 CANCELLED by 0``)."""
+    store = ResultStore(out_dir)
+    records: list[dict[str, Any]] = []
+    total = sum(len(g) for g in submission.groups)
+    pending = list(zip(submission.jobs, submission.groups))
+    delay = 0.5  # grows to ``poll``: quick for short test jobs, gentle on the scheduler later
+    while pending:
+        if pending and hasattr(pending[0][0], "watcher"):
+            pending[0][0].watcher.update()  # one sacct call for every job
+        still = []
+        for job, group in pending:
+            if not job.done():
+                still.append((job, group))
+                continue
+            for record in _finish(job, group, store):
+                records.append(record)
+                if progress:
+                    progress(record, len(records), total)
+        delay = 0.5 if len(still) < len(pending) else min(poll, delay * 1.5)
+        pending = still
+        if pending:
+            time.sleep(delay)
+    return records
+
+
+def _finish(job: submitit.Job, group: list[RunConfig], store: ResultStore) -> list[dict[str, Any]]:
+    watcher = getattr(job, "watcher", None)
+    state = watcher.get_state(job.job_id, mode="cache") if watcher else "UNKNOWN"
+    returned: dict[str, dict[str, Any]] = {}
+    problem = None
+    if state.split(" ")[0] in KILLED and not _has_result_file(job):  # don't wait for a file that never comes
+        problem = f"{'cancelled' if state.startswith('CANCELLED') else 'job ended'}: Slurm job {job.job_id} {state}"
+    else:
+        try:
+            returned = {r["run_id"]: r for r in job.result()}
+        except Exception as exc:  # failed outside execute_run, or lost
+            state = watcher.get_state(job.job_id, mode="force") if watcher else "UNKNOWN"
+            kind = "cancelled" if state.startswith("CANCELLED") else "job failed"
+            detail = (str(exc).strip().splitlines() or [""])[-1][:300]
+            problem = f"{kind}: Slurm job {job.job_id} {state}: {detail}"
+    records = []
+    for run in group:
+        record = returned.get(run.run_id) or store.result(run.run_id)
+        if record is None and problem is not None:
+            record = {"run_id": run.run_id, "config": run.to_dict(), "status": "failed", "reason": problem,
+                      "slurm_job": job.job_id, "slurm_state": state}
+            store.write_result(record)
+        records.append(record or {"run_id": run.run_id, "config": run.to_dict(), "status": "failed",
+                                  "reason": "the job ended without a result"})
+    return records
+
+
+KILLED = {"CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def _has_result_file(job: submitit.Job) -> bool:
+    try:
+        return job.paths.result_pickle.exists()
+    except AttributeError:
+        return False
+
+
+def run_debug(runs: Sequence[RunConfig], out_dir: str | Path, retry_failed: bool = False,
+              progress: ProgressFn | None = None) -> list[dict[str, Any]]:
+    """Run through submitit's in-process DebugExecutor: same task objects as on Slurm, and the
+    first exception opens pdb instead of becoming a failed record."""
+    executor = submitit.DebugExecutor(folder=Path(out_dir) / "debug")
+    options = SlurmOptions(runs_per_task=1)
+    submission = submit(executor, runs, out_dir, options, retry_failed, raise_errors=True)
+    records: list[dict[str, Any]] = []
+    for job in submission.jobs:
+        for record in job.result():
+            records.append(record)
+            if progress:
+                progress(record, len(records), len(runs))
+    return records
+
+
+def execute_plan(
+    executor: str, runs: Sequence[RunConfig], out_dir: str | Path, grid_name: str,
+    options: SlurmOptions | None = None, workers: int = 1, retry_failed: bool = False,
+    detach: bool = False, progress: ProgressFn | None = None, log: Callable[[str], None] = print,
+) -> list[dict[str, Any]] | None:
+    """Run ``runs`` with the named executor (``local``, ``slurm`` or ``debug``).
+
+    Returns the records, or None when ``detach`` submitted Slurm jobs and returned at once.
+    """
+    from noisybench.runner import run_local
+
+    if executor == "local":
+        workers = min(workers, max(1, len(runs)))
+        log(f"local executor: {workers} worker(s) -> {out_dir}")
+        return run_local(list(runs), out_dir, workers=workers, retry_failed=retry_failed, progress=progress)
+    if executor == "debug":
+        log(f"debug executor: in-process, errors open pdb -> {out_dir}")
+        return run_debug(runs, out_dir, retry_failed, progress)
+    if executor != "slurm":
+        raise ConfigError(f"unknown executor {executor!r}.{suggest(executor, ['local', 'slurm', 'debug'])}")
+    active = active_runs(out_dir)
+    if active:
+        log(f"{sum(r.run_id in active for r in runs)} run(s) already queued or running in Slurm jobs: not resubmitted")
+        runs = [r for r in runs if r.run_id not in active]
+    if not runs:
+        return None if detach else []
+    options = options or SlurmOptions()
+    submission = submit(make_slurm_executor(out_dir, options, grid_name), runs, out_dir, options, retry_failed)
+    arrays = sorted({j.split("_")[0] for j in submission.job_ids})
+    log(f"submitted {len(runs)} runs as {len(submission.jobs)} array task(s) in Slurm job(s) {', '.join(arrays)}; "
+        f"logs in {Path(out_dir) / 'slurm'}")
+    if detach:
+        log(f"detached: follow with `noisybench status {out_dir}`; rerun the same command to resubmit what is missing")
+        return None
+    log("waiting for the jobs (Ctrl-C stops waiting; the jobs keep running)")
+    return wait(submission, out_dir, progress)
+
+
+def active_runs(out_dir: str | Path) -> set[str]:
+    """Runs of ``out_dir`` that a live process holds or a Slurm job still in the queue will run."""
+    from noisybench.status import store_status
+
+    states = store_status(out_dir).states
+    return set(states["queued"]) | set(states["running"])

@@ -1,0 +1,216 @@
+"""Plain renderers of a :class:`Leaderboard`: terminal, Markdown, CSV (long, wide, runs) and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from noisybench.metrics import METRIC_TITLES
+from noisybench.reporting.leaderboard import Cell, Leaderboard
+from noisybench.reporting.stats import MIN_SEEDS_TTEST
+
+DAGGER = "†"
+
+
+def fmt_num(x: float | None, digits: int = 2) -> str:
+    """``x`` with ``digits`` decimals, or an en dash for None / NaN."""
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value for people: ``<0.001`` or 3 decimals; ``n/a`` when not tested."""
+    if p is None:
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def n_summary(board: Leaderboard) -> str:
+    """``n = 3 seeds per cell`` or ``n = 2-5 seeds per cell (shown per cell)``."""
+    ns = board.n_values()
+    if len(ns) == 1:
+        return f"n = {ns[0]} seed{'s' if ns[0] != 1 else ''} per cell"
+    return f"n = {ns[0]}–{ns[-1]} seeds per cell (n shown per cell)"
+
+
+def legend(board: Leaderboard, best: str = "bold", second: str = "underlined", marker: str = DAGGER) -> str:
+    """The caption / legend text: metric, N, ddof, the test, the correction and alpha."""
+    title = METRIC_TITLES.get(board.metric, board.metric)
+    leaky = " TEST-SELECTED (leaky): not a valid basis for ranking." if board.leaky else ""
+    tested = [c for c in board.cells.values() if c.p_value is not None]
+    untested = [c for c in board.cells.values() if c.place > 1 and c.p_value is None]
+    parts = [
+        f"Metric: {title} ({board.metric_name}).{leaky}",
+        f"Cells: mean ± sample std (ddof = 1) over seeds; {n_summary(board)}.",
+        f"Best per column {best}, second {second}.",
+        f"{marker}: difference from the column's best not significant (two-sided paired t-test over matched seeds, "
+        f"Holm correction per column, α = {board.alpha:g}).",
+    ]
+    if provenance_summary(board):
+        parts.append(provenance_summary(board))
+    if untested or not tested:
+        parts.append(f"No test where fewer than {MIN_SEEDS_TTEST} seeds are matched"
+                     f"{' (no cell was tested)' if not tested else ''}; such cells carry no marker.")
+    return " ".join(parts)
+
+
+def provenance_summary(board: Leaderboard) -> str:
+    """``Hyperparameter provenance: ce suite; gce paper-default+user.`` ('' when no run records any)."""
+    parts = []
+    for method in board.methods:
+        tags = sorted({t for value in board.provenance.get(method, {}).values() for t in value.split("/")})
+        if tags:
+            parts.append(f"{method} {'+'.join(tags)}")
+    return f"Hyperparameter provenance: {'; '.join(parts)}." if parts else ""
+
+
+def cell_text(cell: Cell | None, show_n: bool, best: tuple[str, str] = ("", ""), second: tuple[str, str] = ("", ""),
+              marker: str = DAGGER) -> str:
+    """``mean ± std`` with optional best/second wrappers, the significance marker and ``(n)``."""
+    if cell is None:
+        return "–"
+    wrap = best if cell.place == 1 else second if cell.place == 2 else ("", "")
+    text = f"{wrap[0]}{fmt_num(cell.mean)}{wrap[1]} ± {fmt_num(cell.std)}"
+    if cell.not_worse:
+        text += marker
+    if show_n:
+        text += f" (n={cell.n})"
+    return text
+
+
+def wide_frame(board: Leaderboard, flavour: str = "table") -> pd.DataFrame:
+    """Methods x ``dataset noise`` frame of cell strings (``table`` marks with */+; ``md`` with **/<u>)."""
+    marks = {"table": (("*", "*"), ("+", "")), "md": (("**", "**"), ("<u>", "</u>"))}[flavour]
+    show_n = True
+    data = {f"{c.dataset} {c.noise}": [cell_text(board.cell(m, c), show_n, *marks) for m in board.methods]
+            for c in board.columns}
+    return pd.DataFrame(data, index=pd.Index(board.methods, name="method"))
+
+
+def across_lines(board: Leaderboard) -> list[str]:
+    """Average ranks, Friedman / Iman–Davenport and pairwise Wilcoxon results as text lines."""
+    a = board.across
+    if a is None:
+        return ["Across settings: not computed (needs >= 2 methods and a setting that every method covers)."]
+    ranks = ", ".join(f"{m} {r:.2f}" for m, r in sorted(a.ranks.items(), key=lambda kv: kv[1]))
+    lines = [f"Across {len(a.settings)} settings covered by all {len(a.methods)} methods — average rank "
+             f"(1 = best): {ranks}. Blocks are settings (cell means); settings that share a dataset are not "
+             "independent, so read these tests as descriptive."]
+    f = a.friedman
+    if f is not None:
+        fid = f"F_ID = {f.f_id:.3f}, " if f.f_id is not None else ""
+        lines.append(f"Friedman χ² = {f.chi2:.3f} (p = {fmt_p(f.p_chi2)}); {fid}p = {fmt_p(f.p_value)} "
+                     f"[{f.p_method}]" + (f"; {a.friedman_note}" if a.friedman_note else "") + ".")
+    elif a.friedman_note:
+        lines.append(a.friedman_note + ".")
+    if a.cd is not None:
+        lines.append(f"Nemenyi critical difference (α = {board.alpha:g}): {a.cd:.2f} ranks.")
+    if a.wilcoxon.reason:
+        lines.append(a.wilcoxon.reason[:1].upper() + a.wilcoxon.reason[1:] + ".")
+    for p in a.wilcoxon.pairs:
+        flag = "significant" if p["significant"] else "not significant"
+        lines.append(f"Wilcoxon {p['a']} vs {p['b']}: p = {fmt_p(p['p_value'])}, Holm p = {fmt_p(p['p_holm'])} "
+                     f"({flag}; {p['n_nonzero']} nonzero of {p['n']})")
+    return lines
+
+
+def published_frame(board: Leaderboard) -> pd.DataFrame:
+    """Our value beside each matching published value."""
+    rows = [{"method": p["method"], "setting": f"{p['dataset']} {p['noise']}",
+             f"ours ({board.metric_name})": f"{fmt_num(p['ours_mean'])} ± {fmt_num(p['ours_std'])} (n={p['ours_n']})",
+             "paper": f"{p['value']:g}" + (f" ± {p['std']:.2f}" if p["std"] is not None else ""),
+             "paper metric": p["metric"] + ("" if p["same_metric"] else " (differs)"),
+             "source": p["source"], "arch": p["arch"], "tag": p["tag"]} for p in board.published]
+    return pd.DataFrame(rows)
+
+
+def provenance_frame(board: Leaderboard) -> pd.DataFrame:
+    """One row per method: its hyperparameters and their provenance tags."""
+    rows = [{"method": m, "hyperparameter provenance": ", ".join(f"{k}: {v}" for k, v in d.items()) or "–"}
+            for m, d in board.provenance.items()]
+    return pd.DataFrame(rows)
+
+
+def render_text(board: Leaderboard, flavour: str = "table") -> str:
+    """Terminal (``table``) or Markdown (``md``) report."""
+    tablefmt = "simple" if flavour == "table" else "github"
+    title = "Leaderboard — test-selected (leaky)" if board.leaky else "Leaderboard"
+    out = [f"{'## ' if flavour == 'md' else ''}{title}", "",
+           tabulate(wide_frame(board, flavour), headers="keys", tablefmt=tablefmt, stralign="right"), "",
+           legend(board, *(("marked *", "marked +") if flavour == "table" else ("bold", "underlined")))]
+    out += ["", *across_lines(board)]
+    extra = [("Published numbers", published_frame(board))]
+    if flavour == "md":  # the terminal has the one-line summary in the legend; the table is wide
+        extra.append(("Hyperparameter provenance", provenance_frame(board)))
+    for heading, frame in extra:
+        if not frame.empty:
+            out += ["", f"{'### ' if flavour == 'md' else ''}{heading}",
+                    tabulate(frame, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)]
+    if board.warnings:
+        out += ["", f"{'### ' if flavour == 'md' else ''}Warnings", *[f"- {w}" for w in board.warnings]]
+    return "\n".join(out) + "\n"
+
+
+def long_frame(board: Leaderboard) -> pd.DataFrame:
+    """One row per (method, dataset, noise) cell with every statistic."""
+    rows = []
+    for c in board.cells.values():
+        if (c.dataset, c.noise) not in {col.key for col in board.columns}:
+            continue
+        rows.append({"method": c.method, "dataset": c.dataset, "noise": c.noise, "metric": board.metric_name,
+                     "mean": c.mean, "std": c.std, "n": c.n, "place": c.place, "p_value": c.p_value,
+                     "p_holm": c.p_holm, "significant": c.significant, "not_worse_marker": c.not_worse,
+                     "n_paired": c.n_paired, "mean_diff_to_best": c.mean_diff})
+    return pd.DataFrame(rows)
+
+
+def wide_numbers(board: Leaderboard) -> pd.DataFrame:
+    """Methods x (``dataset noise`` mean / std / n) numeric columns."""
+    data: dict[str, list[Any]] = {}
+    for col in board.columns:
+        for stat in ("mean", "std", "n"):
+            data[f"{col.dataset} {col.noise} {stat}"] = [
+                getattr(board.cell(m, col), stat) if board.cell(m, col) else None for m in board.methods]
+    return pd.DataFrame(data, index=pd.Index(board.methods, name="method"))
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) or math.isinf(obj) else obj
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def to_json_dict(board: Leaderboard) -> dict[str, Any]:
+    """Everything in the report as plain JSON types (NaN -> null)."""
+    cells = [{**{k: v for k, v in asdict(c).items() if k != "values"},
+              "seeds": sorted(c.values), "values": [c.values[s] for s in sorted(c.values)],
+              "best": c.place == 1, "second": c.place == 2, "not_worse_marker": c.not_worse}
+             for c in board.cells.values()]
+    across = None
+    if board.across is not None:
+        a = board.across
+        across = {"methods": a.methods, "settings": [list(s) for s in a.settings], "average_ranks": a.ranks,
+                  "friedman": asdict(a.friedman) if a.friedman else None, "friedman_note": a.friedman_note,
+                  "wilcoxon": {"pairs": a.wilcoxon.pairs, "reason": a.wilcoxon.reason}, "nemenyi_cd": a.cd}
+    return _clean({
+        "metric": board.metric_name, "metric_column": board.metric, "leaky": board.leaky, "alpha": board.alpha,
+        "test": "paired t-test (two-sided) vs the column's best over matched seeds, Holm per column",
+        "std_ddof": 1, "legend": legend(board), "methods": board.methods,
+        "columns": [{"dataset": c.dataset, "noise": c.noise, "family": c.family, "rate": c.rate, "label": c.label}
+                    for c in board.columns],
+        "cells": cells, "across_settings": across, "warnings": board.warnings, "published": board.published,
+        "hparam_provenance": board.provenance, "failed_runs": board.failed_runs,
+    })
+
+
+def render_json(board: Leaderboard) -> str:
+    """The JSON report (see :func:`to_json_dict`)."""
+    return json.dumps(to_json_dict(board), indent=1, sort_keys=False) + "\n"

@@ -1,0 +1,103 @@
+"""Protocol guardrails: warnings printed with every report (issue 5, item 7; landscape §6.4).
+
+- runs in one cell that differ in protocol (epochs, profile, hyperparameters or their provenance);
+- methods whose runs in one setting use different seeds, or the same seed with a different noise realisation
+  (such pairs are refused by the paired tests);
+- a metric that selects on the test set; cells with fewer than 5 seeds; failed runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from noisybench.reporting.leaderboard import Leaderboard
+
+#: Run fields that must agree within one cell.
+PROTOCOL_FIELDS = ("epochs", "profile", "hparams", "hparam_sources")
+#: Fewer seeds than this get a low-power warning (landscape §6.4).
+WARN_SEEDS = 5
+
+
+def matched_pairs(done: pd.DataFrame, key: tuple[str, str], a: str, b: str) -> list[int]:
+    """Seeds that methods ``a`` and ``b`` both finished in setting ``key`` with the same noise hash."""
+    dataset, noise = key
+    in_col = done[(done["dataset"] == dataset) & (done["noise"] == noise)]
+    hashes = {m: dict(zip(g["seed"], g["noise_hash"])) for m, g in in_col.groupby("method") if m in (a, b)}
+    first, second = hashes.get(a, {}), hashes.get(b, {})
+    return sorted(int(s) for s in set(first) & set(second) if _same_noise(first[s], second[s]))
+
+
+def _same_noise(h1: object, h2: object) -> bool:
+    missing = pd.isna(h1) or pd.isna(h2)  # type: ignore[arg-type]
+    return bool(missing or h1 == h2)
+
+
+def _cell_protocol(done: pd.DataFrame) -> list[str]:
+    out = []
+    present = [f for f in PROTOCOL_FIELDS if f in done.columns]
+    for (method, dataset, noise), group in done.groupby(["method", "dataset", "noise"], sort=True):
+        for name in present:
+            values = sorted(map(str, group[name].dropna().unique()))
+            if len(values) > 1:
+                shown = "; ".join(v if len(v) <= 60 else v[:57] + "..." for v in values)
+                out.append(f"{method} on {dataset} {noise}: runs differ in {name} ({shown}); "
+                           "the cell mixes protocols")
+    return out
+
+
+def _seed_matching(done: pd.DataFrame) -> list[str]:
+    out = []
+    for (dataset, noise), col in done.groupby(["dataset", "noise"], sort=True):
+        seeds = {m: frozenset(int(s) for s in g["seed"]) for m, g in col.groupby("method")}
+        if len(set(seeds.values())) > 1:
+            listing = ", ".join(f"{m}: {sorted(s)}" for m, s in sorted(seeds.items()))
+            out.append(f"{dataset} {noise}: seeds are not matched across methods ({listing}); "
+                       "paired tests use the common seeds only")
+        for seed, runs in col.groupby("seed"):
+            hashes = set(runs["noise_hash"].dropna())
+            if len(hashes) > 1:
+                out.append(f"{dataset} {noise} seed {seed}: methods saw different noise realisations "
+                           f"({len(hashes)} noise hashes); these runs are not paired")
+    return out
+
+
+def drop_superseded(done: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one run per (method, dataset, noise, seed): the most recently finished one.
+
+    Two finished runs with the same seed in one cell have different run ids, so they differ in
+    configuration (dataset parameters, training settings, hyperparameters or code schema): typically a grid
+    edited between two ``noisybench run`` calls into the same directory. Averaging them would mix protocols,
+    so the older runs are left out, with a warning per cell.
+    """
+    keys = ["method", "dataset", "noise", "seed"]
+    order = done.sort_values("finished_at", kind="stable") if "finished_at" in done.columns else done
+    kept = order.drop_duplicates(keys, keep="last")
+    dropped = order[~order.index.isin(kept.index)]
+    if dropped.empty:
+        return kept.sort_index(), []
+    cells = [f"{m} on {d} {n}" for (m, d, n), _ in dropped.groupby(keys[:3], sort=True)]
+    shown = "; ".join(cells[:4]) + (f"; and {len(cells) - 4} more" if len(cells) > 4 else "")
+    out = [f"{len(dropped)} older run(s) in {len(cells)} cell(s) repeat a seed with another configuration "
+           f"(different run id; {shown}): only the most recent run per seed is used. "
+           "Use a fresh --out directory when the grid changes"]
+    return kept.sort_index(), out
+
+
+def check_protocol(done: pd.DataFrame, board: Leaderboard) -> list[str]:
+    """All guardrail warnings for the successful runs ``done`` behind ``board``."""
+    out: list[str] = []
+    if board.leaky:
+        out.append(f"metric {board.metric_name!r} selects the epoch on the test set (leaky, 'test-selected'): "
+                   "use it only to compare with papers that report it, never to rank methods")
+    out += _cell_protocol(done)
+    out += _seed_matching(done)
+    low = sorted({c.n for c in board.cells.values() if c.n < WARN_SEEDS})
+    if low:
+        out.append(f"cells with n = {', '.join(map(str, low))} seeds (< {WARN_SEEDS}): paired tests have little power; "
+                   "'not significant' is weak evidence of equality")
+    if board.failed_runs:
+        out.append(f"{board.failed_runs} failed run(s) are left out; see `noisybench status DIR`")
+    return out

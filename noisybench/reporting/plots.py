@@ -1,0 +1,226 @@
+"""Figures of a report (matplotlib, Agg canvas only: no display, no pyplot global state).
+
+- accuracy vs noise rate, one panel per (dataset, noise family);
+- test accuracy over epochs per method (memorisation curves), one panel per setting;
+- label-correction / clean-selection diagnostics over epochs, when the histories have them;
+- the critical-difference diagram of the average ranks.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from noisybench.reporting.leaderboard import Leaderboard
+
+#: History columns drawn as diagnostics when present (agreed names across methods).
+DIAGNOSTICS = {
+    "refined_acc": "refined-target accuracy (all samples)",
+    "refined_acc_noisy": "refined-target accuracy (mislabelled samples)",
+    "selected_frac": "fraction selected as clean",
+    "select_precision": "clean-selection precision",
+    "select_recall": "clean-selection recall",
+}
+MAX_PANELS = 24
+
+
+def new_figure(n_panels: int, width: float = 3.6, height: float = 2.8) -> tuple[Figure, list]:
+    """A figure with an Agg canvas and ``n_panels`` axes on a grid of at most 4 columns."""
+    cols = min(4, max(1, n_panels))
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(width * cols, height * rows + 0.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def _colors(methods: list[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
+
+
+def accuracy_vs_noise(board: Leaderboard) -> Figure | None:
+    """Mean ± std of the report metric against the noise rate, per dataset and noise family."""
+    panels: dict[tuple[str, str], list] = {}
+    for col in board.columns:
+        if col.rate is not None and col.family:
+            panels.setdefault((col.dataset, col.family), []).append(col)
+    panels = {k: v for k, v in panels.items() if len(v) >= 1}
+    if not panels:
+        return None
+    fig, axes = new_figure(len(panels))
+    colors = _colors(board.methods)
+    for ax, ((dataset, family), cols) in zip(axes, sorted(panels.items())):
+        for i, m in enumerate(board.methods):
+            dodge = 0.4 * (i - (len(board.methods) - 1) / 2)  # percent points, so error bars do not overlap
+            pts = [(c.rate * 100 + dodge, board.cell(m, c)) for c in cols if board.cell(m, c) is not None]
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            y = [p[1].mean for p in pts]
+            err = [0.0 if math.isnan(p[1].std) else p[1].std for p in pts]
+            ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, label=m, color=colors[m])
+        ax.set_xticks(sorted(c.rate * 100 for c in cols))
+        ax.set_title(f"{dataset} — {family}", fontsize=10)
+        ax.set_xlabel("noise rate (%)")
+        ax.set_ylabel(f"test acc. (%) [{board.metric_name}]")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Accuracy vs noise rate ({board.metric_name}; mean ± sample std over seeds)", fontsize=11)
+    return fig
+
+
+def _curve_panels(history: pd.DataFrame, board: Leaderboard, column: str, ylabel: str, title: str) -> Figure | None:
+    if history.empty or column not in history.columns or history[column].isna().all():
+        return None
+    keys = [c.key for c in board.columns]
+    data = history[history[["dataset", "noise"]].apply(tuple, axis=1).isin(keys) & history[column].notna()]
+    data = data[data["method"].isin(board.methods)]
+    settings = [k for k in keys if ((data["dataset"] == k[0]) & (data["noise"] == k[1])).any()][:MAX_PANELS]
+    if not settings:
+        return None
+    fig, axes = new_figure(len(settings))
+    colors = _colors(board.methods)
+    for ax, (dataset, noise) in zip(axes, settings):
+        part = data[(data["dataset"] == dataset) & (data["noise"] == noise)]
+        for method, runs in part.groupby("method", sort=True):
+            curve = runs.groupby("epoch")[column].agg(["mean", "std", "count"])
+            std = curve["std"].fillna(0.0).to_numpy()
+            ax.plot(curve.index, curve["mean"], color=colors[method], label=f"{method} (n={int(curve['count'].max())})")
+            ax.fill_between(curve.index, curve["mean"] - std, curve["mean"] + std, color=colors[method], alpha=0.15)
+        ax.set_title(f"{dataset} {noise}", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def memorization_curves(history: pd.DataFrame, board: Leaderboard) -> Figure | None:
+    """Test accuracy per epoch, mean ± std over seeds, one line per method and one panel per setting."""
+    return _curve_panels(history, board, "test_acc", "test acc. (%)",
+                         "Test accuracy over epochs (memorisation curves; mean ± std over seeds)")
+
+
+def diagnostic_curves(history: pd.DataFrame, board: Leaderboard) -> dict[str, Figure]:
+    """One figure per diagnostic column present in the histories (see :data:`DIAGNOSTICS`)."""
+    figures = {}
+    for name, text in DIAGNOSTICS.items():
+        fig = _curve_panels(history, board, name, name, f"{text} over epochs (mean ± std over seeds)")
+        if fig is not None:
+            figures[f"diag_{name}"] = fig
+    return figures
+
+
+def cliques(ranks: dict[str, float], different: dict[frozenset, bool]) -> list[list[str]]:
+    """Maximal runs of rank-ordered methods in which no pair differs significantly."""
+    order = sorted(ranks, key=ranks.get)
+    groups: list[list[str]] = []
+    for i in range(len(order)):
+        j = i
+        while j + 1 < len(order) and not any(different[frozenset((order[a], order[j + 1]))] for a in range(i, j + 1)):
+            j += 1
+        if j > i and not any(i >= s and j <= e for s, e in [(order.index(g[0]), order.index(g[-1])) for g in groups]):
+            groups.append(order[i:j + 1])
+    return groups
+
+
+def _differences(board: Leaderboard) -> tuple[dict[frozenset, bool], str]:
+    a = board.across
+    assert a is not None and a.cd is not None
+    pairs = a.wilcoxon.pairs
+    if pairs:
+        return ({frozenset((p["a"], p["b"])): bool(p["significant"]) for p in pairs},
+                f"bars: no significant difference (Wilcoxon signed-rank, Holm, α = {board.alpha:g})")
+    diff = {frozenset((x, y)): abs(a.ranks[x] - a.ranks[y]) >= a.cd for x in a.methods for y in a.methods if x != y}
+    return diff, f"bars: rank difference below the Nemenyi CD (α = {board.alpha:g})"
+
+
+def cd_diagram(board: Leaderboard) -> Figure | None:
+    """Critical-difference diagram (Demšar 2006): average ranks on an axis, CD bar, cliques as thick bars."""
+    a = board.across
+    if a is None or a.cd is None or len(a.methods) < 2:
+        return None
+    k = len(a.methods)
+    different, how = _differences(board)
+    groups = cliques(a.ranks, different)
+    order = sorted(a.methods, key=a.ranks.get)
+    fig = Figure(figsize=(7.0, 1.6 + 0.3 * k), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0.5, k + 0.5)
+    half = math.ceil(k / 2)
+    ax.set_ylim(-(max(half, k - half) + 1.5), 2.2)
+    ax.axis("off")
+    ax.hlines(0, 1, k, color="k", lw=1)
+    for r in range(1, k + 1):
+        ax.vlines(r, 0, 0.15, color="k", lw=1)
+        ax.text(r, 0.3, str(r), ha="center", fontsize=9)
+    ax.hlines(1.3, 1, 1 + a.cd, color="k", lw=1.5)
+    ax.vlines([1, 1 + a.cd], 1.2, 1.4, color="k", lw=1.5)
+    ax.text(1 + a.cd / 2, 1.5, f"CD = {a.cd:.2f}", ha="center", fontsize=9)
+    for i, m in enumerate(order):
+        left = i < half
+        level = -(i + 1) if left else -(k - i)
+        x_text = 0.6 if left else k + 0.4
+        ax.plot([a.ranks[m], a.ranks[m], x_text], [0, level, level], color="0.3", lw=0.8)
+        ax.text(x_text, level, f"{m} ({a.ranks[m]:.2f})", ha="right" if left else "left", va="center", fontsize=9)
+    for g_i, group in enumerate(groups):
+        y = -0.35 - 0.25 * g_i
+        ax.hlines(y, a.ranks[group[0]] - 0.05, a.ranks[group[-1]] + 0.05, color="tab:red", lw=3)
+    note = " — INDICATIVE (fewer than 6 settings)" if len(a.settings) < 6 else ""
+    fig.suptitle(f"Average ranks over {len(a.settings)} settings ({board.metric_name}){note}\n{how}", fontsize=9)
+    return fig
+
+
+def all_figures(board: Leaderboard, history: pd.DataFrame) -> dict[str, Figure]:
+    """Every figure that applies, keyed by file stem."""
+    figures: dict[str, Figure | None] = {
+        "accuracy_vs_noise": accuracy_vs_noise(board),
+        "memorization": memorization_curves(history, board),
+        **diagnostic_curves(history, board),
+        "cd_diagram": cd_diagram(board),
+    }
+    return {k: v for k, v in figures.items() if v is not None}
+
+
+def save_figures(figures: dict[str, Figure], out_dir: str | Path) -> list[Path]:
+    """Write every figure as ``<stem>.png`` (150 dpi) and ``<stem>.pdf``; return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, fig in figures.items():
+        for ext in ("png", "pdf"):
+            path = out / f"{stem}.{ext}"
+            fig.savefig(path, dpi=150, metadata=_metadata(ext))
+            paths.append(path)
+    return paths
+
+
+def _metadata(ext: str) -> dict[str, str | None]:
+    # Without fixed metadata the PDF carries a creation date, which makes output differ run to run.
+    return {"CreationDate": None} if ext == "pdf" else {"Software": None}
+
+
+def png_base64(fig: Figure, dpi: int = 110) -> str:
+    """The figure as a base64 PNG string (for ``<img src="data:image/png;base64,...">``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+__all__ = ["DIAGNOSTICS", "accuracy_vs_noise", "all_figures", "cd_diagram", "cliques", "diagnostic_curves",
+           "memorization_curves", "png_base64", "save_figures"]

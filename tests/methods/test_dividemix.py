@@ -1,0 +1,121 @@
+"""DivideMix pieces against hand-computed values (methods.md §6.1) and its co-divide behaviour."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from noisybench.methods._common import sharpen
+from noisybench.methods.dividemix import (
+    DivideMix,
+    gmm_clean_probability,
+    linear_rampup,
+    mixmatch_loss,
+    normalize_losses,
+)
+
+from noisybench.config import Setting
+from noisybench.trainer import Trainer
+from tests.methods._helpers import tiny_run
+
+
+def test_lambda_u_ramp_golden_example() -> None:
+    # lambda_u = 25, W = 10, ramp 16 epochs: epoch 10 -> 0, 18 -> 12.5, >= 26 -> 25 (methods.md §6.1 f)
+    weights = [25 * linear_rampup(e, 10, 16) for e in (9, 10, 18, 26, 40)]
+    assert weights == pytest.approx([0.0, 0.0, 12.5, 25.0, 25.0])
+    assert 25 * linear_rampup(10 + 4 / 8, 10, 16) == pytest.approx(25 * 0.5 / 16)  # within-epoch progress
+
+
+def test_sharpen_hand_values() -> None:
+    out = sharpen(torch.tensor([[0.6, 0.4], [0.5, 0.5]]), 0.5)
+    assert out.tolist()[0] == pytest.approx([0.36 / 0.52, 0.16 / 0.52])
+    assert out.tolist()[1] == pytest.approx([0.5, 0.5])
+
+
+def test_mixmatch_loss_hand_values() -> None:
+    # every row predicts p = (0.8, 0.2); two labelled rows with target (1, 0), two unlabelled with (0, 1)
+    logits = torch.log(torch.tensor([[0.8, 0.2]])).repeat(4, 1)
+    targets = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    loss_x, loss_u, loss_reg = mixmatch_loss(logits, targets, num_labelled=2)
+    assert float(loss_x) == pytest.approx(-math.log(0.8), abs=1e-6)
+    assert float(loss_u) == pytest.approx((0.8**2 + 0.8**2) / 2, abs=1e-6)  # mean over rows and classes
+    assert float(loss_reg) == pytest.approx(0.5 * math.log(0.5 / 0.8) + 0.5 * math.log(0.5 / 0.2), abs=1e-6)
+    _, _, uniform_reg = mixmatch_loss(torch.zeros(4, 2), targets, 2)
+    assert float(uniform_reg) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_normalize_losses() -> None:
+    assert normalize_losses(torch.tensor([1.0, 3.0, 5.0])).tolist() == [0.0, 0.5, 1.0]
+    assert normalize_losses(torch.tensor([2.0, 2.0])).tolist() == [0.0, 0.0]
+
+
+def test_gmm_gives_low_loss_samples_high_clean_probability() -> None:
+    rng = np.random.default_rng(0)
+    losses = np.concatenate([rng.normal(0.1, 0.03, 200), rng.normal(0.8, 0.05, 100)])
+    prob = gmm_clean_probability(losses, random_state=0)
+    assert prob.shape == (300,)
+    assert (prob[:200] > 0.99).all() and (prob[200:] < 0.01).all()
+    assert np.array_equal(prob, gmm_clean_probability(losses, random_state=0))
+
+
+def test_hyperparameters_per_setting() -> None:
+    c10 = DivideMix.default_hparams(Setting("cifar10", "sym", 0.9, 10, 300))
+    assert (c10["lambda_u"].value, c10["lambda_u"].source) == (50.0, "paper")
+    assert (c10["p_threshold"].value, c10["loss_history"].value, c10["warmup"].value) == (0.6, 5, 10)
+    assert c10["warmup"].source == "paper-default" and c10["conf_penalty"].value is False
+    c100 = DivideMix.default_hparams(Setting("cifar100", "sym-dividemix", 0.5, 100, 300))
+    assert (c100["lambda_u"].value, c100["warmup"].value, c100["p_threshold"].value) == (150.0, 30, 0.5)
+    asym = DivideMix.default_hparams(Setting("cifar10", "asym", 0.4, 10, 300))
+    assert asym["conf_penalty"].value is True and asym["lambda_u"].value == 0.0
+    small = DivideMix.default_hparams(Setting("digits", "sym", 0.5, 10, 40))
+    assert (small["warmup"].value, small["rampup"].value) == (10, 4)  # scaled with the run's epochs
+    assert {small[k].source for k in ("warmup", "rampup", "lambda_u", "batch_size")} == {"suite"}
+
+
+def test_training_divides_and_co_trains() -> None:
+    out = Trainer(tiny_run("dividemix", epochs=4, noise="sym:0.4")).run()
+    warm, later = out["history"][0], out["history"][-1]
+    assert warm["selected_frac"] == 1.0  # warm-up trains on everything
+    assert 0.2 < later["selected_frac"] < 0.95
+    # the clean subset is much purer than the data (60 % clean labels)
+    assert later["select_precision"] > 0.8 and later["select_recall"] > 0.5
+    assert {"loss_x", "loss_u", "lambda_u_eff"} <= set(later)
+
+
+def test_prediction_sums_both_networks() -> None:
+    trainer = Trainer(tiny_run("dividemix", epochs=1))
+    ctx, method = trainer.setup()
+    x = ctx.prepare(ctx.data.x_test[:5])
+    with ctx.eval_mode():
+        assert torch.allclose(method.predict(ctx, x), ctx.nets[0](x) + ctx.nets[1](x))
+        assert not torch.allclose(ctx.nets[0](x), ctx.nets[1](x))  # two distinct networks
+
+
+def test_co_divide_threshold_and_fallbacks() -> None:
+    method = DivideMix(**{**DivideMix.hparams, "p_threshold": 0.5})
+    ctx = type("Ctx", (), {"num_train": 5})()
+    x, u = method._split(ctx, torch.tensor([0.9, 0.2, 0.6, 0.5, 0.1]))
+    assert x.tolist() == [0, 2] and u.tolist() == [1, 3, 4]  # strictly above the threshold
+    x, u = method._split(ctx, torch.tensor([0.1, 0.4, 0.2, 0.3, 0.0]))  # nobody passes: the top two
+    assert sorted(x.tolist()) == [1, 3] and u.tolist() == [0, 2, 4]
+    x, u = method._split(ctx, torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1]))  # one unlabelled: U = everyone
+    assert x.tolist() == [0, 1, 2, 3] and u.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(("key", "value"), [("p_threshold", 1.5), ("warmup", -1), ("batch_size", 1), ("T", 0)])
+def test_bad_hyperparameters_name_the_key(key: str, value: object) -> None:
+    from noisybench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key):
+        DivideMix.resolve_hparams(Setting("digits", "sym", 0.5, 10, 40), {key: value})
+
+
+def test_cifar_n_gets_the_cifar_protocol_as_suite_values() -> None:
+    c10n = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300))
+    c100n = DivideMix.default_hparams(Setting("cifar100n", "human", None, 100, 300))
+    assert (c10n["lambda_u"].value, c10n["warmup"].value, c10n["batch_size"].value) == (0.0, 10, 64)
+    assert (c100n["lambda_u"].value, c100n["warmup"].value) == (150.0, 30)
+    assert {c100n[k].source for k in ("lambda_u", "warmup", "rampup", "batch_size")} == {"suite"}
+    assert c10n["conf_penalty"].value is True  # human noise is not symmetric

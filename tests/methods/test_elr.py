@@ -1,0 +1,81 @@
+"""ELR loss and targets against the spec's hand-computed golden example (methods.md §5.1)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from noisybench.methods.elr import ELR, elr_loss, elr_update_targets
+
+from noisybench.config import Setting
+from tests.methods._helpers import FixedLogits, Z, batch, fake_context
+
+
+def test_golden_example() -> None:
+    p = F.softmax(Z, dim=1)
+    assert p[0].tolist() == pytest.approx([0.785597, 0.175290, 0.039113], abs=1e-6)
+    t = elr_update_targets(torch.zeros(1, 3), p, beta=0.7)
+    assert t[0].tolist() == pytest.approx([0.235679, 0.052587, 0.011734], abs=1e-6)
+    label = torch.tensor([0])
+    assert float(elr_loss(Z, label, t, lam=0.0)) == pytest.approx(0.241311, abs=1e-6)  # CE alone
+    assert float(elr_loss(Z, label, t, lam=1.0)) - 0.241311 == pytest.approx(-0.216697, abs=1e-6)  # + reg
+    assert float(elr_loss(Z, label, t, lam=3.0)) == pytest.approx(-0.408778, abs=2e-6)
+
+
+def test_regulariser_gradient_matches_formula() -> None:
+    # d/dz_k log(1 - s) = -p_k (t_k - s) / (1 - s), s = <t, p> (clamp inactive here)
+    z = Z.clone().requires_grad_(True)
+    t = torch.tensor([[0.5, 0.3, 0.2]])
+    reg = elr_loss(z, torch.tensor([0]), t, lam=1.0) - F.cross_entropy(z, torch.tensor([0]))
+    reg.backward()
+    p = F.softmax(Z, dim=1)[0]
+    s = float((t[0] * p).sum())
+    expected = [-float(p[k]) * (float(t[0, k]) - s) / (1 - s) for k in range(3)]
+    assert z.grad[0].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_targets_are_clamped_and_renormalised() -> None:
+    p = torch.tensor([[1.0, 0.0, 0.0]])  # clamp -> (1 - 1e-4, 1e-4, 1e-4), renormalised by 1 + 1e-4
+    t = elr_update_targets(torch.zeros(1, 3), p, beta=0.0)
+    assert t[0].tolist() == pytest.approx([0.9999 / 1.0001, 1e-4 / 1.0001, 1e-4 / 1.0001], rel=1e-5)
+
+
+def test_training_step_updates_only_batch_rows_before_the_loss() -> None:
+    labels = torch.tensor([0, 1, 2, 0])
+    net = FixedLogits(Z.repeat(4, 1))
+    method = ELR(beta=0.7, lam=3.0)
+    ctx = fake_context(labels, 3, net)
+    method.setup(ctx)
+    assert torch.equal(method.targets, torch.zeros(4, 3))  # starts at zero, not at the labels
+    loss = method.training_step(ctx, batch(torch.tensor([0.0, 2.0]), labels[[0, 2]], torch.tensor([0, 2])), 0)
+    assert method.targets[0].tolist() == pytest.approx([0.235679, 0.052587, 0.011734], abs=1e-6)
+    assert torch.equal(method.targets[1], torch.zeros(3)) and torch.equal(method.targets[3], torch.zeros(3))
+    # label 0 -> -0.408778; label 2: CE = -log 0.039113 = 3.241311, same regulariser
+    assert float(loss.detach()) == pytest.approx((-0.408778 + 3.241311 - 0.650091) / 2, abs=2e-6)
+
+
+def test_diagnostics_use_refined_targets() -> None:
+    clean = torch.tensor([0, 1, 2, 0])
+    noisy = torch.tensor([0, 1, 0, 1])  # samples 2 and 3 are wrong
+    method = ELR()
+    ctx = fake_context(noisy, 3, FixedLogits(Z.repeat(4, 1)), y_clean=clean)
+    method.setup(ctx)
+    method.targets = torch.tensor([[0.9, 0.1, 0.0], [0.0, 0.2, 0.1], [0.1, 0.1, 0.3], [0.5, 0.6, 0.0]])
+    stats = method.end_epoch(ctx, 0)
+    assert stats == {"refined_acc": 0.75, "refined_acc_noisy": 0.5}
+
+
+@pytest.mark.parametrize(("dataset", "family", "expected"), [
+    ("cifar10", "sym", (0.7, 3.0, "paper")),
+    ("cifar10", "asym", (0.9, 1.0, "paper")),
+    ("cifar100", "sym", (0.9, 7.0, "paper")),
+    ("cifar100", "human", (0.9, 7.0, "suite")),
+    ("cifar100n", "human", (0.9, 7.0, "suite")),
+    ("cifar10n", "human", (0.7, 3.0, "suite")),
+    ("digits", "asym", (0.9, 1.0, "suite")),
+    ("mnist1d", "sym", (0.7, 3.0, "suite")),
+])
+def test_hyperparameters_per_setting(dataset: str, family: str, expected: tuple) -> None:
+    hp = ELR.default_hparams(Setting(dataset, family, 0.4, 10, 120))
+    assert (hp["beta"].value, hp["lam"].value, hp["beta"].source) == expected
+    assert hp["lam"].source == expected[2]

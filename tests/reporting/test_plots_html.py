@@ -1,0 +1,60 @@
+"""Figures (Agg canvas, PNG + PDF) and the self-contained HTML report."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+from noisybench.reporting import ReportOptions, make_report
+from noisybench.reporting.leaderboard import build_leaderboard
+from noisybench.reporting.plots import all_figures, cliques
+from noisybench.results import load_history, load_results
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_figures_cover_noise_curves_diagnostics_and_cd(synthetic_store: Path) -> None:
+    board = build_leaderboard(load_results(synthetic_store))
+    figures = all_figures(board, load_history(synthetic_store))
+    assert set(figures) == {"accuracy_vs_noise", "memorization", "diag_selected_frac", "diag_select_precision",
+                            "diag_select_recall", "cd_diagram"}
+    assert all(isinstance(f.canvas, FigureCanvasAgg) for f in figures.values())
+    memo = figures["memorization"]
+    assert len([ax for ax in memo.axes if ax.get_visible()]) == 4
+    first = memo.axes[0]
+    assert {line.get_label().split(" ")[0] for line in first.get_lines()} == {"ce", "co_teaching", "gce"}
+    # the curve is the per-epoch mean over seeds of the stored test accuracy
+    history = load_history(synthetic_store)
+    part = history[(history.method == "ce") & (history.dataset == "digits") & (history.noise == "asym:0.4")]
+    line = next(ln for ln in first.get_lines() if ln.get_label().startswith("ce"))
+    assert list(line.get_ydata()) == list(part.groupby("epoch")["test_acc"].mean())
+    diag = figures["diag_select_recall"].axes[0]
+    assert [ln.get_label() for ln in diag.get_lines()] == ["co_teaching (n=3)"]
+
+
+def test_cliques() -> None:
+    ranks = {"a": 1.0, "b": 1.5, "c": 2.6, "d": 3.9}
+    diff = {frozenset(p): abs(ranks[p[0]] - ranks[p[1]]) >= 1.4 for p in
+            [("a", "b"), ("a", "c"), ("a", "d"), ("b", "c"), ("b", "d"), ("c", "d")]}
+    assert cliques(ranks, diff) == [["a", "b"], ["b", "c"], ["c", "d"]]
+
+
+def test_plots_dir_writes_png_and_pdf(synthetic_store: Path, tmp_path: Path) -> None:
+    options = ReportOptions(fmt="table", plots_dir=tmp_path / "figs")
+    make_report(synthetic_store, options)
+    names = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert "cd_diagram.pdf" in names and "cd_diagram.png" in names and len(names) == 12
+    assert (tmp_path / "figs" / "memorization.png").read_bytes().startswith(PNG)
+    assert (tmp_path / "figs" / "memorization.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_html_is_self_contained_with_figures(synthetic_store: Path) -> None:
+    html = make_report(synthetic_store, ReportOptions(fmt="html"))[0]
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(images) == 6 and all(base64.b64decode(i).startswith(PNG) for i in images)
+    assert not re.search(r"(src|href)=['\"]?(http|//|file:)", html)
+    assert "<strong>84.67</strong>" in html and "<u>70.17</u>" in html and "†" in html
+    assert "ddof = 1" in html and "Warnings" in html and "Hyperparameter provenance" in html

@@ -1,0 +1,67 @@
+"""Published numbers: the packaged file, its provenance tags, and matching to leaderboard cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from noisybench.errors import DataError
+from noisybench.reporting import ReportOptions, make_report
+from noisybench.reporting.published import load_published, normalise_method
+from tests.reporting.conftest import write_run
+
+
+def _find(rows, **keys):
+    hits = [r for r in rows if all(r[k] == v for k, v in keys.items())]
+    assert len(hits) == 1, keys
+    return hits[0]
+
+
+def test_packaged_file_holds_spec_values_with_provenance() -> None:
+    rows = load_published()
+    assert len(rows) > 150
+    assert all(r["source"] and r["tag"] for r in rows)
+    ce = _find(rows, method="ce", dataset="cifar10", noise_family="sym-dividemix", noise_rate=0.2, metric="best")
+    assert ce["value"] == 86.8 and ce["tag"] == "p?;s" and ce["arch"] == "PreAct ResNet-18"
+    assert _find(rows, method="dividemix", dataset="cifar100", noise_family="sym-dividemix", noise_rate=0.9,
+                 metric="mean-last")["value"] == 31.0
+    elr = _find(rows, paper_method="ELR", dataset="cifar100", noise_family="sym-elr", noise_rate=0.8)
+    assert elr["value"] == 29.78 and elr["tag"] == "oc" and elr["metric"] == "val"
+    trunc = _find(rows, method="gce-truncated", dataset="cifar10", noise_family="sym", noise_rate=0.8)
+    assert (trunc["value"], trunc["std"]) == (67.92, 0.60)
+    assert _find(rows, method="co-teaching", dataset="mnist", noise_family="pairflip-draw")["value"] == 87.58
+
+
+def test_method_names_normalise() -> None:
+    assert normalise_method("ELR+") == normalise_method("elr_plus") == "elrplus"
+    assert normalise_method("Co-Teaching") == "coteaching"
+
+
+def test_bad_file_names_the_line(tmp_path: Path) -> None:
+    header = "source,paper_method,method,dataset,noise_family,noise_rate,metric,value,std,arch,tag,note\n"
+    path = tmp_path / "p.csv"
+    path.write_text("# comment\n" + header + "S,CE,ce,cifar10,sym,0.2,best,abc,,r18,p,\n")
+    with pytest.raises(DataError, match="line 3: not a number"):
+        load_published(path)
+    path.write_text(header + "S,CE,ce,cifar10,sym,0.2,best,1.0,,r18,maybe,\n")
+    with pytest.raises(DataError, match="provenance tags"):
+        load_published(path)
+
+
+def test_matching_setting_shows_paper_value_beside_ours(tmp_path: Path) -> None:
+    for seed, v in enumerate([80.0, 81.0, 79.5], 1):
+        write_run(tmp_path, "ce", "cifar10", "sym-dividemix:0.5", seed, v)
+        write_run(tmp_path, "ce", "cifar10", "sym:0.5", seed, v)  # another noise variant: no match
+    text, board = make_report(tmp_path, ReportOptions(fmt="table", metric="best"))
+    assert {(p["noise"], p["metric"], p["value"]) for p in board.published} == {
+        ("sym-dividemix:0.5", "best", 79.4), ("sym-dividemix:0.5", "mean-last", 57.9)}
+    assert all(p["ours_mean"] == pytest.approx(80.1666, abs=1e-3) for p in board.published)
+    assert "Published numbers" in text and " 79.4 " in text and " 57.9 " in text
+    assert "mean-last (differs)" in text
+    latex, _ = make_report(tmp_path, ReportOptions(fmt="latex"))
+    assert "Published values" in latex and "& 79.4 &" in latex and "DivideMix (Li et al. 2020) Table 1 (p?;s)" in latex
+    html, _ = make_report(tmp_path, ReportOptions(fmt="html"))
+    assert "Published numbers beside ours" in html and "<td>79.4</td>" in html
+    bare, board = make_report(tmp_path, ReportOptions(fmt="table", published=False))
+    assert board.published == [] and "Published" not in bare

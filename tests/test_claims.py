@@ -1,0 +1,147 @@
+"""Atomic, expiring run claims (noisybench.claims)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from noisybench.claims import (
+    CLAIMS,
+    Claim,
+    ClaimInfo,
+    ClaimLostError,
+    current_claim,
+    holder_info,
+    process_start,
+    read_claims,
+    try_claim,
+)
+
+
+def _forge(root: Path, run_id: str, generation: int, age: float = 0.0, **holder: object) -> Path:
+    """A claim file as another process would have left it, with a heartbeat ``age`` seconds old."""
+    (root / CLAIMS).mkdir(parents=True, exist_ok=True)
+    path = root / CLAIMS / f"{run_id}.{generation}"
+    path.write_text(json.dumps(holder))
+    stamp = time.time() - age
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claim_is_exclusive_until_released(tmp_path: Path) -> None:
+    first = try_claim(tmp_path, "r1")
+    assert isinstance(first, Claim) and first.owned()
+    second = try_claim(tmp_path, "r1")  # even this process may not claim it twice
+    assert isinstance(second, ClaimInfo) and second.holder["pid"] == os.getpid()
+    first.release()
+    assert current_claim(tmp_path, "r1") is None
+    third = try_claim(tmp_path, "r1")
+    assert isinstance(third, Claim) and third.generation == 0
+    third.release()
+    log = (tmp_path / CLAIMS / "log").read_text().splitlines()
+    assert [line.split()[1:4] for line in log] == [["acquire", "r1", "0"], ["acquire", "r1", "0"]]
+
+
+def test_claim_of_dead_local_process_is_taken_over(tmp_path: Path) -> None:
+    _forge(tmp_path, "r1", 0, host=socket.gethostname(), pid=_dead_pid(), start="1", job=None)
+    claim = try_claim(tmp_path, "r1")
+    assert isinstance(claim, Claim) and claim.generation == 1
+    assert not (tmp_path / CLAIMS / "r1.0").exists()  # the replaced generation is tidied
+    claim.release()
+
+
+def test_pid_reuse_is_detected_by_start_time(tmp_path: Path) -> None:
+    parent = os.getppid()  # alive, but the claim says it started at another time
+    _forge(tmp_path, "r1", 0, host=socket.gethostname(), pid=parent, start="12345", job=None)
+    assert process_start(parent) != "12345"
+    claim = try_claim(tmp_path, "r1")
+    assert isinstance(claim, Claim)
+    claim.release()
+
+
+def test_live_claim_of_another_process_is_respected(tmp_path: Path) -> None:
+    parent = os.getppid()
+    _forge(tmp_path, "r1", 0, host=socket.gethostname(), pid=parent, start=process_start(parent), job=None)
+    got = try_claim(tmp_path, "r1")
+    assert isinstance(got, ClaimInfo) and got.holder["pid"] == parent
+    assert f"pid {parent}" in got.describe()
+
+
+def test_remote_claim_expires_only_after_ttl(tmp_path: Path) -> None:
+    _forge(tmp_path, "r1", 0, age=5, host="elsewhere", pid=1, start="1", job=None)
+    assert isinstance(try_claim(tmp_path, "r1", ttl=60), ClaimInfo)
+    _forge(tmp_path, "r2", 3, age=120, host="elsewhere", pid=1, start="1", job=None)
+    claim = try_claim(tmp_path, "r2", ttl=60)
+    assert isinstance(claim, Claim) and claim.generation == 4
+    claim.release()
+
+
+def test_earlier_incarnation_of_same_slurm_job_is_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    _forge(tmp_path, "r1", 0, host="node9", pid=4242, start="1", job="77_3")  # fresh heartbeat
+    _forge(tmp_path, "r2", 0, host="node9", pid=4242, start="1", job="77_4")  # another task: live
+    assert holder_info()["job"] == "77_3"
+    claim = try_claim(tmp_path, "r1")
+    assert isinstance(claim, Claim)
+    claim.release()
+    assert isinstance(try_claim(tmp_path, "r2"), ClaimInfo)
+
+
+def test_heartbeat_refreshes_and_loser_notices(tmp_path: Path) -> None:
+    claim = try_claim(tmp_path, "r1", ttl=0.5)
+    assert isinstance(claim, Claim)
+    time.sleep(0.4)
+    assert read_claims(tmp_path)["r1"].age < 0.3  # heartbeat every ttl/5 = 0.1 s
+    _forge(tmp_path, "r1", claim.generation + 1, host="elsewhere", pid=1, start="1", job=None)
+    with pytest.raises(ClaimLostError, match="claim lost to elsewhere"):
+        claim.check()
+    claim.release()  # not ours any more: must leave the newer claim alone
+    assert current_claim(tmp_path, "r1").holder["host"] == "elsewhere"
+
+
+def _race(root: str, run_ids: list[str], ttl: float, barrier: multiprocessing.Barrier,
+          queue: multiprocessing.Queue) -> None:
+    barrier.wait()
+    won = []
+    for run_id in run_ids:
+        got = try_claim(root, run_id, ttl=ttl)
+        if isinstance(got, Claim):
+            won.append(run_id)
+    barrier.wait()  # hold every claim until all contenders have tried
+    queue.put(won)
+
+
+@pytest.mark.parametrize("stale_first", [False, True], ids=["fresh", "takeover"])
+def test_racing_processes_each_run_claimed_once(tmp_path: Path, stale_first: bool) -> None:
+    run_ids = [f"run{i:02d}" for i in range(25)]
+    if stale_first:  # every run starts with a dead holder: contenders race to take it over
+        for run_id in run_ids:
+            _forge(tmp_path, run_id, 2, age=1000, host="gone", pid=1, start="1", job=None)
+    ctx = multiprocessing.get_context("fork")
+    barrier, queue = ctx.Barrier(6), ctx.Queue()
+    procs = [ctx.Process(target=_race, args=(str(tmp_path), run_ids[::step], 60.0, barrier, queue))
+             for step in (1, 1, 1, -1, -1, -1)]
+    for proc in procs:
+        proc.start()
+    wins = [queue.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    flat = [r for won in wins for r in won]
+    assert sorted(flat) == run_ids  # every run won exactly once
+    log = [line.split() for line in (tmp_path / CLAIMS / "log").read_text().splitlines()]
+    assert sorted(entry[2] for entry in log) == run_ids

@@ -1,0 +1,186 @@
+"""Executors without a cluster: option parsing, the sbatch path against a fake sbatch, debug,
+array tasks, and recording of jobs that end without results (noisybench.executors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pdb
+from pathlib import Path
+from typing import Any
+
+import pytest
+import submitit
+
+from noisybench.config import parse_grid
+from noisybench.errors import ConfigError
+from noisybench.executors import (
+    RunBatch,
+    SlurmOptions,
+    Submission,
+    execute_plan,
+    group_runs,
+    parse_sbatch_flags,
+    parse_time_limit,
+    wait,
+)
+from noisybench.plan import expand_grid
+from noisybench.runner import execute_run
+from noisybench.status import store_status
+from noisybench.store import ResultStore
+
+
+def tiny_runs(seeds: tuple[int, ...] = (1, 2, 3), epochs: int = 2, datasets: tuple[str, ...] = ("blobs",)) -> list:
+    grid = parse_grid({
+        "name": "t",
+        "grid": {"datasets": list(datasets), "methods": ["ce"], "noise": ["sym:0.2"], "seeds": list(seeds)},
+        "train": {"epochs": epochs}, "datasets": {"blobs": {"n_samples": 300, "dim": 6}} if "blobs" in datasets else {},
+    })
+    return expand_grid(grid)
+
+
+@pytest.mark.parametrize(("value", "minutes"), [
+    (90, 90), ("90", 90), ("1:30", 90), ("1:30:00", 90), ("0:00:30", 1), ("2-00:00:00", 2880), ("1-1:00", 1500),
+])
+def test_time_limit_formats(value: Any, minutes: int) -> None:
+    assert parse_time_limit(value) == minutes
+
+
+def test_bad_time_limit_names_the_fix() -> None:
+    with pytest.raises(ConfigError, match=r"time '1h'.*e\.g\. 120 or 2:00:00"):
+        parse_time_limit("1h")
+
+
+def test_options_from_grid_then_cli() -> None:
+    table = {"partition": "gpu", "time": "2:00:00", "cpus": 4, "sbatch": {"constraint": "volta"}}
+    options = SlurmOptions.from_sources(table, {"cpus": 2, "qos": None, "account": "lab"})
+    assert (options.partition, options.time, options.cpus, options.account) == ("gpu", 120, 2, "lab")
+    assert options.qos is None and options.sbatch == {"constraint": "volta"}
+    with pytest.raises(ConfigError, match=r"unknown key 'partion'.*Did you mean 'partition'"):
+        SlurmOptions.from_sources({"partion": "gpu"}, {})
+    with pytest.raises(ConfigError, match="cpus must be >= 1"):
+        SlurmOptions.from_sources({"cpus": 0}, {})
+    assert parse_sbatch_flags(["constraint=volta", "--exclusive", "mail-type=END"]) == {
+        "constraint": "volta", "exclusive": True, "mail_type": "END"}
+
+
+def test_group_runs_packs_by_dataset() -> None:
+    runs = tiny_runs(seeds=tuple(range(1, 6)), datasets=("blobs", "digits"))
+    groups = group_runs(runs, 0, parallelism=1)  # 10 runs, 4 x 1 tasks wanted -> 3 per task
+    assert [len(g) for g in groups] == [3, 3, 3, 1]
+    assert sorted(r.run_id for g in groups for r in g) == sorted(r.run_id for r in runs)
+    assert {r.dataset["name"] for r in groups[0]} == {"blobs"}
+    assert [len(g) for g in group_runs(runs, 4, parallelism=64)] == [4, 4, 2]
+
+
+@pytest.fixture
+def fake_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An ``sbatch`` on PATH that keeps a copy of each script and answers job id 4242."""
+    bin_dir, captured = tmp_path / "bin", tmp_path / "captured"
+    bin_dir.mkdir()
+    captured.mkdir()
+    script = bin_dir / "sbatch"
+    script.write_text(f"#!/bin/sh\ncp \"$1\" {captured}/script.sh\necho 'Submitted batch job 4242'\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return captured
+
+
+def test_slurm_submission_builds_one_array_with_the_requested_resources(tmp_path: Path, fake_sbatch: Path) -> None:
+    runs = tiny_runs(seeds=(1, 2, 3, 4, 5))
+    options = SlurmOptions.from_sources(
+        {"partition": "gpu", "account": "lab", "qos": "high", "time": "1:30:00", "sbatch": {"constraint": "volta"},
+         "setup": ["module load cuda"]},
+        {"cpus": 2, "gpus": 1, "mem_gb": 8, "array_parallelism": 2, "runs_per_task": 2})
+    assert execute_plan("slurm", runs, tmp_path / "out", "t", options, detach=True, log=lambda _: None) is None
+    script = (fake_sbatch / "script.sh").read_text()
+    for flag in ["--array=0-2%2", "--partition=gpu", "--account=lab", "--qos=high", "--time=90",
+                 "--cpus-per-task=2", "--gpus-per-node=1", "--mem=8GB", "--constraint=volta", "--job-name=nb-t"]:
+        assert f"#SBATCH {flag}\n" in script, flag
+    assert "module load cuda" in script and "submitit.core._submit" in script
+    record = json.loads((tmp_path / "out" / "jobs" / "4242.json").read_text())
+    assert list(record["tasks"]) == ["4242_0", "4242_1", "4242_2"]
+    assert sorted(i for ids in record["tasks"].values() for i in ids) == sorted(r.run_id for r in runs)
+    assert [len(ids) for ids in record["tasks"].values()] == [2, 2, 1]
+
+
+def test_run_batch_pins_threads_and_skips_finished(tmp_path: Path) -> None:
+    import torch
+
+    runs = tiny_runs(seeds=(1, 2))
+    first = execute_run(runs[0], tmp_path)
+    torch.set_num_threads(2)
+    try:
+        records = RunBatch([r.to_dict() for r in runs], str(tmp_path), threads=1)()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(1)
+    assert [r["status"] for r in records] == ["done", "done"]
+    assert records[0]["finished_at"] == first["finished_at"]  # returned as stored, not retrained
+    assert all("traceback" not in r for r in records)
+
+
+def test_debug_executor_runs_in_process_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)
+    runs = tiny_runs(seeds=(1,))
+    records = execute_plan("debug", runs, tmp_path / "ok", "t", log=lambda _: None)
+    assert [r["status"] for r in records] == ["done"]
+    assert records[0]["pid"] == os.getpid()
+
+    def boom(self: Any) -> None:
+        raise ValueError("broken method")
+
+    monkeypatch.setattr("noisybench.trainer.Trainer.run", boom)
+    with pytest.raises(ValueError, match="broken method"):  # the original error, for pdb
+        execute_plan("debug", tiny_runs(seeds=(9,)), tmp_path / "bad", "t", log=lambda _: None)
+
+
+def test_unknown_executor_suggests() -> None:
+    with pytest.raises(ConfigError, match="Did you mean 'slurm'"):
+        execute_plan("slurn", [], "x", "t")
+
+
+class _CancelledJob:
+    """Quacks like a submitit SlurmJob that sacct reports as cancelled."""
+
+    job_id = "55_0"
+
+    class watcher:  # noqa: N801
+        @staticmethod
+        def update() -> None:
+            return None
+
+        @staticmethod
+        def get_state(job_id: str, mode: str = "standard") -> str:
+            return "CANCELLED by 0"
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> list:
+        raise submitit.core.utils.UncompletedJobError("Job 55_0 (task: 0) with path ... has not produced any output")
+
+
+def test_job_ending_without_results_is_recorded_with_its_state(tmp_path: Path) -> None:
+    runs = tiny_runs(seeds=(1, 2))
+    execute_run(runs[0], tmp_path)  # finished before the cancel: must stay done
+    records = wait(Submission([_CancelledJob()], [runs]), tmp_path, poll=0.01)
+    assert [r["status"] for r in records] == ["done", "failed"]
+    stored = ResultStore(tmp_path).result(runs[1].run_id)
+    assert stored["reason"].startswith("cancelled: Slurm job 55_0 CANCELLED by 0")
+    assert stored["slurm_state"] == "CANCELLED by 0"
+    status = store_status(tmp_path, query_slurm=False)
+    assert status.states["failed"] == [runs[1].run_id] and status.states["done"] == [runs[0].run_id]
+
+
+def test_cli_refuses_a_bad_slurm_table_even_for_local_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from noisybench.cli import main
+
+    grid = tmp_path / "g.toml"
+    grid.write_text('name = "g"\n[grid]\ndatasets = ["blobs"]\nmethods = ["ce"]\nnoise = ["sym:0.2"]\nseeds = [1]\n'
+                    '[slurm]\npartiton = "gpu"\n')
+    assert main(["run", str(grid), "--out", str(tmp_path / "out")]) == 2
+    assert "unknown key 'partiton'" in capsys.readouterr().err
+    grid.write_text(grid.read_text().replace("partiton", "partition"))
+    assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--executor", "slurm", "--time", "1h"]) == 2
+    assert "time '1h' is not minutes" in capsys.readouterr().err

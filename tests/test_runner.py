@@ -1,0 +1,152 @@
+"""execute_run under concurrency: claims, two drivers at once, SIGKILL of the driver (noisybench.runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from noisybench.claims import CLAIMS, process_start
+from noisybench.results import load_results
+from noisybench.runner import execute_run, pending_runs
+from noisybench.store import ResultStore
+from tests.test_executors import tiny_runs
+
+GRID = """
+name = "conc"
+[grid]
+datasets = ["blobs"]
+methods = ["ce"]
+noise = ["sym:0.2"]
+seeds = [1, 2, 3, 4, 5, 6]
+[train]
+epochs = 4
+[datasets.blobs]
+n_samples = 300
+dim = 6
+"""
+
+
+def _cli(args: list[str], sleep: float = 0.0) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep)}
+    return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _acquisitions(out: Path) -> list[str]:
+    log = out / CLAIMS / "log"
+    return [line.split()[2] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_run_claimed_by_a_live_process_is_not_touched(tmp_path: Path) -> None:
+    run = tiny_runs(seeds=(1,))[0]
+    parent = os.getppid()
+    (tmp_path / CLAIMS).mkdir()
+    (tmp_path / CLAIMS / f"{run.run_id}.0").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": parent, "start": process_start(parent), "job": None}))
+    record = execute_run(run, tmp_path)
+    assert record["status"] == "running" and f"pid {parent}" in record["reason"]
+    assert not (tmp_path / "runs" / run.run_id).exists()  # nothing written, nothing trained
+
+
+def test_claim_lost_mid_run_stops_without_writing_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOISYBENCH_TEST_EPOCH_SLEEP", "0.3")
+    run = tiny_runs(seeds=(1,), epochs=5)[0]
+    history = tmp_path / "runs" / run.run_id / "history.json"
+
+    def usurp() -> None:  # another host takes the run over after the first epoch
+        while not history.exists():
+            time.sleep(0.02)
+        (tmp_path / CLAIMS / f"{run.run_id}.1").write_text(json.dumps({"host": "elsewhere", "pid": 1}))
+
+    thread = threading.Thread(target=usurp)
+    thread.start()
+    record = execute_run(run, tmp_path)
+    thread.join()
+    assert record["status"] == "running" and "claim lost to elsewhere" in record["reason"]
+    assert not (tmp_path / "runs" / run.run_id / "result.json").exists()
+    assert (tmp_path / CLAIMS / f"{run.run_id}.1").exists()  # the new owner's claim is left alone
+
+
+def test_pending_runs_skips_finished_and_retries_failed(tmp_path: Path) -> None:
+    runs = tiny_runs(seeds=(1, 2, 3))
+    execute_run(runs[0], tmp_path)
+    store = ResultStore(tmp_path)
+    store.write_result({"run_id": runs[1].run_id, "config": runs[1].to_dict(), "status": "failed", "reason": "x"})
+    assert pending_runs(runs, store) == [runs[2]]
+    assert pending_runs(runs, store, retry_failed=True) == runs[1:]
+
+
+@pytest.mark.slow
+def test_two_drivers_at_once_train_each_run_once(tmp_path: Path) -> None:
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID)
+    out = tmp_path / "out"
+    drivers = [_cli(["run", str(grid), "--out", str(out), "--workers", "1"], sleep=0.1) for _ in range(2)]
+    outputs = [d.communicate(timeout=300) for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], [e.decode()[-2000:] for _, e in outputs]
+    acquired = _acquisitions(out)
+    assert sorted(acquired) == sorted(set(acquired)) and len(acquired) == 6  # each run trained exactly once
+    frame = load_results(out)
+    assert len(frame) == 6 and set(frame["status"]) == {"done"}
+    trainers = {line.split()[5] for line in (out / CLAIMS / "log").read_text().splitlines()}
+    assert trainers == {str(d.pid) for d in drivers}  # both drivers really worked at the same time
+
+
+def _holders_alive(out: Path) -> list[int]:
+    pids = [json.loads(p.read_text() or "{}").get("pid") for p in (out / CLAIMS).glob("*.[0-9]*")]
+    alive = []
+    for pid in filter(None, pids):
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_of_driver_loses_nothing_and_rerun_does_only_the_rest(tmp_path: Path, workers: int) -> None:
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID)
+    out = tmp_path / "out"
+    proc = _cli(["run", str(grid), "--out", str(out), "--workers", str(workers)], sleep=0.25)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(out.rglob("result.json"))) < 2:
+        time.sleep(0.05)
+    while time.time() < deadline and len(list(out.rglob("history.json"))) < 3:  # third run under way
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    while time.time() < deadline and _holders_alive(out):  # pool workers notice and exit within ~1 s
+        time.sleep(0.1)
+    assert not _holders_alive(out), "pool workers outlived the killed driver"
+    finished = {p.parent.name: p.read_bytes() for p in out.rglob("result.json")}
+    assert 2 <= len(finished) < 6
+    before = len(_acquisitions(out))
+    rerun = _cli(["run", str(grid), "--out", str(out), "--workers", "1"])
+    _, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+    redone = _acquisitions(out)[before:]
+    assert sorted(redone) == sorted(set(redone)) and not set(redone) & set(finished)  # only the missing ones
+    assert len(redone) == 6 - len(finished)
+    for run_id, data in finished.items():  # finished results untouched
+        assert (out / "runs" / run_id / "result.json").read_bytes() == data
+    resumed = [json.loads((out / "runs" / r / "result.json").read_text())["resumed_from_epoch"] for r in redone]
+    assert max(resumed) > 0  # the run in flight resumed from its checkpoint
+    reference = tmp_path / "ref"
+    ref = _cli(["run", str(grid), "--out", str(reference), "--workers", "1"])
+    ref.communicate(timeout=300)
+    a, b = load_results(out), load_results(reference)
+    for column in ["val_selected", "last", "mean_last_k"]:
+        assert a[column].tolist() == b[column].tolist()
