@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from noisybench.datasets._image_batch import Normalizer, center_crop, random_crop, random_flip
 
 from noisybench.data import Dataset
+from noisybench.datasets._image_batch import Normalizer, center_crop, random_crop, random_flip
 from noisybench.errors import ConfigError, DataError
 from noisybench.store import atomic_write_bytes
 from noisybench.streaming import ImageList

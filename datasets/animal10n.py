@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from noisybench.datasets._image_folder import ImageDataset, check_labels, decode_in_memory
 
 from noisybench.data import DataSplits
+from noisybench.datasets._image_folder import ImageDataset, check_labels, decode_in_memory
 from noisybench.errors import DataError
 from noisybench.registry import register_dataset
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from noisybench.datasets._augment import gaussian_jitter
 
 from noisybench.data import Dataset, DataSplits
+from noisybench.datasets._augment import gaussian_jitter
 from noisybench.errors import ConfigError
 from noisybench.registry import register_dataset
 

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from noisybench.datasets._image_batch import Normalizer, random_crop, random_flip
-from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
 
 from noisybench.data import Dataset, DataSplits
+from noisybench.datasets._image_batch import Normalizer, random_crop, random_flip
+from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
 from noisybench.errors import ConfigError, DataError
 from noisybench.registry import register_dataset
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
-from noisybench.datasets.cifar import CIFAR10, CIFAR100
 
 from noisybench.data import DataSplits
+from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
+from noisybench.datasets.cifar import CIFAR10, CIFAR100
 from noisybench.errors import ConfigError, DataError
 from noisybench.registry import register_dataset
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from noisybench.datasets._image_folder import ImageDataset, balanced_subset, check_labels, read_keys, read_pairs
 
 from noisybench.data import DataSplits
+from noisybench.datasets._image_folder import ImageDataset, balanced_subset, check_labels, read_keys, read_pairs
 from noisybench.errors import ConfigError, DataError
 from noisybench.registry import register_dataset
 from noisybench.streaming import ImageList

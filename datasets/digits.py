@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from noisybench.datasets._augment import gaussian_jitter, random_shift_2d
 
 from noisybench.data import Dataset, DataSplits
+from noisybench.datasets._augment import gaussian_jitter, random_shift_2d
 from noisybench.registry import register_dataset
 
 #: MNIST asymmetric map of the loss-correction literature (methods.md §8.7, a suite convention).

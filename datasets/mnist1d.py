@@ -6,10 +6,10 @@ import io
 
 import numpy as np
 import torch
-from noisybench.datasets._augment import gaussian_jitter, random_shift_1d
-from noisybench.datasets.digits import MNIST_ASYM_MAP
 
 from noisybench.data import Dataset, DataSplits
+from noisybench.datasets._augment import gaussian_jitter, random_shift_1d
+from noisybench.datasets.digits import MNIST_ASYM_MAP
 from noisybench.registry import register_dataset
 from noisybench.store import atomic_write_bytes
 

@@ -46,6 +46,17 @@ def scaled_epochs(fraction: float, epochs: int, minimum: int = 1) -> int:
     return max(minimum, int(round(fraction * epochs)))
 
 
+def paper_epoch_count(value: int, paper_epochs: int, setting: Setting, source: str) -> tuple[int, str]:
+    """A paper's epoch count (warm-up, E_w, ramp) for a run of ``setting.epochs`` epochs.
+
+    Unchanged (with ``source``) when the run is as long as the paper's schedule of
+    ``paper_epochs``; otherwise scaled proportionally, at least 1, and tagged ``suite``.
+    """
+    if setting.epochs == paper_epochs:
+        return value, source
+    return max(1, int(round(value * setting.epochs / paper_epochs))), "suite"
+
+
 def refined_target_stats(targets: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
     """Agreement of argmax refined targets with the clean labels (agreed history columns).
 

@@ -36,25 +36,28 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+
+from noisybench.config import Setting
+from noisybench.errors import ConfigError
+from noisybench.method import HParam, Method
 from noisybench.methods._common import (
     CIFAR,
     CIFAR_N,
     is_asymmetric,
     nearest_rate,
+    paper_epoch_count,
     refined_target_stats,
     scaled_epochs,
     sharpen,
 )
-
-from noisybench.config import Setting
-from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
 from noisybench.registry import register_method
 
 if TYPE_CHECKING:
     from noisybench.trainer import Batch, TrainContext
 
 #: SELC's official ``es`` (methods.md §7.3), adopted for ALR as a suite convention.
+#: SELC trains 200 epochs on CIFAR and CIFAR-N (methods.md §7.3); its E_w values belong to that schedule.
+SELC_EPOCHS = 200
 SELC_ES = {
     "cifar10": {"sym": {0.2: 40, 0.4: 30, 0.6: 30, 0.8: 40}, "asym": {0.4: 40}},
     "cifar100": {"sym": {0.2: 30, 0.4: 20, 0.6: 30, 0.8: 40}, "asym": {0.4: 20}},
@@ -140,6 +143,9 @@ class ALR(Method):
             warmup = 40 if setting.dataset == "cifar10n" else 30  # methods.md §7.3, CIFAR-N row
         else:
             warmup = scaled_epochs(WARMUP_FRACTION, setting.epochs)
+        if setting.dataset in CIFAR or setting.dataset in CIFAR_N:
+            # SELC's E_w belongs to its 200-epoch schedule: keep its share of a shorter or longer run.
+            warmup, _ = paper_epoch_count(int(warmup), SELC_EPOCHS, setting, "suite")
         values["warmup_end"] = HParam(int(warmup), "suite")  # type: ignore[arg-type]
         return values
 

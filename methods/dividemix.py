@@ -29,6 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from noisybench.config import Setting
+from noisybench.errors import ConfigError
+from noisybench.method import HParam, Method
 from noisybench.methods._common import (
     CIFAR,
     CIFAR_N,
@@ -37,14 +41,11 @@ from noisybench.methods._common import (
     is_asymmetric,
     is_symmetric,
     nearest_rate,
+    paper_epoch_count,
     scaled_epochs,
     sharpen,
     soft_cross_entropy,
 )
-
-from noisybench.config import Setting
-from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
 from noisybench.registry import register_method
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ LAMBDA_U = {
     ("cifar10", "asym"): {0.4: 0.0},
     ("cifar100", "sym"): {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0},
 }
+#: Length of the reference schedule that W and the ramp belong to (``num_epochs`` = 300).
+PAPER_EPOCHS = 300
 #: Share of the run's epochs for W and the lambda_u ramp on datasets the paper never ran.
 WARMUP_FRACTION = 0.25
 RAMPUP_FRACTION = 0.1
@@ -145,9 +148,10 @@ class DivideMix(Method):
         base = cifar_base(setting.dataset)
         high = (setting.noise_rate or 0.0) >= 0.9 and is_symmetric(setting)
         if base is not None:
+            # W and the ramp belong to the 300-epoch schedule: keep their share of other lengths.
             source = "paper-default" if cifar else "suite"
-            warmup = HParam(30 if base == "cifar100" else 10, source)
-            rampup = HParam(16, source)
+            warmup = HParam(*paper_epoch_count(30 if base == "cifar100" else 10, PAPER_EPOCHS, setting, source))
+            rampup = HParam(*paper_epoch_count(16, PAPER_EPOCHS, setting, source))
         else:
             warmup = HParam(scaled_epochs(WARMUP_FRACTION, setting.epochs), "suite")
             rampup = HParam(scaled_epochs(RAMPUP_FRACTION, setting.epochs), "suite")

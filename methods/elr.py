@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
-from noisybench.methods._common import CIFAR, cifar_base, is_asymmetric, is_symmetric, refined_target_stats
 
 from noisybench.config import Setting
 from noisybench.errors import ConfigError
 from noisybench.method import HParam, Method
+from noisybench.methods._common import CIFAR, cifar_base, is_asymmetric, is_symmetric, refined_target_stats
 from noisybench.registry import register_method
 
 if TYPE_CHECKING:

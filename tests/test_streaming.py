@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from noisybench.datasets.clothing1m import Clothing1M
 
 from noisybench.config import parse_grid
 from noisybench.data import DataSplits
+from noisybench.datasets.clothing1m import Clothing1M
 from noisybench.plan import expand_grid
 from noisybench.registry import DATASETS
 from noisybench.streaming import ImageList, iter_batches

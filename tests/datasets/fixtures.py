@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from noisybench.datasets.cifar import CIFAR100_COARSE
 from PIL import Image
+
+from noisybench.datasets.cifar import CIFAR100_COARSE
 
 
 def _images(n: int, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from noisybench.methods.alr import ALR, alr_loss, alr_update_targets, entropy_weight
 
 from noisybench.config import Setting
+from noisybench.methods.alr import ALR, alr_loss, alr_update_targets, entropy_weight
 from noisybench.trainer import Trainer
 from tests.methods._helpers import FixedLogits, Z, batch, fake_context, tiny_run
 

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+
+from noisybench.config import Setting
 from noisybench.methods._common import sharpen
 from noisybench.methods.dividemix import (
     DivideMix,
@@ -15,8 +17,6 @@ from noisybench.methods.dividemix import (
     mixmatch_loss,
     normalize_losses,
 )
-
-from noisybench.config import Setting
 from noisybench.trainer import Trainer
 from tests.methods._helpers import tiny_run
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from noisybench.methods.elr import ELR, elr_loss, elr_update_targets
 
 from noisybench.config import Setting
+from noisybench.methods.elr import ELR, elr_loss, elr_update_targets
 from tests.methods._helpers import FixedLogits, Z, batch, fake_context
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from noisybench.methods.gce import gce_loss
 
 
