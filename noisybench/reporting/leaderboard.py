@@ -251,7 +251,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")
     done, superseded = drop_superseded(done)
     cells = _cells(done, column)
-    method_order = sorted({c.method for c in cells.values()})
+    method_order = sorted({c.method for c in cells.values()}, key=lambda m: (m != "ce", m))  # baseline first
     columns = [c for c in _columns(done) if any((m, *c.key) in cells for m in method_order)]
     for col in columns:
         in_col = [cells[(m, *col.key)] for m in method_order if (m, *col.key) in cells]

@@ -129,3 +129,14 @@ def test_six_settings_run_pairwise_wilcoxon_against_scipy(tmp_path: Path) -> Non
     fig = cd_diagram(board)
     assert "no significant difference (Wilcoxon signed-rank, Holm" in fig.get_suptitle()
     assert "INDICATIVE" not in fig.get_suptitle()
+
+
+def test_baseline_ce_is_the_first_row(tmp_path) -> None:
+    from noisybench.reporting.leaderboard import build_leaderboard
+    from noisybench.results import load_results
+    from tests.reporting.conftest import write_run
+
+    for method, base in (("alr", 60.0), ("ce", 50.0), ("bmethod", 55.0)):
+        for seed in (1, 2, 3):
+            write_run(tmp_path, method, "blobs", "sym:0.2", seed, base + seed)
+    assert build_leaderboard(load_results(tmp_path)).methods == ["ce", "alr", "bmethod"]
