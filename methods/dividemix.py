@@ -132,6 +132,23 @@ def _lambda_u(setting: Setting) -> HParam:
     return HParam(value, "paper" if published else "suite")
 
 
+#: Datasets trained with the official Clothing1M / WebVision scripts' protocol (methods.md §6.2).
+WEB_SCALE = ("clothing1m", "webvision")
+
+
+def _web_scale_hparams(setting: Setting) -> dict[str, HParam]:
+    """``Train_clothing1M.py`` / ``Train_webvision.py``: 1 warm-up epoch, lambda_u = 0, alpha = 0.5,
+    batch 32 + 32, and with lambda_u = 0 only the labelled rows are mixed (their partners come from
+    all rows). Clothing1M warms up with the confidence penalty, WebVision with CE only."""
+    return {
+        "warmup": HParam(1, "paper"), "rampup": HParam(16, "paper-default"), "lambda_u": HParam(0.0, "paper"),
+        "p_threshold": HParam(0.5, "paper-default"), "T": HParam(0.5, "paper-default"),
+        "alpha": HParam(0.5, "paper"), "batch_size": HParam(32, "paper"),
+        "conf_penalty": HParam(setting.dataset == "clothing1m", "paper"),
+        "loss_history": HParam(1, "paper"), "mix_labelled_only": HParam(True, "paper"),
+    }
+
+
 @register_method("dividemix")
 class DivideMix(Method):
     """Two networks, GMM co-divide, co-refinement, co-guessing and MixMatch."""
@@ -139,11 +156,13 @@ class DivideMix(Method):
     num_networks = 2
     hparams = {
         "warmup": 10, "rampup": 16, "lambda_u": 25.0, "p_threshold": 0.5, "T": 0.5, "alpha": 4.0,
-        "batch_size": None, "conf_penalty": False, "loss_history": 1,
+        "batch_size": None, "conf_penalty": False, "loss_history": 1, "mix_labelled_only": False,
     }
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
+        if setting.dataset in WEB_SCALE:
+            return _web_scale_hparams(setting)
         cifar = setting.dataset in CIFAR
         base = cifar_base(setting.dataset)
         high = (setting.noise_rate or 0.0) >= 0.9 and is_symmetric(setting)
@@ -162,6 +181,7 @@ class DivideMix(Method):
             "batch_size": HParam(64, "paper-default" if cifar else "suite") if base else HParam(None, "suite"),
             "conf_penalty": HParam(not is_symmetric(setting), "paper-default"),
             "loss_history": HParam(5 if high else 1, "paper-default"),
+            "mix_labelled_only": HParam(False, "paper-default"),
         }
 
     @classmethod
@@ -186,7 +206,7 @@ class DivideMix(Method):
     def setup(self, ctx: TrainContext) -> None:
         self.b = int(self.hp["batch_size"] or max(2, ctx.batch_size // 2))
         self.loss_hist: list[torch.Tensor] = [torch.zeros(0, ctx.num_train, device=ctx.device) for _ in range(2)]
-        self.selected: list[torch.Tensor] | None = None
+        self.selected: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (pool, mask) per network
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         self._sums = torch.zeros(3, device=ctx.device)
@@ -196,10 +216,11 @@ class DivideMix(Method):
             for k in range(2):
                 self._warmup(ctx, k)
             return {"train_loss": ctx.mean_loss()}
-        clean_prob = [self._clean_probability(ctx, k) for k in range(2)]
-        self.selected = [p > self.hp["p_threshold"] for p in clean_prob]
+        pool = ctx.epoch_indices.to(ctx.device)  # all samples, or the dataset's draw for this epoch
+        clean_prob = [self._clean_probability(ctx, k, pool) for k in range(2)]
+        self.selected = [(pool, p > self.hp["p_threshold"]) for p in clean_prob]
         for k in range(2):
-            self._train_net(ctx, epoch, k, clean_prob[1 - k])
+            self._train_net(ctx, epoch, k, pool, clean_prob[1 - k])
         means = (self._sums / max(1, self._steps)).tolist()
         return {"train_loss": ctx.mean_loss(), "loss_x": means[0], "loss_u": means[1], "lambda_u_eff": means[2]}
 
@@ -214,26 +235,33 @@ class DivideMix(Method):
                 loss = loss - entropy_from_logits(logits).mean()
             ctx.optimize(loss, which=[k])
 
-    def _clean_probability(self, ctx: TrainContext, k: int) -> torch.Tensor:
-        """GMM clean probability of every training sample under network ``k``."""
-        losses = F.cross_entropy(ctx.predict_train(ctx.nets[k]), ctx.y_noisy, reduction="none")
-        hist = torch.cat([self.loss_hist[k], normalize_losses(losses)[None]])[-self.hp["loss_history"]:]
-        self.loss_hist[k] = hist
+    def _clean_probability(self, ctx: TrainContext, k: int, pool: torch.Tensor) -> torch.Tensor:
+        """GMM clean probability of the samples ``pool`` under network ``k``.
+
+        With a per-epoch subset (Clothing1M) the GMM sees that subset only and no loss history,
+        as in the reference; otherwise the whole training set and the last ``loss_history`` epochs.
+        """
+        subset = len(pool) != ctx.num_train
+        logits = ctx.predict_train(ctx.nets[k], pool if subset else None)
+        losses = normalize_losses(F.cross_entropy(logits, ctx.y_noisy[pool], reduction="none"))
+        if subset:
+            hist = losses[None]
+        else:
+            hist = torch.cat([self.loss_hist[k], losses[None]])[-self.hp["loss_history"]:]
+            self.loss_hist[k] = hist
         seed = int(ctx.rng.integers(2**31 - 1))
         prob = gmm_clean_probability(hist.mean(dim=0).cpu().numpy(), seed)
         return torch.as_tensor(prob, dtype=torch.float32, device=ctx.device)
 
-    def _split(self, ctx: TrainContext, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Co-divide: labelled X = {w > tau}, unlabelled U = the rest (with the fallbacks above)."""
+    def _split(self, ctx: TrainContext, pool: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Co-divide ``pool``: labelled X = {w > tau}, unlabelled U = the rest (with the fallbacks above)."""
         mask = w > self.hp["p_threshold"]
-        labelled = torch.nonzero(mask).squeeze(1)
-        if len(labelled) < 2:
-            labelled = torch.topk(w, min(2, len(w))).indices
+        if int(mask.sum()) < 2:
             mask = torch.zeros_like(mask)
-            mask[labelled] = True
-        unlabelled = torch.nonzero(~mask).squeeze(1)
+            mask[torch.topk(w, min(2, len(w))).indices] = True
+        labelled, unlabelled = pool[mask], pool[~mask]
         if len(unlabelled) < 2:
-            unlabelled = torch.arange(ctx.num_train, device=w.device)
+            unlabelled = pool
         return labelled, unlabelled
 
     def _cycle(self, ctx: TrainContext, indices: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -243,9 +271,11 @@ class DivideMix(Method):
             for batch in ctx.train_batches(size, indices=indices, augment=False, drop_last=True):
                 yield batch.raw
 
-    def _train_net(self, ctx: TrainContext, epoch: int, k: int, w: torch.Tensor) -> None:
+    def _train_net(self, ctx: TrainContext, epoch: int, k: int, pool: torch.Tensor, w_pool: torch.Tensor) -> None:
         net, other = ctx.nets[k], ctx.nets[1 - k]
-        labelled, unlabelled = self._split(ctx, w)
+        labelled, unlabelled = self._split(ctx, pool, w_pool)
+        w = torch.zeros(ctx.num_train, device=ctx.device)
+        w[pool] = w_pool
         num_iter = len(labelled) // self.b + 1
         u_stream = self._cycle(ctx, unlabelled)
         other.eval()
@@ -277,9 +307,15 @@ class DivideMix(Method):
         inputs = torch.cat([x1, x2, u1, u2])
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
         perm = torch.randperm(len(inputs), generator=ctx.generator).to(inputs.device)
-        logits = net(lam * inputs + (1 - lam) * inputs[perm])
-        mixed = lam * targets + (1 - lam) * targets[perm]
-        loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed, 2 * len(x_raw))
+        # Web-scale protocol: only the labelled rows are mixed and trained (partners from all rows).
+        rows = 2 * len(x_raw) if self.hp["mix_labelled_only"] else len(inputs)
+        logits = net(lam * inputs[:rows] + (1 - lam) * inputs[perm[:rows]])
+        mixed = lam * targets[:rows] + (1 - lam) * targets[perm[:rows]]
+        if rows == len(inputs):
+            loss_x, loss_u, loss_reg = mixmatch_loss(logits, mixed, 2 * len(x_raw))
+        else:
+            loss_x, _, loss_reg = mixmatch_loss(logits, mixed, rows)
+            loss_u = torch.zeros((), device=logits.device)
         weight = self.hp["lambda_u"] * ramp
         self._sums += torch.stack([loss_x.detach(), loss_u.detach(), torch.tensor(weight, device=ctx.device)])
         self._steps += 1
@@ -291,11 +327,12 @@ class DivideMix(Method):
 
     def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         clean = ctx.y_clean_for_diagnostics
-        selected = self.selected or [torch.ones(ctx.num_train, dtype=torch.bool, device=ctx.device)] * 2
-        pooled = torch.cat(selected)
+        everyone = torch.arange(ctx.num_train, device=ctx.device)
+        selected = self.selected or [(everyone, torch.ones(ctx.num_train, dtype=torch.bool, device=ctx.device))] * 2
+        pooled = torch.cat([mask for _, mask in selected])
         stats = {"selected_frac": float(pooled.float().mean())}
         if clean is not None:
-            truly_clean = (ctx.y_noisy == clean).repeat(2)
+            truly_clean = torch.cat([ctx.y_noisy[pool] == clean[pool] for pool, _ in selected])
             tp = float((pooled & truly_clean).sum())
             stats["select_precision"] = tp / max(1.0, float(pooled.sum()))
             stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))

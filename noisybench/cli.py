@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html"],
                      help="csv: one row per run; csv-long: one row per method x setting with statistics; "
                           "csv-wide: one row per method (default table)")
-    rep.add_argument("--metric", default="val", help="val | last | mean-last | best (leaky, test-selected)")
+    rep.add_argument("--metric", default="val", help="val | last | mean-last | best (leaky, test-selected) | clean-val")
     rep.add_argument("-o", "--output", help="write to this file instead of stdout")
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     rep.add_argument("--datasets", help="comma-separated dataset patterns, e.g. 'cifar10,mnist*'")

@@ -11,6 +11,7 @@ METRICS: dict[str, str] = {
     "last": "last",
     "mean-last": "mean_last_k",
     "best": "best_on_test",
+    "clean-val": "clean_val_selected",
 }
 LEAKY_METRICS = {"best_on_test"}
 METRIC_TITLES: dict[str, str] = {
@@ -18,6 +19,7 @@ METRIC_TITLES: dict[str, str] = {
     "last": "test accuracy after the last epoch",
     "mean_last_k": "mean test accuracy over the last k epochs",
     "best_on_test": "best test accuracy over epochs (test-selected, leaky)",
+    "clean_val_selected": "test accuracy at the best clean-validation epoch (Clothing1M's clean val set)",
 }
 
 
@@ -46,6 +48,7 @@ def final_metrics(history: list[dict[str, Any]], k: int = 10) -> dict[str, Any]:
     for i, v in enumerate(val):
         if not math.isnan(v) and (best_val_epoch is None or v >= val[best_val_epoch]):
             best_val_epoch = i
+    metrics_extra = _select_at_best(history, "clean_val_acc", test, "clean_val_selected")
     k = min(k, len(test))
     best_test_epoch = max(range(len(test)), key=lambda i: (test[i], i))
     return {
@@ -60,4 +63,15 @@ def final_metrics(history: list[dict[str, Any]], k: int = 10) -> dict[str, Any]:
         "best_on_test_leaky": True,
         "epochs_run": len(history),
         "train_time": sum(float(h.get("epoch_time", 0.0)) for h in history),
+        **metrics_extra,
     }
+
+
+def _select_at_best(history: list[dict[str, Any]], key: str, test: list[float], name: str) -> dict[str, Any]:
+    """Test accuracy at the epoch with the best ``key`` (ties: later epoch), when the history has it."""
+    scores = [float(h[key]) if h.get(key) is not None else math.nan for h in history]
+    valid = [i for i, v in enumerate(scores) if not math.isnan(v)]
+    if not valid:
+        return {}
+    best = max(valid, key=lambda i: (scores[i], i))
+    return {name: test[best], f"{name}_epoch": best}

@@ -248,10 +248,11 @@ class TrainContext:
         raws = iter_batches(x, batches, self.device, self.train.num_workers)
         return torch.cat([fn(self.prepare(raw)) for raw in raws])
 
-    def predict_train(self, net: nn.Module) -> torch.Tensor:
-        """Logits of ``net`` on the whole un-augmented training set, in eval mode."""
+    def predict_train(self, net: nn.Module, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of ``net`` on the un-augmented training set (or its rows ``indices``), in eval mode."""
+        x = self.data.x_train if indices is None else self.data.x_train[indices.cpu()]
         with self.eval_mode([net]):
-            return self.logits_on(net, self.data.x_train)
+            return self.logits_on(net, x)
 
 
 def lr_at(train: TrainConfig, epoch: int) -> float:

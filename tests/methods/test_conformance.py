@@ -22,6 +22,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in METHODS.lis
     ("alr", {"entropy_on": "targets", "entropy_threshold": 0.5, "warmup_end": 1}),
     ("alr", {"entropy_threshold": 0.5, "entropy_ramp": 1, "warmup_end": 1}),
     ("dividemix", {"loss_history": 3, "conf_penalty": True}),
+    ("dividemix", {"mix_labelled_only": True, "lambda_u": 0.0}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in VARIANTS]
 BASE_COLUMNS = {"epoch", "lr", "train_loss", "val_acc", "test_acc", "epoch_time", "peak_mem_mb"}

@@ -96,12 +96,27 @@ def test_prediction_sums_both_networks() -> None:
 def test_co_divide_threshold_and_fallbacks() -> None:
     method = DivideMix(**{**DivideMix.hparams, "p_threshold": 0.5})
     ctx = type("Ctx", (), {"num_train": 5})()
-    x, u = method._split(ctx, torch.tensor([0.9, 0.2, 0.6, 0.5, 0.1]))
+    pool = torch.arange(5)
+    x, u = method._split(ctx, pool, torch.tensor([0.9, 0.2, 0.6, 0.5, 0.1]))
     assert x.tolist() == [0, 2] and u.tolist() == [1, 3, 4]  # strictly above the threshold
-    x, u = method._split(ctx, torch.tensor([0.1, 0.4, 0.2, 0.3, 0.0]))  # nobody passes: the top two
+    x, u = method._split(ctx, pool, torch.tensor([0.1, 0.4, 0.2, 0.3, 0.0]))  # nobody passes: the top two
     assert sorted(x.tolist()) == [1, 3] and u.tolist() == [0, 2, 4]
-    x, u = method._split(ctx, torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1]))  # one unlabelled: U = everyone
+    x, u = method._split(ctx, pool, torch.tensor([0.9, 0.8, 0.7, 0.6, 0.1]))  # one unlabelled: U = everyone
     assert x.tolist() == [0, 1, 2, 3] and u.tolist() == [0, 1, 2, 3, 4]
+    subset = torch.tensor([7, 3, 9, 1])  # a per-epoch draw: indices come back as training-set indices
+    x, u = method._split(ctx, subset, torch.tensor([0.9, 0.1, 0.8, 0.2]))
+    assert x.tolist() == [7, 9] and u.tolist() == [3, 1]
+
+
+def test_web_scale_protocol_defaults() -> None:
+    c1m = DivideMix.default_hparams(Setting("clothing1m", "human", None, 14, 80))
+    web = DivideMix.default_hparams(Setting("webvision", "human", None, 50, 80))
+    for hp in (c1m, web):
+        values = (hp["warmup"].value, hp["lambda_u"].value, hp["alpha"].value, hp["batch_size"].value)
+        assert values == (1, 0.0, 0.5, 32)
+        assert hp["mix_labelled_only"].value is True and hp["lambda_u"].source == "paper"
+    assert c1m["conf_penalty"].value is True and web["conf_penalty"].value is False
+    assert DivideMix.default_hparams(Setting("cifar10", "sym", 0.5, 10, 300))["mix_labelled_only"].value is False
 
 
 @pytest.mark.parametrize(("key", "value"), [("p_threshold", 1.5), ("warmup", -1), ("batch_size", 1), ("T", 0)])
@@ -119,3 +134,40 @@ def test_cifar_n_gets_the_cifar_protocol_as_suite_values() -> None:
     assert (c100n["lambda_u"].value, c100n["warmup"].value) == (150.0, 30)
     assert {c100n[k].source for k in ("lambda_u", "warmup", "rampup", "batch_size")} == {"suite"}
     assert c10n["conf_penalty"].value is True  # human noise is not symmetric
+
+
+def test_clothing1m_protocol_co_divides_each_epochs_fresh_draw(tmp_path, monkeypatch) -> None:
+    """On Clothing1M's per-epoch class-balanced draw the GMM and the X/U split use that draw only."""
+    from noisybench.config import Grid
+    from noisybench.plan import expand_grid
+    from noisybench.trainer import Trainer
+    from tests.datasets.fixtures import write_clothing1m
+
+    root = write_clothing1m(tmp_path / "images", n_noisy=84, n_val=14, n_test=14)
+    grid = Grid(name="c1m", datasets=["clothing1m"], methods=["dividemix"], noise=["none"], seeds=[1],
+                train={"profile": "fast", "epochs": 3, "arch": "airbench", "arch_kwargs": {"widths": [8, 8, 8]},
+                       "batch_size": 8, "num_workers": 0, "eval_batch_size": 64, "val_fraction": 0.1},
+                dataset_params={"clothing1m": {"epoch_samples": 28, "image_size": 36, "crop": 32}},
+                method_params={"dividemix": {"batch_size": 4}}, data_root=str(root))
+    run = expand_grid(grid)[0]
+    assert run.hparams["mix_labelled_only"] is True and run.hparams["warmup"] == 1
+    trainer = Trainer(run)
+    ctx, method = trainer.setup()
+    ctx.begin_epoch(1)
+    pool = ctx.epoch_indices
+    assert 0 < len(pool) < ctx.num_train  # a fresh draw, not the whole noisy set
+    import noisybench.methods.dividemix as dm
+
+    sizes: list[int] = []
+    real_gmm = dm.gmm_clean_probability
+    def recording_gmm(losses, seed):
+        sizes.append(len(losses))
+        return real_gmm(losses, seed)
+
+    monkeypatch.setattr(dm, "gmm_clean_probability", recording_gmm)
+    out = trainer.run()
+    assert [h["epoch"] for h in out["history"]] == [0, 1, 2]
+    assert sizes and all(n == len(pool) for n in sizes)  # 2 nets x 2 epochs, each on that epoch's draw
+    after_warmup = out["history"][1:]
+    assert all(h["loss_u"] == 0.0 for h in after_warmup)  # only labelled rows are mixed
+    assert all(0 < h["selected_frac"] <= 1 for h in after_warmup)
