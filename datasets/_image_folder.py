@@ -95,6 +95,16 @@ class ImageDataset(Dataset):
         super().__init__(root, **params)
         self._normalize = Normalizer(self.mean, self.std)
 
+    #: Files and folders under the root that :meth:`load` reads (relative paths), and the layout help.
+    required: tuple[str, ...] = ()
+    layout: str = ""
+
+    def check_ready(self) -> None:
+        root = self.require_root(self.layout)
+        missing = [name for name in self.required if not (root / name).exists()]
+        if missing:
+            raise DataError(f"dataset {self.name!r}: {root} lacks {', '.join(missing)}.\n{self.layout}")
+
     def require_root(self, help_text: str) -> Path:
         """The data root, or a clear error with the expected layout."""
         if self.root is None:

@@ -50,6 +50,8 @@ class Animal10N(ImageDataset):
     num_classes = 10
     default_arch = "vgg19_bn"
     default_profile = "paper"
+    required = ("training", "testing")
+    layout = LAYOUT
     crop = 64
     flip = True
     params = {"size": 64}

@@ -87,15 +87,17 @@ class CifarBase(Dataset):
         folder = self.data_dir()
         return [n for n, _ in (*self.train_files, *self.test_files, self.meta_file) if not (folder / n).is_file()]
 
-    def load(self) -> DataSplits:
+    def check_ready(self) -> None:
         missing = self.missing_files()
-        if missing and self.config.get("download"):
-            self._download()
-            missing = self.missing_files()
-        if missing:
+        if missing and not self.config.get("download"):
             raise DataError(
                 f"dataset {self.name!r}: {self.data_dir()} lacks {', '.join(missing)}.\n{self.layout_help()}"
             )
+
+    def load(self) -> DataSplits:
+        if self.missing_files() and self.config.get("download"):
+            self._download()
+        self.check_ready()
         x_train, y_train, extra = self._read(self.train_files)
         x_test, y_test, _ = self._read(self.test_files)
         self.train_extra = extra

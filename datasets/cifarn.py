@@ -35,6 +35,11 @@ class CifarNMixin:
     config: dict[str, Any]
     name: ClassVar[str]
 
+    def check_ready(self) -> None:
+        """The CIFAR batches and the label file must both be there."""
+        super().check_ready()  # type: ignore[misc]
+        self.label_path()
+
     def label_path(self) -> Path:
         """The label file: ``[datasets.<name>] label_file``, else ``<root>/cifar-n/<file>`` or ``<root>/<file>``."""
         if self.config.get("label_file"):

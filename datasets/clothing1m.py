@@ -41,6 +41,9 @@ class Clothing1M(ImageDataset):
     num_classes = 14
     default_arch = "resnet50"
     default_profile = "paper"
+    required = ("noisy_label_kv.txt", "clean_label_kv.txt", "noisy_train_key_list.txt", "clean_val_key_list.txt",
+                "clean_test_key_list.txt")
+    layout = LAYOUT
     crop = 224
     mean = (0.6959, 0.6537, 0.6371)
     std = (0.3113, 0.3192, 0.3214)
@@ -66,6 +69,11 @@ class Clothing1M(ImageDataset):
                 raise ConfigError(f"clothing1m: {key} must be 0 (off) or at least {self.num_classes}, got {n}")
         if int(self.config["subset"]) and int(self.config["epoch_samples"]):
             raise ConfigError("clothing1m: choose either subset (one fixed draw) or epoch_samples (a draw per epoch)")
+
+    def check_ready(self) -> None:
+        missing = [name for name in self.required if not (self.image_root() / name).exists()]
+        if missing:
+            raise DataError(f"dataset 'clothing1m': {self.image_root()} lacks {', '.join(missing)}.\n{LAYOUT}")
 
     def image_root(self) -> Path:
         """The folder with the list files: the root, or ``<root>/images``."""

@@ -58,6 +58,8 @@ class WebVision(ImageDataset):
     num_classes = 50
     default_arch = "resnet50"
     default_profile = "paper"
+    required = ("info/train_filelist_google.txt", "info/val_filelist.txt", "val_images_256", "imagenet")
+    layout = LAYOUT
     report_top5 = True
     crop = 224
     val_fraction = 0.05

@@ -8,8 +8,21 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from noisybench.errors import NoisybenchError
+
+
+def check_data_ready(runs: Sequence[Any]) -> None:
+    """Call each distinct dataset's cheap ``check_ready`` (file existence) once."""
+    from noisybench.data import create_dataset
+
+    seen = set()
+    for run in runs:
+        key = (run.dataset["name"], repr(sorted(run.dataset.get("params", {}).items())), run.data_root)
+        if key not in seen:
+            seen.add(key)
+            create_dataset(run.dataset["name"], run.data_root, **run.dataset.get("params", {})).check_ready()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -25,6 +38,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         grid.data_root = str(Path(args.data_dir).expanduser().resolve())
     runs = expand_grid(grid)
+    check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
     overrides = {"partition": args.partition, "account": args.account, "qos": args.qos, "time": args.time,
                  "cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem, "runs_per_task": args.runs_per_task,
                  "array_parallelism": args.array_parallelism}

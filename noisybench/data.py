@@ -82,6 +82,10 @@ class Dataset:
         """Read or generate the data. Called once per process per configuration."""
         raise NotImplementedError
 
+    def check_ready(self) -> None:
+        """Raise :class:`~noisybench.errors.DataError` (with the expected layout) when files that
+        :meth:`load` needs are missing. Cheap: existence checks only, run before a grid starts."""
+
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Return a randomly augmented copy of the stored-format batch ``x`` (default: unchanged)."""
         return x
