@@ -19,6 +19,7 @@ def test_readme_method_example_registers_and_trains(monkeypatch: pytest.MonkeyPa
     text = README.read_text()
     section = text[text.index("## Adding a method"):]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    METHODS.list()  # load the built-ins first, so that the copy below holds them
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # keep the global registry clean
     exec(compile(code, "README.md", "exec"), {})
     assert "my-loss" in METHODS.list("my-*")
@@ -28,3 +29,15 @@ def test_readme_method_example_registers_and_trains(monkeypatch: pytest.MonkeyPa
     assert run.hparam_sources == {"alpha": "suite"}
     out = Trainer(run).run()
     assert len(out["history"]) == 2 and out["metrics"]["last"] > 30
+
+
+def test_readme_grid_example_expands(tmp_path) -> None:
+    from noisybench.config import load_grid
+
+    text = README.read_text()
+    section = text[text.index("### Grid files"):]
+    body = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    path = tmp_path / "example.toml"
+    path.write_text(body)
+    runs = expand_grid(load_grid(path))
+    assert len(runs) == 2 * 2 * 3 * 3 and {r.train["epochs"] for r in runs} == {40}
