@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -105,50 +100,3 @@ def test_list_and_status(grid_file, tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert run_cli("status", str(out)) == 0
     assert "done: 4" in capsys.readouterr().out
-
-
-SLOW_GRID = """
-name = "slow"
-[grid]
-datasets = ["blobs"]
-methods = ["ce"]
-noise = ["sym:0.2"]
-seeds = [7]
-[train]
-epochs = 40
-[datasets.blobs]
-n_samples = 20000
-dim = 64
-"""
-
-
-def _cli(args: list[str], **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_run_then_rerun_resumes_to_identical_metrics(tmp_path: Path) -> None:
-    grid = tmp_path / "slow.toml"
-    grid.write_text(SLOW_GRID)
-    reference = _cli(["run", str(grid), "--out", str(tmp_path / "ref"), "--workers", "1"])
-    reference.communicate(timeout=600)
-    killed_out = tmp_path / "killed"
-    proc = _cli(["run", str(grid), "--out", str(killed_out), "--workers", "1"])
-    deadline = time.time() + 300
-    while time.time() < deadline and not list(killed_out.rglob("checkpoint.pt")):
-        time.sleep(0.05)
-    time.sleep(0.5)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    history = next(killed_out.rglob("history.json"))
-    assert not list(killed_out.rglob("result.json")), "the run finished before it could be killed"
-    epochs_before = len(__import__("json").loads(history.read_text()))
-    assert 0 < epochs_before < 40
-    resumed = _cli(["run", str(grid), "--out", str(killed_out), "--workers", "1"])
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err.decode()
-    ref, again = load_results(tmp_path / "ref"), load_results(killed_out)
-    for column in ["val_selected", "last", "mean_last_k", "best_on_test"]:
-        assert again[column].tolist() == ref[column].tolist()
