@@ -100,6 +100,7 @@ class Setting:
     train_size: int | None = None
     profile: str = "paper"
     paper_epochs: int | None = None  # epochs of the dataset's `paper` profile, to scale epoch-based hparams
+    noise_arg: str | None = None  # the spec's argument when it is not a rate, e.g. "worst" in human:worst
 
     @property
     def epoch_scale(self) -> float:

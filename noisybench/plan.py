@@ -48,7 +48,7 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
             NOISES.get(spec.family).check(spec, ds_cls)
             paper_epochs = ds_cls.profiles.get("paper", {}).get("epochs")
             setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs,
-                              profile=train.profile, paper_epochs=paper_epochs)
+                              profile=train.profile, paper_epochs=paper_epochs, noise_arg=spec.arg)
             for method_cls in method_classes:
                 hparams, sources = method_cls.resolve_hparams(setting, grid.method_params.get(method_cls.name))
                 for seed in grid.seeds:

@@ -171,3 +171,10 @@ def test_clothing1m_protocol_co_divides_each_epochs_fresh_draw(tmp_path, monkeyp
     after_warmup = out["history"][1:]
     assert all(h["loss_u"] == 0.0 for h in after_warmup)  # only labelled rows are mixed
     assert all(0 < h["selected_frac"] <= 1 for h in after_warmup)
+
+
+def test_cifar10n_worst_gets_the_higher_lambda_u() -> None:
+    worst = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300, noise_arg="worst"))
+    aggre = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300, noise_arg="aggre"))
+    assert (worst["lambda_u"].value, aggre["lambda_u"].value) == (25.0, 0.0)
+    assert worst["lambda_u"].source == "suite"
