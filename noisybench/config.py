@@ -122,6 +122,7 @@ class RunConfig:
     grid: str = ""
     data_root: str | None = None
     schema: int = SCHEMA_VERSION
+    sweep: dict[str, Any] = field(default_factory=dict)  # this run's point of a [sweep.<method>] table
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the result (not the grid name, data path or loader workers)."""
@@ -152,7 +153,7 @@ class RunConfig:
         return f"{self.dataset['name']} {self.noise} {self.method} seed={self.seed}"
 
 
-GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report"}
+GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep"}
 GRID_AXES = {"datasets", "methods", "noise", "seeds"}
 
 
@@ -171,6 +172,7 @@ class Grid:
     data_root: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
+    sweep: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     source: str = "<grid>"
 
     @property
@@ -207,7 +209,7 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
     for key in ("datasets", "methods", "noise"):
         if not all(isinstance(v, str) for v in axes[key]):
             raise ConfigError(f"{source}: [grid] {key} must be a list of strings, got {axes[key]!r}")
-    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report")}
+    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report", "sweep")}
     for key, value in tables.items():
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
@@ -220,8 +222,22 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         noise=list(axes["noise"]), seeds=list(axes["seeds"]), train=dict(tables["train"]),
         method_params=dict(tables["methods"]), dataset_params=dict(tables["datasets"]),
         data_root=tables["data"].get("root"), slurm=dict(tables["slurm"]),
-        report=dict(tables["report"]), source=source,
+        report=dict(tables["report"]), sweep=_parse_sweep(tables["sweep"], source), source=source,
     )
+
+
+def _parse_sweep(table: dict[str, Any], source: str) -> dict[str, dict[str, list[Any]]]:
+    """``[sweep.<method>] name = [v1, v2, ...]``: hyperparameter values tuned on noisy validation."""
+    sweep: dict[str, dict[str, list[Any]]] = {}
+    for method, values in table.items():
+        if not isinstance(values, dict) or not values:
+            raise ConfigError(f"{source}: [sweep.{method}] must be a table of hyperparameter = [values], "
+                              f"got {values!r}")
+        for key, options in values.items():
+            if not isinstance(options, list) or len(options) < 2:
+                raise ConfigError(f"{source}: [sweep.{method}] {key} must list at least two values, got {options!r}")
+        sweep[method] = {k: list(v) for k, v in values.items()}
+    return sweep
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: str) -> None:

@@ -33,7 +33,7 @@ from noisybench.errors import ConfigError, suggest
 if TYPE_CHECKING:
     from noisybench.trainer import Batch, TrainContext
 
-SOURCES = ("paper", "paper-default", "suite", "user")
+SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class HParam:
 
     ``source`` is one of ``paper`` (the paper's value for this setting), ``paper-default``
     (the paper's or official code's general default), ``suite`` (our convention, e.g. for
-    datasets the paper never ran) or ``user`` (set in the grid file).
+    datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (chosen per setting on
+    noisy validation among the values of a ``[sweep.<method>]`` table).
     """
 
     value: Any

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from noisybench.config import Grid, RunConfig, Setting, TrainConfig
@@ -23,6 +24,17 @@ def resolve_train(dataset_cls: Any, overrides: dict[str, Any], source: str = "[t
     return TrainConfig.from_dict(values, where=source)
 
 
+def sweep_points(grid: Grid, method: str) -> list[dict[str, Any]]:
+    """Every combination of the method's ``[sweep.<method>]`` values ([{}] without a sweep)."""
+    table = grid.sweep.get(method, {})
+    clash = sorted(set(table) & set(grid.method_params.get(method, {})))
+    if clash:
+        raise ConfigError(f"{grid.source}: {', '.join(clash)} is both fixed in [methods.{method}] and swept in "
+                          f"[sweep.{method}]; keep one")
+    keys = sorted(table)
+    return [dict(zip(keys, values)) for values in itertools.product(*(table[k] for k in keys))]
+
+
 def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
 
@@ -35,6 +47,10 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
         if name not in grid.methods:
             METHODS.get(name)  # unknown names raise with suggestions
             raise ConfigError(f"{grid.source}: [methods.{name}] configures a method the grid does not run")
+    for name in grid.sweep:
+        if name not in grid.methods:
+            METHODS.get(name)
+            raise ConfigError(f"{grid.source}: [sweep.{name}] sweeps a method the grid does not run")
     for name in grid.dataset_params:
         if name not in grid.datasets:
             DATASETS.get(name)
@@ -50,12 +66,15 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
             setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs,
                               profile=train.profile, paper_epochs=paper_epochs, noise_arg=spec.arg)
             for method_cls in method_classes:
-                hparams, sources = method_cls.resolve_hparams(setting, grid.method_params.get(method_cls.name))
-                for seed in grid.seeds:
-                    runs.append(RunConfig(
-                        dataset={"name": ds_name, "params": dict(sorted(params.items()))},
-                        noise=str(spec), method=method_cls.name, hparams=hparams,
-                        hparam_sources=sources, seed=seed, train=train.to_dict(),
-                        grid=grid.name, data_root=grid.data_root,
-                    ))
+                for point in sweep_points(grid, method_cls.name):
+                    overrides = {**grid.method_params.get(method_cls.name, {}), **point}
+                    hparams, sources = method_cls.resolve_hparams(setting, overrides)
+                    sources.update({key: "tuned" for key in point})
+                    for seed in grid.seeds:
+                        runs.append(RunConfig(
+                            dataset={"name": ds_name, "params": dict(sorted(params.items()))},
+                            noise=str(spec), method=method_cls.name, hparams=hparams,
+                            hparam_sources=sources, seed=seed, train=train.to_dict(),
+                            grid=grid.name, data_root=grid.data_root, sweep=dict(point),
+                        ))
     return runs

@@ -38,6 +38,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "wall_time": record.get("wall_time"),
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
+        "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():

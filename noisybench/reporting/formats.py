@@ -52,6 +52,8 @@ def legend(board: Leaderboard, best: str = "bold", second: str = "underlined", m
     ]
     if provenance_summary(board):
         parts.append(provenance_summary(board))
+    if board.tuned:
+        parts.append("tuned: the swept value with the best mean noisy-validation accuracy per setting.")
     if untested or not tested:
         parts.append(f"No test where fewer than {MIN_SEEDS_TTEST} seeds are matched"
                      f"{' (no cell was tested)' if not tested else ''}; such cells carry no marker.")
@@ -150,6 +152,8 @@ def render_text(board: Leaderboard, flavour: str = "table") -> str:
         if not frame.empty:
             out += ["", f"{'### ' if flavour == 'md' else ''}{heading}",
                     tabulate(frame, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)]
+    if board.tuned:
+        out += ["", f"{'### ' if flavour == 'md' else ''}Tuned on noisy validation", *[f"- {t}" for t in board.tuned]]
     if board.warnings:
         out += ["", f"{'### ' if flavour == 'md' else ''}Warnings", *[f"- {w}" for w in board.warnings]]
     return "\n".join(out) + "\n"
@@ -207,7 +211,7 @@ def to_json_dict(board: Leaderboard) -> dict[str, Any]:
         "columns": [{"dataset": c.dataset, "noise": c.noise, "family": c.family, "rate": c.rate, "label": c.label}
                     for c in board.columns],
         "cells": cells, "across_settings": across, "warnings": board.warnings, "published": board.published,
-        "hparam_provenance": board.provenance, "failed_runs": board.failed_runs,
+        "hparam_provenance": board.provenance, "tuned": board.tuned, "failed_runs": board.failed_runs,
     })
 
 

@@ -64,6 +64,28 @@ def _seed_matching(done: pd.DataFrame) -> list[str]:
     return out
 
 
+def select_tuned(done: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep, per (method, dataset, noise), the ``[sweep]`` point with the best mean noisy-val accuracy.
+
+    Runs of a sweep differ only in the swept hyperparameters; the point is chosen on the noisy
+    validation accuracy of the selected epoch (``val_acc_best``), averaged over seeds, never on the
+    test set. Ties go to the first point in sorted order. Runs without a sweep pass through.
+    """
+    if "sweep" not in done.columns or "val_acc_best" not in done.columns:
+        return done, []
+    swept = done["sweep"].fillna("{}") != "{}"
+    if not swept.any():
+        return done, []
+    keep, notes = [done[~swept]], []
+    for (method, dataset, noise), cell in done[swept].groupby(["method", "dataset", "noise"], sort=True):
+        score = cell.groupby("sweep")["val_acc_best"].mean().sort_index()
+        best = score.idxmax()
+        keep.append(cell[cell["sweep"] == best])
+        notes.append(f"{method} on {dataset} {noise}: {best} tuned on noisy validation "
+                     f"(mean val acc {score[best]:.2f}; {len(score)} candidates)")
+    return pd.concat(keep).sort_index(), notes
+
+
 def drop_superseded(done: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Keep one run per (method, dataset, noise, seed): the most recently finished one.
 

@@ -19,7 +19,7 @@ import pandas as pd
 from noisybench.errors import NoisybenchError
 from noisybench.metrics import LEAKY_METRICS, METRICS, metric_column
 from noisybench.reporting import stats
-from noisybench.reporting.guardrails import check_protocol, drop_superseded, matched_pairs
+from noisybench.reporting.guardrails import check_protocol, drop_superseded, matched_pairs, select_tuned
 
 
 @dataclass
@@ -93,6 +93,7 @@ class Leaderboard:
     cells: dict[tuple[str, str, str], Cell]
     across: AcrossSettings | None
     warnings: list[str] = field(default_factory=list)
+    tuned: list[str] = field(default_factory=list)  # which [sweep] point each swept cell uses, and why
     published: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
     failed_runs: int = 0
@@ -249,6 +250,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     done = frame[frame["status"] == "done"]
     if done.empty:
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")
+    done, tuned = select_tuned(done)
     done, superseded = drop_superseded(done)
     cells = _cells(done, column)
     method_order = sorted({c.method for c in cells.values()}, key=lambda m: (m != "ce", m))  # baseline first
@@ -260,6 +262,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
                         across=_across(cells, method_order, columns, alpha),
                         failed_runs=int((frame["status"] == "failed").sum()), provenance=_provenance(done))
     board.warnings = superseded + check_protocol(done, board)
+    board.tuned = tuned
     if published:
         from noisybench.reporting.published import match_published
 
