@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from noisybench.claims import try_claim
 from noisybench.config import load_grid
 from noisybench.plan import expand_grid
 from noisybench.runner import pending_runs
-from noisybench.status import record_plan, store_status
-from noisybench.store import ResultStore
+from noisybench.store import ResultStore, try_claim
+from noisybench.store.status import store_status
 
 LIMIT_S = 2.0
 RATES = [round(0.05 * i, 2) for i in range(1, 11)]
@@ -64,13 +63,11 @@ def scale_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert len(runs) == 10_000
     out = root / "out"
     store = ResultStore(out)
-    record_plan(out, "scale", runs)
+    store.record_plan("scale", {r.run_id: r.label() for r in runs})
     for index, run in enumerate(runs[:9000]):
-        folder = store.run_dir(run.run_id)
-        folder.mkdir(parents=True)
-        (folder / "result.json").write_text(json.dumps(_record(run.to_dict(), index), indent=1))
-    claims = [try_claim(out, run.run_id) for run in runs[9000:9200]]
-    for claim in claims:
+        store.write_result(_record(run.to_dict(), index))
+    held = [try_claim(out, run.run_id) for run in runs[9000:9200]]
+    for claim in held:
         claim._stop.set()  # keep the files, stop the heartbeat threads
     return grid_path, out
 
@@ -99,9 +96,9 @@ def test_plan_10k_runs(benchmark: Any, scale_store: tuple[Path, Path]) -> None:
 
 def test_status_10k_results(benchmark: Any, scale_store: tuple[Path, Path]) -> None:
     _, out = scale_store
-    status = benchmark(store_status, out, False)
+    status = benchmark(store_status, out)
     assert status.counts() == {"done": 8820, "running": 200, "queued": 0, "failed": 180, "pending": 800}
-    seconds, _ = _best_of(lambda: store_status(out, False))
+    seconds, _ = _best_of(lambda: store_status(out))
     print(f"\nstatus over 10,000 runs (9,000 results): {seconds:.3f} s")
     assert seconds < LIMIT_S
 

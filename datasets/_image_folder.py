@@ -11,10 +11,10 @@ import numpy as np
 import torch
 
 from noisybench.data import Dataset
+from noisybench.data.streaming import ImageList
 from noisybench.datasets._image_batch import Normalizer, center_crop, random_crop, random_flip
 from noisybench.errors import ConfigError, DataError
-from noisybench.store import atomic_write_bytes
-from noisybench.streaming import ImageList
+from noisybench.io import atomic_write_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noisybench import facts
 from noisybench.data import DataSplits
 from noisybench.datasets._image_folder import ImageDataset, check_labels, decode_in_memory
 from noisybench.errors import DataError
@@ -46,6 +47,7 @@ class Animal10N(ImageDataset):
 
     Augmentation: horizontal flip only; ImageNet normalisation (SELC protocol).
     """
+    family = facts.ANIMAL_10N
 
     num_classes = 10
     default_arch = "vgg19_bn"

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from noisybench import facts
 from noisybench.data import DataSplits
+from noisybench.data.streaming import ImageList
 from noisybench.datasets._image_folder import ImageDataset, balanced_subset, check_labels, read_keys, read_pairs
 from noisybench.errors import ConfigError, DataError
 from noisybench.registry import register_dataset
-from noisybench.streaming import ImageList
 
 CLASSES = ("T-shirt", "Shirt", "Knitwear", "Chiffon", "Sweater", "Hoodie", "Windbreaker", "Jacket", "Down Coat",
            "Suit", "Shawl", "Dress", "Vest", "Underwear")
@@ -37,6 +38,7 @@ WEIGHTS = "~/.cache/noisybench/weights/resnet50-0676ba61.pth"
 @register_dataset("clothing1m")
 class Clothing1M(ImageDataset):
     """Clothing1M, 14 classes; train on the noisy list, test on the clean test list (top-1)."""
+    family = facts.CLOTHING_1M
 
     num_classes = 14
     default_arch = "resnet50"

@@ -10,8 +10,8 @@ import torch
 from noisybench.data import Dataset, DataSplits
 from noisybench.datasets._augment import gaussian_jitter, random_shift_1d
 from noisybench.datasets.digits import MNIST_ASYM_MAP
+from noisybench.io import atomic_write_bytes
 from noisybench.registry import register_dataset
-from noisybench.store import atomic_write_bytes
 
 
 @register_dataset("mnist1d")

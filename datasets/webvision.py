@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from noisybench import facts
 from noisybench.data import DataSplits
+from noisybench.data.streaming import ImageList
 from noisybench.datasets._image_folder import ImageDataset, check_labels, read_pairs
 from noisybench.errors import ConfigError, DataError
 from noisybench.registry import register_dataset
-from noisybench.streaming import ImageList
 
 LAYOUT = ("expected layout: <root>/info/train_filelist_google.txt, <root>/info/val_filelist.txt, "
           "<root>/val_images_256/, the Google images at the paths the train list names, and ILSVRC12 val as "
@@ -54,6 +55,7 @@ def imagenet_folder_to_list(root: Path) -> Path:
 @register_dataset("webvision")
 class WebVision(ImageDataset):
     """mini-WebVision: train on the Google images of the first 50 classes; top-1/top-5 on two val sets."""
+    family = facts.WEB_VISION
 
     num_classes = 50
     default_arch = "resnet50"

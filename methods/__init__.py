@@ -1,3 +1,1 @@
-"""Method plugins, one file each; importing this package registers them."""
-
-from noisybench.methods import alr, ce, dividemix, elr, gce  # noqa: F401
+"""Method plugins, one file each: every module in this folder is discovered and registers itself."""

@@ -32,36 +32,26 @@ CE; m = 1 with lambda_H = 0 keeps T one-hot, i.e. CE.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from noisybench.config import Setting
 from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
-from noisybench.methods._common import (
-    CIFAR,
-    CIFAR_N,
-    is_asymmetric,
-    nearest_rate,
-    paper_epoch_count,
-    refined_target_stats,
-    scaled_epochs,
-    sharpen,
-)
+from noisybench.facts import CIFAR_10, CIFAR_10N, CIFAR_100, CIFAR_100N, Setting
+from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
+from noisybench.methods._common import is_class_conditional, nearest_rate, sharpen
 from noisybench.registry import register_method
-
-if TYPE_CHECKING:
-    from noisybench.trainer import Batch, TrainContext
 
 #: SELC's official ``es`` (methods.md §7.3), adopted for ALR as a suite convention.
 #: SELC trains 200 epochs on CIFAR and CIFAR-N (methods.md §7.3); its E_w values belong to that schedule.
 SELC_EPOCHS = 200
+#: SELC's ``es`` per family and (class-conditional?) noise; CIFAR-N rows are one value each (methods.md §7.3).
 SELC_ES = {
-    "cifar10": {"sym": {0.2: 40, 0.4: 30, 0.6: 30, 0.8: 40}, "asym": {0.4: 40}},
-    "cifar100": {"sym": {0.2: 30, 0.4: 20, 0.6: 30, 0.8: 40}, "asym": {0.4: 20}},
+    CIFAR_10: {False: {0.2: 40, 0.4: 30, 0.6: 30, 0.8: 40}, True: {0.4: 40}},
+    CIFAR_100: {False: {0.2: 30, 0.4: 20, 0.6: 30, 0.8: 40}, True: {0.4: 20}},
 }
+SELC_ES_HUMAN = {CIFAR_10N: 40, CIFAR_100N: 30}
 #: E_w as a share of the run's epochs for datasets SELC never ran (SELC: 30-40 of 200 epochs, before the first lr drop).
 WARMUP_FRACTION = 0.2
 
@@ -136,17 +126,17 @@ class ALR(Method):
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
         values = {k: HParam(v, "suite") for k, v in cls.hparams.items()}
-        kind = "asym" if is_asymmetric(setting) else "sym"
-        if setting.dataset in CIFAR:
-            warmup, _ = nearest_rate(setting.noise_rate, SELC_ES[setting.dataset][kind])
-        elif setting.dataset in CIFAR_N:
-            warmup = 40 if setting.dataset == "cifar10n" else 30  # methods.md §7.3, CIFAR-N row
+        if setting.family in SELC_ES:
+            warmup, _ = nearest_rate(setting.noise_rate, SELC_ES[setting.family][is_class_conditional(setting)])
+        elif setting.family in SELC_ES_HUMAN:
+            warmup = SELC_ES_HUMAN[setting.family]
         else:
-            warmup = scaled_epochs(WARMUP_FRACTION, setting.epochs)
-        if setting.dataset in CIFAR or setting.dataset in CIFAR_N:
-            # SELC's E_w belongs to its 200-epoch schedule: keep its share of a shorter or longer run.
-            warmup, _ = paper_epoch_count(int(warmup), SELC_EPOCHS, setting, "suite")
-        values["warmup_end"] = HParam(int(warmup), "suite")  # type: ignore[arg-type]
+            warmup = None
+        if warmup is None:
+            value = max(1, int(round(WARMUP_FRACTION * setting.epochs)))
+        else:  # SELC's E_w belongs to its 200-epoch schedule: keep its share of a shorter or longer run.
+            value = scale_epochs(int(warmup), SELC_EPOCHS, setting.epochs, "suite").value
+        values["warmup_end"] = HParam(value, "suite")
         return values
 
     @classmethod
@@ -202,8 +192,8 @@ class ALR(Method):
         threshold = self.hp["entropy_threshold"]
         return None if threshold is None else targets.max(dim=1).values >= threshold
 
-    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        return refined_target_stats(self.targets, ctx)
+    def refined_targets(self) -> torch.Tensor:
+        return self.targets
 
     def state_dict(self) -> dict[str, Any]:
         return {"targets": self.targets}

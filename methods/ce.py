@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from noisybench.method import Method
+import torch
+import torch.nn.functional as F
+
+from noisybench.method import Batch, Method, TrainContext
 from noisybench.registry import register_method
 
 
 @register_method("ce")
 class CE(Method):
     """Standard cross-entropy; the baseline every table starts from."""
+
+    def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)

@@ -30,19 +30,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from noisybench.config import Setting
 from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
+from noisybench.facts import CIFAR_10, CIFAR_10N, CIFAR_100, CIFAR_100N, CLOTHING_1M, WEB_SCALE, Setting
+from noisybench.method import HParam, Method, TrainContext, scale_epochs
 from noisybench.methods._common import (
-    CIFAR,
-    CIFAR_N,
-    cifar_base,
     entropy_from_logits,
-    is_asymmetric,
+    is_class_conditional,
     is_symmetric,
     nearest_rate,
-    paper_epoch_count,
-    scaled_epochs,
     sharpen,
     soft_cross_entropy,
 )
@@ -51,14 +46,16 @@ from noisybench.registry import register_method
 if TYPE_CHECKING:
     from torch import nn
 
-    from noisybench.trainer import TrainContext
-
-#: lambda_u per (dataset, kind, rate), paper Appendix B (methods.md §6.2).
+#: lambda_u per (family, class-conditional?, rate), paper Appendix B (methods.md §6.2).
 LAMBDA_U = {
-    ("cifar10", "sym"): {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0},
-    ("cifar10", "asym"): {0.4: 0.0},
-    ("cifar100", "sym"): {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0},
+    (CIFAR_10, False): {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0},
+    (CIFAR_10, True): {0.4: 0.0},
+    (CIFAR_100, False): {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0},
 }
+#: Warm-up epochs of the 300-epoch CIFAR schedule, by the images' family (methods.md §6.1).
+WARMUP = {CIFAR_10: 10, CIFAR_100: 30}
+#: Families the paper ran on CIFAR images.
+PUBLISHED = (CIFAR_10, CIFAR_100)
 #: Length of the reference schedule that W and the ramp belong to (``num_epochs`` = 300).
 PAPER_EPOCHS = 300
 #: Share of the run's epochs for W and the lambda_u ramp on datasets the paper never ran.
@@ -121,32 +118,29 @@ def mixmatch_loss(
 
 
 def _lambda_u(setting: Setting) -> HParam:
-    if setting.dataset in CIFAR_N:  # nearest CIFAR level (methods.md §6.2): C-10N aggre/rand 0, worst 25; C-100N 150
-        if setting.dataset == "cifar100n":
+    if setting.family in (CIFAR_10N, CIFAR_100N):  # nearest CIFAR level (methods.md §6.2): C-10N aggre/rand 0,
+        if setting.images == CIFAR_100:            # worst 25; C-100N 150
             return HParam(150.0, "suite")
         return HParam(25.0 if setting.noise_arg == "worst" else 0.0, "suite")
-    kind = "asym" if is_asymmetric(setting) else "sym"
-    if setting.dataset == "cifar100" and kind == "asym":
+    asym = is_class_conditional(setting)
+    if setting.family == CIFAR_100 and asym:
         return HParam(150.0, "suite")  # not run by the authors (methods.md §6.2)
-    table = LAMBDA_U[("cifar100" if setting.dataset == "cifar100" else "cifar10", kind)]
+    table = LAMBDA_U[(CIFAR_100 if setting.family == CIFAR_100 else CIFAR_10, asym)]
     value, exact = nearest_rate(setting.noise_rate, table)
-    published = setting.dataset in CIFAR and exact and (is_symmetric(setting) or is_asymmetric(setting))
+    published = setting.family in PUBLISHED and exact and (is_symmetric(setting) or asym)
     return HParam(value, "paper" if published else "suite")
 
 
-#: Datasets trained with the official Clothing1M / WebVision scripts' protocol (methods.md §6.2).
-WEB_SCALE = ("clothing1m", "webvision")
-
-
 def _web_scale_hparams(setting: Setting) -> dict[str, HParam]:
-    """``Train_clothing1M.py`` / ``Train_webvision.py``: 1 warm-up epoch, lambda_u = 0, alpha = 0.5,
-    batch 32 + 32, and with lambda_u = 0 only the labelled rows are mixed (their partners come from
-    all rows). Clothing1M warms up with the confidence penalty, WebVision with CE only."""
+    """The official scripts of the web-scale families (:data:`~noisybench.facts.WEB_SCALE`): 1 warm-up
+    epoch, lambda_u = 0, alpha = 0.5, batch 32 + 32, and with lambda_u = 0 only the labelled rows are
+    mixed (their partners come from all rows). The :data:`~noisybench.facts.CLOTHING_1M` script warms
+    up with the confidence penalty, the other one with CE only."""
     return {
         "warmup": HParam(1, "paper"), "rampup": HParam(16, "paper-default"), "lambda_u": HParam(0.0, "paper"),
         "p_threshold": HParam(0.5, "paper-default"), "T": HParam(0.5, "paper-default"),
         "alpha": HParam(0.5, "paper"), "batch_size": HParam(32, "paper"),
-        "conf_penalty": HParam(setting.dataset == "clothing1m", "paper"),
+        "conf_penalty": HParam(setting.family == CLOTHING_1M, "paper"),
         "loss_history": HParam(1, "paper"), "mix_labelled_only": HParam(True, "paper"),
     }
 
@@ -163,24 +157,25 @@ class DivideMix(Method):
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        if setting.dataset in WEB_SCALE:
+        if setting.family in WEB_SCALE:
             return _web_scale_hparams(setting)
-        cifar = setting.dataset in CIFAR
-        base = cifar_base(setting.dataset)
+        cifar = setting.family in PUBLISHED
+        on_cifar_images = setting.images in PUBLISHED
         high = (setting.noise_rate or 0.0) >= 0.9 and is_symmetric(setting)
-        if base is not None:
+        if on_cifar_images:
             # W and the ramp belong to the 300-epoch schedule: keep their share of other lengths.
             source = "paper-default" if cifar else "suite"
-            warmup = HParam(*paper_epoch_count(30 if base == "cifar100" else 10, PAPER_EPOCHS, setting, source))
-            rampup = HParam(*paper_epoch_count(16, PAPER_EPOCHS, setting, source))
+            warmup = scale_epochs(WARMUP[setting.images], PAPER_EPOCHS, setting.epochs, source)
+            rampup = scale_epochs(16, PAPER_EPOCHS, setting.epochs, source)
         else:
-            warmup = HParam(scaled_epochs(WARMUP_FRACTION, setting.epochs), "suite")
-            rampup = HParam(scaled_epochs(RAMPUP_FRACTION, setting.epochs), "suite")
+            warmup = HParam(max(1, int(round(WARMUP_FRACTION * setting.epochs))), "suite")
+            rampup = HParam(max(1, int(round(RAMPUP_FRACTION * setting.epochs))), "suite")
         return {
             "warmup": warmup, "rampup": rampup, "lambda_u": _lambda_u(setting),
             "p_threshold": HParam(0.6 if high else 0.5, "paper" if cifar else "paper-default"),
             "T": HParam(0.5, "paper-default"), "alpha": HParam(4.0, "paper-default"),
-            "batch_size": HParam(64, "paper-default" if cifar else "suite") if base else HParam(None, "suite"),
+            "batch_size": HParam(64 if on_cifar_images else None,
+                                 "paper-default" if cifar else "suite"),
             "conf_penalty": HParam(not is_symmetric(setting), "paper-default"),
             "loss_history": HParam(5 if high else 1, "paper-default"),
             "mix_labelled_only": HParam(False, "paper-default"),
@@ -209,6 +204,7 @@ class DivideMix(Method):
         self.b = int(self.hp["batch_size"] or max(2, ctx.batch_size // 2))
         self.loss_hist: list[torch.Tensor] = [torch.zeros(0, ctx.num_train, device=ctx.device) for _ in range(2)]
         self.selected: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (pool, mask) per network
+        self._num_train, self._device = ctx.num_train, ctx.device
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         self._sums = torch.zeros(3, device=ctx.device)
@@ -240,7 +236,7 @@ class DivideMix(Method):
     def _clean_probability(self, ctx: TrainContext, k: int, pool: torch.Tensor) -> torch.Tensor:
         """GMM clean probability of the samples ``pool`` under network ``k``.
 
-        With a per-epoch subset (Clothing1M) the GMM sees that subset only and no loss history,
+        With a per-epoch subset (a web-scale dataset's draw) the GMM sees that subset only and no loss history,
         as in the reference; otherwise the whole training set and the last ``loss_history`` epochs.
         """
         subset = len(pool) != ctx.num_train
@@ -327,18 +323,12 @@ class DivideMix(Method):
     def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
         return ctx.nets[0](x) + ctx.nets[1](x)
 
-    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        clean = ctx.y_clean_for_diagnostics
-        everyone = torch.arange(ctx.num_train, device=ctx.device)
-        selected = self.selected or [(everyone, torch.ones(ctx.num_train, dtype=torch.bool, device=ctx.device))] * 2
-        pooled = torch.cat([mask for _, mask in selected])
-        stats = {"selected_frac": float(pooled.float().mean())}
-        if clean is not None:
-            truly_clean = torch.cat([ctx.y_noisy[pool] == clean[pool] for pool, _ in selected])
-            tp = float((pooled & truly_clean).sum())
-            stats["select_precision"] = tp / max(1.0, float(pooled.sum()))
-            stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))
-        return stats
+    def selection(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.selected is None:  # warm-up: every sample is used by both networks
+            everyone = torch.arange(self._num_train, device=self._device)
+            ones = torch.ones(self._num_train, dtype=torch.bool, device=self._device)
+            return torch.cat([everyone, everyone]), torch.cat([ones, ones])
+        return torch.cat([pool for pool, _ in self.selected]), torch.cat([mask for _, mask in self.selected])
 
     def state_dict(self) -> dict[str, Any]:
         return {"loss_hist_0": self.loss_hist[0], "loss_hist_1": self.loss_hist[1]}

@@ -13,19 +13,16 @@ epoch-based hyperparameter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from noisybench.config import Setting
 from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
-from noisybench.methods._common import CIFAR, cifar_base, is_asymmetric, is_symmetric, refined_target_stats
+from noisybench.facts import CIFAR_10, CIFAR_100, Setting
+from noisybench.method import Batch, HParam, Method, TrainContext
+from noisybench.methods._common import is_class_conditional, is_symmetric
 from noisybench.registry import register_method
-
-if TYPE_CHECKING:
-    from noisybench.trainer import Batch, TrainContext
 
 CLAMP = 1e-4
 
@@ -80,13 +77,15 @@ def elr_loss(
     return F.cross_entropy(logits, labels) + lam * reg.mean()
 
 
-#: (dataset, symmetric?) -> (beta, lambda), official configs (methods.md §5.2).
+#: (images' family, symmetric?) -> (beta, lambda), official configs (methods.md §5.2).
 PAPER_VALUES = {
-    ("cifar10", True): (0.7, 3.0),
-    ("cifar10", False): (0.9, 1.0),
-    ("cifar100", True): (0.9, 7.0),
-    ("cifar100", False): (0.9, 7.0),
+    (CIFAR_10, True): (0.7, 3.0),
+    (CIFAR_10, False): (0.9, 1.0),
+    (CIFAR_100, True): (0.9, 7.0),
+    (CIFAR_100, False): (0.9, 7.0),
 }
+#: Families whose rows are published; others reuse the row of their images' family (or CIFAR-10's).
+PUBLISHED = (CIFAR_10, CIFAR_100)
 
 
 @register_method("elr")
@@ -97,9 +96,9 @@ class ELR(Method):
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        symmetric = not is_asymmetric(setting)
-        published = setting.dataset in CIFAR and (is_symmetric(setting) or is_asymmetric(setting))
-        base = "cifar100" if cifar_base(setting.dataset) == "cifar100" else "cifar10"
+        symmetric = not is_class_conditional(setting)
+        published = setting.family in PUBLISHED and (is_symmetric(setting) or is_class_conditional(setting))
+        base = CIFAR_100 if setting.images == CIFAR_100 else CIFAR_10
         beta, lam = PAPER_VALUES[(base, symmetric)]
         source = "paper" if published else "suite"  # other datasets reuse the nearest CIFAR row
         return {"beta": HParam(beta, source), "lam": HParam(lam, source)}
@@ -121,8 +120,8 @@ class ELR(Method):
         self.targets[batch.index] = updated
         return elr_loss(logits, batch.y, updated, self.hp["lam"], p_hat)
 
-    def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        return refined_target_stats(self.targets, ctx)
+    def refined_targets(self) -> torch.Tensor:
+        return self.targets
 
     def state_dict(self) -> dict[str, Any]:
         return {"targets": self.targets}

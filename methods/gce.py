@@ -9,18 +9,18 @@ where the unofficial code leaks the test set), evaluated without augmentation.
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from noisybench.config import Setting
 from noisybench.errors import ConfigError
-from noisybench.method import HParam, Method
+from noisybench.facts import CIFAR_10, CIFAR_100, Setting
+from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
 from noisybench.registry import register_method
 
-if TYPE_CHECKING:
-    from noisybench.trainer import Batch, TrainContext
+#: First prune epoch of the unofficial code's CIFAR commands (every 10 epochs after it; methods.md §4).
+PRUNE_START = {CIFAR_10: 40, CIFAR_100: 80}
 
 
 def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float) -> torch.Tensor:
@@ -37,21 +37,21 @@ class GCE(Method):
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        """CIFAR: the unofficial code's prune schedule, scaled to the run's length when it is not the
-        paper's (``setting.epoch_scale``); other datasets: first third of training, ~12 prunes (suite)."""
-        paper_start = {"cifar10": 40, "cifar100": 80}.get(setting.dataset)
-        if paper_start is not None:
-            scale = setting.epoch_scale
-            start, every = max(1, round(paper_start * scale)), max(1, round(10 * scale))
-            source = "paper-default" if scale == 1.0 else "suite"
+        """CIFAR: the unofficial code's prune schedule (:data:`PRUNE_START`), scaled when the run is not
+        the paper's length; other datasets: first third of training, ~12 prunes (suite)."""
+        paper_start = PRUNE_START.get(setting.family)
+        if paper_start is not None and setting.paper_epochs:
+            start = scale_epochs(paper_start, setting.paper_epochs, setting.epochs, "paper-default")
+            every = scale_epochs(10, setting.paper_epochs, setting.epochs, "paper-default")
         else:
-            start, every, source = max(1, setting.epochs // 3), max(1, round(setting.epochs / 12)), "suite"
+            start = HParam(max(1, setting.epochs // 3), "suite")
+            every = HParam(max(1, round(setting.epochs / 12)), "suite")
         return {
             "q": HParam(0.7, "paper-default"),
             "k": HParam(0.5, "paper-default"),
             "truncated": HParam(False, "suite"),
-            "start_prune": HParam(start, source),
-            "prune_every": HParam(every, source),
+            "start_prune": start,
+            "prune_every": every,
         }
 
     @classmethod
@@ -81,7 +81,12 @@ class GCE(Method):
         due = epoch + 1 >= self.hp["start_prune"] and (epoch + 1) % self.hp["prune_every"] == 0
         if due and self.best_state is not None:
             self._prune(ctx)
-        return clean_selection_stats(self.weights > 0, ctx)
+        return {}
+
+    def selection(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.hp["truncated"]:
+            return None
+        return torch.arange(len(self.weights), device=self.weights.device), self.weights > 0
 
     def _prune(self, ctx: TrainContext) -> None:
         net = copy.deepcopy(ctx.nets[0])
@@ -98,15 +103,3 @@ class GCE(Method):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state:
             self.weights, self.best_val, self.best_state = state["weights"], state["best_val"], state["best_state"]
-
-
-def clean_selection_stats(selected: torch.Tensor, ctx: TrainContext) -> dict[str, float]:
-    """Share selected, and precision / recall of the selection against the truly clean samples."""
-    stats = {"selected_frac": float(selected.float().mean())}
-    clean = ctx.y_clean_for_diagnostics
-    if clean is not None:
-        truly_clean = ctx.y_noisy == clean
-        tp = float((selected & truly_clean).sum())
-        stats["select_precision"] = tp / max(1.0, float(selected.sum()))
-        stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))
-    return stats

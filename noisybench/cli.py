@@ -19,19 +19,19 @@ def check_data_ready(runs: Sequence[Any]) -> None:
 
     seen = set()
     for run in runs:
-        key = (run.dataset["name"], repr(sorted(run.dataset.get("params", {}).items())), run.data_root)
+        key = (run.dataset.name, repr(sorted(run.dataset.params.items())), run.data_root)
         if key not in seen:
             seen.add(key)
-            create_dataset(run.dataset["name"], run.data_root, **run.dataset.get("params", {})).check_ready()
+            create_dataset(run.dataset.name, run.data_root, **run.dataset.params).check_ready()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.config import load_grid
-    from noisybench.executors import SlurmOptions, execute_plan, parse_sbatch_flags
+    from noisybench.executors import ExecRequest, SlurmOptions, execute_plan, parse_sbatch_flags
     from noisybench.plan import expand_grid
+    from noisybench.progress import ProgressPrinter
     from noisybench.report import render_report
-    from noisybench.runner import ProgressPrinter, pending_runs
-    from noisybench.status import record_plan
+    from noisybench.runner import pending_runs
     from noisybench.store import ResultStore
 
     grid = load_grid(args.grid)
@@ -48,13 +48,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
-    record_plan(out, grid.name, runs)
+    store.record_plan(grid.name, {r.run_id: r.label() for r in runs})
     todo = pending_runs(runs, store, args.retry_failed)
     print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run",
           file=sys.stderr)
-    records = execute_plan(args.executor, todo, out, grid.name, options, args.workers or os.cpu_count() or 1,
-                           args.retry_failed, args.detach, ProgressPrinter(),
-                           log=lambda line: print(line, file=sys.stderr))
+    request = ExecRequest(args.executor, todo, out, grid.name, options, args.workers or os.cpu_count() or 1,
+                          args.retry_failed, args.detach, ProgressPrinter(),
+                          log=lambda line: print(line, file=sys.stderr))
+    records = execute_plan(request)
     if records is None:
         return 0
     busy = sum(r["status"] == "running" for r in records)
@@ -62,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
               file=sys.stderr)
     failed = sum(r["status"] == "failed" for r in records)
-    if next(out.glob("runs/*/result.json"), None) is None:
+    if next(store.iter_results(), None) is None:
         print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
         return 0
     print(render_report(out, "table", args.metric))
@@ -70,14 +71,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from noisybench.reporting import EMBEDS_WARNINGS, ReportOptions, make_report
+    from noisybench.report import report_dir
+    from noisybench.reporting import EMBEDS_WARNINGS, ReportOptions
 
     split = lambda text: [p.strip() for p in text.split(",") if p.strip()] if text else None  # noqa: E731
     options = ReportOptions(fmt=args.format, metric=args.metric, alpha=args.alpha, datasets=split(args.datasets),
                             noises=split(args.noise), methods=split(args.methods), caption=args.caption,
                             label=args.label or None, standalone=args.standalone, published=not args.no_published,
                             plots_dir=args.plots)
-    text, board = make_report(args.dir, options)
+    text, board = report_dir(args.dir, options)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text)
@@ -93,31 +95,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from noisybench import registry
+    from noisybench.registry import REGISTRIES
 
-    reg = {"methods": registry.METHODS, "datasets": registry.DATASETS,
-           "noises": registry.NOISES, "models": registry.MODELS}[args.what]
+    reg = REGISTRIES[args.what]
     for name in reg.list(args.pattern):
         doc = (getattr(reg.get(name), "description", "") or (reg.get(name).__doc__ or "")).strip()
-        print(f"{name:<16} {doc.splitlines()[0] if doc else ''}")
+        print(f"{name:<16} {reg.origin(name).describe():<34} {doc.splitlines()[0] if doc else ''}")
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from noisybench.status import STATES, store_status
+    from noisybench.executors.slurm import queued_runs
+    from noisybench.store import ResultStore
+    from noisybench.store.status import STATES, store_status
 
-    out = Path(args.dir)
-    if not (out / "runs").is_dir() and not (out / "plans").is_dir():
+    if not ResultStore(args.dir).exists():
         raise NoisybenchError(f"{args.dir!r} holds no runs (expected a folder made by `noisybench run`)")
     show = STATES if args.all else ("failed", "running")
-    sys.stdout.write(store_status(out, query_slurm=not args.no_slurm).render(show))
+    sys.stdout.write(store_status(args.dir, queued=None if args.no_slurm else queued_runs).render(show))
     return 0
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
     import json
 
-    from noisybench.datacheck import check_dataset
+    from noisybench.data.check import check_dataset
 
     params = {}
     for item in args.param:

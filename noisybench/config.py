@@ -8,6 +8,7 @@ result, so a rerun finds finished runs by id.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import sys
@@ -27,9 +28,9 @@ SCHEMA_VERSION = 1
 RESULT_NEUTRAL_TRAIN_KEYS = frozenset({"num_workers"})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """The shared trainer's budget and optimiser; datasets define named profiles of it."""
+    """The shared trainer's budget and optimiser (a recipe); datasets define named profiles of it."""
 
     profile: str = "cpu"
     arch: str | None = None
@@ -88,37 +89,29 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-@dataclass
-class Setting:
-    """What a method may condition its hyperparameters on."""
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset by registry name and constructor parameters (part of the run id)."""
 
-    dataset: str
-    noise_family: str
-    noise_rate: float | None
-    num_classes: int
-    epochs: int
-    train_size: int | None = None
-    profile: str = "paper"
-    paper_epochs: int | None = None  # epochs of the dataset's `paper` profile, to scale epoch-based hparams
-    noise_arg: str | None = None  # the spec's argument when it is not a rate, e.g. "worst" in human:worst
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def epoch_scale(self) -> float:
-        """``epochs / paper_epochs``: scale a paper's epoch counts (warm-ups, E_w, ramps) to this run's length."""
-        return self.epochs / self.paper_epochs if self.paper_epochs else 1.0
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "params"}`` with sorted parameters, as stored in a run's config."""
+        return {"name": self.name, "params": dict(sorted(self.params.items()))}
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """One fully resolved run. ``run_id`` hashes every field that changes the result."""
 
-    dataset: dict[str, Any]
+    dataset: DatasetRef
     noise: str
     method: str
     hparams: dict[str, Any]
     hparam_sources: dict[str, str]
     seed: int
-    train: dict[str, Any]
+    train: TrainConfig
     grid: str = ""
     data_root: str | None = None
     schema: int = SCHEMA_VERSION
@@ -126,31 +119,40 @@ class RunConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the result (not the grid name, data path or loader workers)."""
-        train = {k: v for k, v in self.train.items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
+        train = {k: v for k, v in self.train.to_dict().items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
         return {
-            "schema": self.schema, "dataset": self.dataset, "noise": self.noise,
+            "schema": self.schema, "dataset": self.dataset.to_dict(), "noise": self.noise,
             "method": self.method, "hparams": self.hparams, "seed": self.seed, "train": train,
         }
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        """A 16-hex-digit content hash of :meth:`identity`."""
+        """A 16-hex-digit content hash of :meth:`identity` (computed once)."""
         text = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict including the run id."""
-        return {"run_id": self.run_id, **dataclasses.asdict(self)}
+        return {
+            "run_id": self.run_id, "dataset": self.dataset.to_dict(), "noise": self.noise, "method": self.method,
+            "hparams": dict(self.hparams), "hparam_sources": dict(self.hparam_sources), "seed": self.seed,
+            "train": self.train.to_dict(), "grid": self.grid, "data_root": self.data_root, "schema": self.schema,
+            "sweep": dict(self.sweep),
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RunConfig:
         """Inverse of :meth:`to_dict`."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        fields = {k: v for k, v in values.items() if k in names}
+        dataset = fields["dataset"]
+        fields["dataset"] = DatasetRef(dataset["name"], dict(dataset.get("params") or {}))
+        fields["train"] = TrainConfig.from_dict(dict(fields["train"]))
+        return cls(**fields)
 
     def label(self) -> str:
         """Short human-readable description."""
-        return f"{self.dataset['name']} {self.noise} {self.method} seed={self.seed}"
+        return f"{self.dataset.name} {self.noise} {self.method} seed={self.seed}"
 
 
 GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep"}

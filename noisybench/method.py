@@ -1,39 +1,117 @@
-"""The method plugin contract: a small hook API hosted by the shared trainer.
+"""The method plugin contract: everything a method sees, in one module.
 
-A method (one file in ``methods/``) subclasses :class:`Method` and overrides only the hooks it
-needs:
+A method (one file in ``methods/``) subclasses :class:`Method` and overrides the hooks it needs.
+The trainer calls them in this order for a run of E epochs:
 
-* :meth:`Method.setup` allocates per-sample state (ELR/ALR target buffers) once the trainer
-  knows the training set;
-* :meth:`Method.training_step` returns the loss of one :class:`~noisybench.trainer.Batch`
-  (every batch carries its sample indices);
-* :meth:`Method.train_epoch` runs one epoch; the default iterates the shuffled training set and
-  calls ``training_step``; methods with their own epoch loop (DivideMix: a pass over the train
-  set, a GMM, two networks trained in turn) override it;
-* :meth:`Method.predict` turns inputs into logits (two-network methods sum them);
-* :meth:`Method.end_epoch` returns per-epoch diagnostics;
-* :meth:`Method.state_dict` / :meth:`Method.load_state_dict` put per-sample state into the
-  checkpoint.
+1. ``Method(**hparams)``, with the values :meth:`Method.resolve_hparams` chose for the run's
+   :class:`~noisybench.facts.Setting`;
+2. :meth:`Method.setup` once the trainer has built the data, networks and optimisers: allocate
+   per-sample state here (ELR/ALR target buffers);
+3. on a resume, :meth:`Method.load_state_dict` with what :meth:`Method.state_dict` returned at the
+   end of the last finished epoch;
+4. for every epoch e: :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()``
+   and calls :meth:`Method.training_step` on every :class:`Batch`), then evaluation through
+   :meth:`Method.predict`, then :meth:`Method.end_epoch`, then the trainer reads
+   :meth:`Method.refined_targets` and :meth:`Method.selection` to score them against the clean
+   labels (methods never see clean labels), then :meth:`Method.state_dict` for the checkpoint.
 
-Hyperparameters are declared with their provenance (:class:`HParam`), so every run records
-where each value came from.
+Methods talk to the trainer only through :class:`TrainContext`. Hyperparameters are declared
+with their provenance (:class:`HParam`), so every run records where each value came from;
+epoch counts published for another schedule go through :func:`scale_epochs`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from noisybench.config import Setting
 from noisybench.errors import ConfigError, suggest
-
-if TYPE_CHECKING:
-    from noisybench.trainer import Batch, TrainContext
+from noisybench.facts import Setting
 
 SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
+
+
+@dataclass
+class Batch:
+    """One training batch. ``index`` addresses per-sample state (positions 0..N-1).
+
+    ``x`` is the network input of the training view (augmented when the recipe augments, then
+    preprocessed); ``raw`` is the stored form, from which ``ctx.augment(raw)`` makes further
+    random views. ``y`` holds the observed (noisy) labels.
+    """
+
+    x: torch.Tensor
+    raw: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+
+
+class TrainContext(Protocol):
+    """What the trainer lends a method: exactly these attributes and methods, nothing else.
+
+    Attributes
+    ----------
+    nets : the networks (``num_networks`` of them), each with its own optimiser.
+    device : where networks, labels and per-sample state live.
+    num_train : N, the number of training samples (batch indices run over 0..N-1).
+    num_classes : C.
+    batch_size : the recipe's batch size.
+    y_noisy : the observed training labels (N,), aligned with batch indices.
+    epoch_indices : this epoch's training indices (all of them, or the dataset's per-epoch draw).
+    generator : a torch generator reseeded from (seed, epoch) at every epoch start.
+    rng : a numpy generator reseeded from (seed, epoch) at every epoch start.
+    last_val_acc : noisy-validation accuracy of the epoch just evaluated (in :meth:`Method.end_epoch`).
+    """
+
+    nets: list[nn.Module]
+    device: torch.device
+    num_train: int
+    num_classes: int
+    batch_size: int
+    y_noisy: torch.Tensor
+    epoch_indices: torch.Tensor
+    generator: torch.Generator
+    rng: np.random.Generator
+    last_val_acc: float
+
+    def train_batches(
+        self, batch_size: int | None = None, indices: torch.Tensor | None = None,
+        shuffle: bool = True, augment: bool = True, drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Batches over ``indices`` (default: ``epoch_indices``) in a seeded order."""
+        ...
+
+    def augment(self, raw: torch.Tensor) -> torch.Tensor:
+        """Network input of a fresh random view of stored-format ``raw``."""
+        ...
+
+    def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
+        """Zero the grads, backpropagate ``loss``, step the chosen optimisers (default all), record the loss."""
+        ...
+
+    def mean_loss(self) -> float:
+        """Mean recorded loss of the epoch so far."""
+        ...
+
+    def predict_train(self, net: nn.Module, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of ``net`` on the un-augmented training set (or its rows ``indices``), in eval mode."""
+        ...
+
+
+def scale_epochs(value: int, reference_epochs: int, epochs: int, source: str) -> HParam:
+    """An epoch count (warm-up, E_w, ramp, prune start) published for a ``reference_epochs`` schedule.
+
+    Unchanged, with ``source``, when the run is as long as that schedule; otherwise scaled in
+    proportion, ``max(1, round(value * epochs / reference_epochs))``, and tagged ``suite``.
+    """
+    if epochs == reference_epochs:
+        return HParam(value, source)
+    return HParam(max(1, int(round(value * epochs / reference_epochs))), "suite")
 
 
 @dataclass(frozen=True)
@@ -63,6 +141,12 @@ class Method:
     name: ClassVar[str] = ""
     num_networks: ClassVar[int] = 1
     hparams: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.training_step is Method.training_step and cls.train_epoch is Method.train_epoch:
+            raise TypeError(f"method {cls.__qualname__} must override training_step (one batch's loss) "
+                            "or train_epoch (a whole epoch)")
 
     def __init__(self, **hparams: Any) -> None:
         self.hp: dict[str, Any] = {**self.hparams, **hparams}
@@ -106,16 +190,28 @@ class Method:
         return {"train_loss": ctx.mean_loss()}
 
     def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
-        """Loss of one batch; the default is cross-entropy on the observed labels."""
-        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)
+        """Loss of one batch (required unless :meth:`train_epoch` is overridden)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither training_step nor train_epoch")
 
     def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
         """Logits for ``x`` (networks are already in eval mode, without gradients)."""
         return ctx.nets[0](x)
 
     def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        """Per-epoch diagnostics recorded in the run's history."""
+        """Per-epoch statistics recorded in the run's history (after evaluation)."""
         return {}
+
+    # ----------------------------------------------------------------- what the method believes
+    def refined_targets(self) -> torch.Tensor | None:
+        """Soft targets (N, C) the method has refined, if any; the trainer scores their argmax
+        against the clean labels (``refined_acc``, ``refined_acc_noisy``)."""
+        return None
+
+    def selection(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(indices, selected)``: the samples the method judged and which it believes clean, if
+        it selects; indices may repeat (one judgement per network). The trainer reports
+        ``selected_frac`` and, where clean labels are known, ``select_precision`` / ``select_recall``."""
+        return None
 
     # ----------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

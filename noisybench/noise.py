@@ -21,7 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from noisybench.errors import ConfigError, UnknownNameError, suggest
+from noisybench.facts import NoiseKind
 from noisybench.registry import NOISES, register_noise
+from noisybench.seeds import stream
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class NoiseModel:
     example: ClassVar[str] = "0.2"
     sampler: ClassVar[str] = "exact"
     description: ClassVar[str] = ""
+    kind: ClassVar[NoiseKind] = NoiseKind.SYMMETRIC
 
     def corrupt(self, ctx: NoiseContext) -> np.ndarray:
         """Return the noisy labels (int64, same length as ``ctx.labels``)."""
@@ -124,8 +127,7 @@ class NoiseModel:
 
 def noise_seed(dataset_id: str, spec: NoiseSpec, seed: int) -> np.random.SeedSequence:
     """The seed sequence of one realisation: a pure function of dataset, spec and seed."""
-    digest = hashlib.sha256(f"noise|{dataset_id}|{spec}|{seed}".encode()).hexdigest()
-    return np.random.SeedSequence(int(digest[:32], 16))
+    return stream("noise", dataset_id, spec, seed)
 
 
 def realize_noise(
@@ -235,6 +237,8 @@ def dataset_class_map(ctx: NoiseContext, variant: str) -> dict[int, int]:
 class NoNoise(NoiseModel):
     """Keep the labels (a clean-label reference run)."""
 
+    kind = NoiseKind.NONE
+
     takes_rate = False
     description = "no noise: labels unchanged"
 
@@ -265,6 +269,8 @@ class MatrixNoise(NoiseModel):
 class Symmetric(MatrixNoise):
     """Unbiased symmetric noise: exactly r of each class flips to another class."""
 
+    kind = NoiseKind.SYMMETRIC
+
     description = "symmetric, exact: a flipped label is always another class; actual rate = r"
 
     def matrix(self, ctx: NoiseContext) -> np.ndarray:
@@ -283,6 +289,8 @@ class SymmetricDraw(Symmetric):
 class SymmetricDivideMix(NoiseModel):
     """DivideMix/ELR convention: floor(r N) samples get a label uniform over all C classes."""
 
+    kind = NoiseKind.SYMMETRIC
+
     sampler = "dividemix"
     description = "DivideMix/SELC symmetric: new label uniform over all C; actual rate r(C-1)/C"
 
@@ -297,6 +305,8 @@ class SymmetricDivideMix(NoiseModel):
 @register_noise("asym")
 class Asymmetric(MatrixNoise):
     """Class-dependent noise with the dataset's class map, exact per source class."""
+
+    kind = NoiseKind.CLASS_CONDITIONAL
 
     description = "asymmetric, exact: rate r of each mapped class goes to its target class"
     variant: ClassVar[str] = "default"
@@ -329,6 +339,8 @@ class AsymmetricDraw(Asymmetric):
 class AsymmetricDivideMix(NoiseModel):
     """DivideMix/SELC: floor(r N) samples drawn from all classes, then mapped."""
 
+    kind = NoiseKind.CLASS_CONDITIONAL
+
     sampler = "dividemix"
     description = "DivideMix asymmetric: floor(rN) samples of any class, mapped; about r/2 wrong"
     check = Asymmetric.check  # type: ignore[assignment]
@@ -345,6 +357,8 @@ class AsymmetricDivideMix(NoiseModel):
 @register_noise("pairflip")
 class PairFlip(MatrixNoise):
     """Pair-flip: exactly r of class i becomes i + 1 (mod C)."""
+
+    kind = NoiseKind.CLASS_CONDITIONAL
 
     description = "pair-flip, exact: r of class i becomes (i + 1) mod C"
 
@@ -368,6 +382,8 @@ class InstanceDependent(NoiseModel):
     raw flattened input scores the wrong classes; the label is drawn from
     (1 - q_i on the true class, q_i * softmax(scores) on the others).
     """
+
+    kind = NoiseKind.INSTANCE_DEPENDENT
 
     sampler = "idn"
     description = "instance-dependent (part-dependent, Xia et al. 2020) on raw inputs"
@@ -404,6 +420,8 @@ class InstanceDependent(NoiseModel):
 @register_noise("human")
 class Human(NoiseModel):
     """Human labels: a label set the dataset ships (``human:aggre``) or a file (``human:x.npy``)."""
+
+    kind = NoiseKind.HUMAN
 
     takes_rate = False
     needs_arg = True

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from noisybench.config import Grid, RunConfig, Setting, TrainConfig
+from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig
 from noisybench.errors import ConfigError, suggest
-from noisybench.noise import parse_noise
+from noisybench.facts import Setting
+from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.registry import DATASETS, METHODS, NOISES
 
 
@@ -22,6 +23,17 @@ def resolve_train(dataset_cls: Any, overrides: dict[str, Any], source: str = "[t
     values = {**dataset_cls.profiles[profile], **overrides, "profile": profile}
     values.setdefault("val_fraction", dataset_cls.val_fraction)
     return TrainConfig.from_dict(values, where=source)
+
+
+def make_setting(dataset_cls: Any, spec: NoiseSpec, num_classes: int, train: TrainConfig,
+                 dataset_name: str | None = None) -> Setting:
+    """The :class:`Setting` a method resolves its hyperparameters for: the dataset's and noise model's facts."""
+    return Setting(
+        dataset=dataset_name or dataset_cls.name, noise_family=spec.family, noise_rate=spec.rate,
+        num_classes=num_classes, epochs=train.epochs, noise_kind=NOISES.get(spec.family).kind,
+        family=dataset_cls.family, base_family=dataset_cls.base_family, profile=train.profile,
+        paper_epochs=dataset_cls.profiles.get("paper", {}).get("epochs"), noise_arg=spec.arg,
+    )
 
 
 def sweep_points(grid: Grid, method: str) -> list[dict[str, Any]]:
@@ -62,9 +74,7 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
         train = resolve_train(ds_cls, grid.train, f"{grid.source}: [train]")
         for spec in specs:
             NOISES.get(spec.family).check(spec, ds_cls)
-            paper_epochs = ds_cls.profiles.get("paper", {}).get("epochs")
-            setting = Setting(ds_name, spec.family, spec.rate, num_classes, train.epochs,
-                              profile=train.profile, paper_epochs=paper_epochs, noise_arg=spec.arg)
+            setting = make_setting(ds_cls, spec, num_classes, train, ds_name)
             for method_cls in method_classes:
                 for point in sweep_points(grid, method_cls.name):
                     overrides = {**grid.method_params.get(method_cls.name, {}), **point}
@@ -72,9 +82,9 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                     sources.update({key: "tuned" for key in point})
                     for seed in grid.seeds:
                         runs.append(RunConfig(
-                            dataset={"name": ds_name, "params": dict(sorted(params.items()))},
+                            dataset=DatasetRef(ds_name, dict(sorted(params.items()))),
                             noise=str(spec), method=method_cls.name, hparams=hparams,
-                            hparam_sources=sources, seed=seed, train=train.to_dict(),
+                            hparam_sources=sources, seed=seed, train=train,
                             grid=grid.name, data_root=grid.data_root, sweep=dict(point),
                         ))
     return runs

@@ -1,13 +1,26 @@
-"""Backwards-compatible entry point of the reporting layer (see :mod:`noisybench.reporting`)."""
+"""Reporting a results directory: load it from the store, then render it (see :mod:`noisybench.reporting`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from noisybench.reporting import ReportOptions, make_report
+from noisybench.errors import NoisybenchError
+from noisybench.reporting import Leaderboard, ReportOptions, make_report
+
+
+def report_dir(out_dir: str | Path, options: ReportOptions | None = None) -> tuple[str, Leaderboard | None]:
+    """Load the runs of results directory ``out_dir`` and render them (:func:`make_report`)."""
+    from noisybench.results import load_history, load_results
+
+    opts = options or ReportOptions()
+    if not Path(out_dir).is_dir():
+        raise NoisybenchError(f"results directory {str(out_dir)!r} does not exist")
+    needs_history = opts.fmt == "html" or bool(opts.plots_dir)
+    history = load_history(out_dir) if needs_history else None
+    return make_report(load_results(out_dir), opts, history, str(out_dir))
 
 
 def render_report(out_dir: str | Path, fmt: str = "table", metric: str = "val") -> str:
     """Render the leaderboard of a results directory in ``fmt`` (see ``noisybench report --help``)."""
-    text, _ = make_report(out_dir, ReportOptions(fmt=fmt, metric=metric))
+    text, _ = report_dir(out_dir, ReportOptions(fmt=fmt, metric=metric))
     return text

@@ -39,6 +39,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
+        "finished_at": record.get("finished_at", ""),
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():
@@ -49,16 +50,22 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_results(root: str | Path) -> pd.DataFrame:
-    """One row per finished run (done or failed) of a results directory.
+    """One row per finished run (done or failed) of a results directory, plus one per corrupt record.
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
     reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, hparams,
-    hparam_sources`` and every metric. Corrupt result files are skipped with a warning.
+    hparam_sources, finished_at`` and every metric. A run whose final record is damaged gets
+    status ``corrupt`` and what is wrong as its reason (its other columns are empty).
     """
-    rows = [_row(r) for r in ResultStore(root).iter_results()]
+    rows = []
+    for stored in ResultStore(root).iter_stored():
+        if stored.record is not None:
+            rows.append(_row(stored.record))
+        else:
+            rows.append({"run_id": stored.run_id, "status": "corrupt", "reason": stored.problem})
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
                "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time",
-               "hparams", "hparam_sources", *METRICS.values()]
+               "hparams", "hparam_sources", "finished_at", *METRICS.values()]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)

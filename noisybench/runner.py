@@ -1,34 +1,51 @@
-"""Running resolved configurations: one run (:func:`execute_run`) and a local pool.
+"""Running one resolved configuration into the store: the unit of work of every executor.
 
-:func:`execute_run` is the unit of work for every backend: it skips a finished run, resumes an
-interrupted one from its checkpoint, records a failure with its reason instead of raising, and
-writes the final record last. The local backend keeps ``workers`` long-lived processes, each
-running many runs, so process start and ``import torch`` are paid once per worker.
+:func:`execute_run` skips a finished run, resumes an interrupted one from its checkpoint,
+records a failure with its reason instead of raising, and writes the final record last.
+Executors (:mod:`noisybench.executors`) decide where and how many of them run at once.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
 import socket
 import subprocess
 import sys
-import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TypedDict
 
-from noisybench.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 from noisybench.config import RunConfig
-from noisybench.store import RESULT, ResultStore
+from noisybench.store import Claim, ClaimInfo, ClaimLostError, ResultStore, slurm_job_id, try_claim
 
-FINISHED = ("done", "failed")
+RunStatus = Literal["done", "failed", "running"]
+
+
+class RunRecord(TypedDict, total=False):
+    """What :func:`execute_run` returns and (for ``done`` / ``failed``) stores as the final record.
+
+    ``running`` records are never stored: another process holds the run (``reason``, ``holder``).
+    """
+
+    run_id: str
+    config: dict[str, Any]
+    status: RunStatus
+    reason: str
+    metrics: dict[str, Any]
+    noise: dict[str, Any]
+    wall_time: float
+    finished_at: str
+    host: str
+    pid: int
+    slurm_job: str | None
+    resumed_from_epoch: int
+    traceback: str
+    holder: dict[str, Any]
 
 
 @lru_cache(maxsize=1)
@@ -67,13 +84,13 @@ def _git_commit() -> str | None:
 def execute_run(
     config: dict[str, Any] | RunConfig, out_dir: str | Path, retry_failed: bool = False,
     claim: bool = True, raise_errors: bool = False,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Run one configuration into ``out_dir`` and return its final record.
 
     A finished run is returned as stored (a failed one is rerun only with ``retry_failed``).
     Exceptions inside training become a ``failed`` record with the reason (re-raised instead
     with ``raise_errors``, for debugging). With ``claim`` (the default) the run is first claimed
-    atomically (:mod:`noisybench.claims`); when another live process holds it, nothing is
+    atomically in the store; when another live process holds it, nothing is
     trained and the returned record, not stored, has status ``running`` and the holder.
     """
     run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
@@ -94,19 +111,19 @@ def execute_run(
         return _train(run, store, held, raise_errors)
 
 
-def _busy_record(run: RunConfig, holder: ClaimInfo) -> dict[str, Any]:
+def _busy_record(run: RunConfig, holder: ClaimInfo) -> RunRecord:
     return {"run_id": run.run_id, "config": run.to_dict(), "status": "running",
             "reason": f"claimed by {holder.describe()}", "holder": holder.holder}
 
 
-def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> dict[str, Any]:
+def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> RunRecord:
     from noisybench.trainer import Trainer
 
-    folder = store.write_start(run.to_dict(), environment())
-    checkpoint = folder / "checkpoint.pt"
+    store.write_start(run.to_dict(), environment())
+    checkpoint = store.checkpoint(run.run_id)
     resumed = len(store.history(run.run_id)) if checkpoint.exists() else 0
     start = time.perf_counter()
-    record: dict[str, Any] = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname(),
+    record: RunRecord = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname(),
                               "pid": os.getpid(), "slurm_job": slurm_job_id(), "resumed_from_epoch": resumed}
     delay = float(os.environ.get("NOISYBENCH_TEST_EPOCH_SLEEP", "0") or 0)
 
@@ -132,9 +149,9 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if claim is not None and not claim.owned():
         return {**record, "status": "running", "reason": "claim lost before the result was written"}
-    store.write_result(record)
+    store.write_result(dict(record))
     if record["status"] == "done":
-        checkpoint.unlink(missing_ok=True)
+        checkpoint.remove()
     return record
 
 
@@ -143,100 +160,21 @@ def _noise_brief(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def execute_runs(configs: list[dict[str, Any]], out_dir: str, retry_failed: bool = False,
-                 raise_errors: bool = False) -> list[dict[str, Any]]:
+                 raise_errors: bool = False) -> list[RunRecord]:
     """Run several configurations in this process (one array task, one pool task)."""
     return [execute_run(c, out_dir, retry_failed, raise_errors=raise_errors) for c in configs]
 
 
 def pending_runs(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False) -> list[RunConfig]:
-    """The runs without a final record (plus failed ones with ``retry_failed``)."""
+    """The runs without a valid final record (plus failed ones with ``retry_failed``)."""
     todo = []
     for run in runs:
-        if not (store.run_dir(run.run_id) / RESULT).exists():  # a stat, not a parse: fast on big grids
+        if not store.has_result(run.run_id):  # a stat first: fast on big grids
             todo.append(run)
-        elif retry_failed and store.status(run.run_id) == "failed":
+            continue
+        state = store.stored(run.run_id).state
+        if state == "corrupt" or (retry_failed and state == "failed"):
             todo.append(run)
     return todo
 
 
-def _init_worker(threads: int, driver: int | None = None) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    if driver is not None:
-        threading.Thread(target=_exit_with_driver, args=(driver,), name="driver-watch", daemon=True).start()
-
-
-def _exit_with_driver(driver: int, interval: float = 1.0) -> None:
-    """Pool workers outlive a SIGKILLed driver (they are children of the forkserver): exit when
-    the driver is gone. A run in flight is resumed from its checkpoint by the next ``run``."""
-    while True:
-        time.sleep(interval)
-        try:
-            os.kill(driver, 0)
-        except ProcessLookupError:
-            os._exit(3)
-        except PermissionError:
-            pass
-
-
-ProgressFn = Callable[[dict[str, Any], int, int], None]
-
-
-def run_local(
-    runs: list[RunConfig], out_dir: str | Path, workers: int = 1,
-    retry_failed: bool = False, progress: ProgressFn | None = None,
-) -> list[dict[str, Any]]:
-    """Run ``runs`` on this machine with ``workers`` long-lived processes (1: in-process)."""
-    records: list[dict[str, Any]] = []
-    total = len(runs)
-    if total == 0:
-        return records
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
-    if workers <= 1:
-        for run in runs:
-            records.append(execute_run(run, out_dir, retry_failed))
-            if progress:
-                progress(records[-1], len(records), total)
-        return records
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["noisybench.trainer", "noisybench.methods", "noisybench.datasets"])
-    init = {"initializer": _init_worker, "initargs": (threads, os.getpid())}
-    with ProcessPoolExecutor(workers, mp_context=context, **init) as pool:
-        futures: list[Future] = [pool.submit(execute_run, r.to_dict(), str(out_dir), retry_failed) for r in runs]
-        for future in as_completed(futures):
-            records.append(future.result())
-            if progress:
-                progress(records[-1], len(records), total)
-    return records
-
-
-class ProgressPrinter:
-    """Prints ``[done/total] label status metric ETA`` lines to a stream."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-
-    def __call__(self, record: dict[str, Any], done: int, total: int) -> None:
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (total - done)
-        run = RunConfig.from_dict(record["config"])
-        if record["status"] == "done":
-            detail = f"val-selected {record['metrics']['val_selected']:.2f}"
-        elif record["status"] == "running":
-            detail = f"skipped: {record.get('reason', '')}"
-        else:
-            detail = record.get("reason", "")[:120]
-        width = len(str(total))
-        self.stream.write(
-            f"[{done:>{width}}/{total}] {record['status']:<6} {run.label():<40} {detail}  "
-            f"elapsed {_fmt(elapsed)}  ETA {_fmt(eta)}\n"
-        )
-        self.stream.flush()
-
-
-def _fmt(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"

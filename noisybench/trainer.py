@@ -1,109 +1,53 @@
 """The shared trainer: one loop, one data pipeline, every method.
 
-The trainer prepares the noisy data once per run (:func:`prepare_data`: noise on the full
-training set, then a noisy validation split stratified by the observed labels), builds the
-networks a method asks for, and hosts the method through the hook API of
-:class:`noisybench.method.Method`. It evaluates validation and test accuracy after every epoch,
-checkpoints atomically every epoch (a killed run resumes bit-for-bit, since each epoch's random
-streams derive from (seed, epoch)), and fails a run whose loss becomes NaN or infinite.
+The trainer prepares the noisy data once per run (:func:`noisybench.data.prepare.prepare_data`),
+builds the networks a method asks for, and hosts the method through the contract of
+:mod:`noisybench.method` (it implements :class:`~noisybench.method.TrainContext`, and knows no
+concrete method). It evaluates validation and test accuracy after every epoch, scores what the
+method believes (refined targets, selected samples) against the clean labels, which it never
+lends to the method, checkpoints every epoch through the checkpoint object it is given (a
+killed run resumes from the last epoch, since each epoch's random streams derive from
+(seed, epoch)), and fails a run whose loss becomes NaN or infinite.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import resource
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from noisybench.archs import create_model
 from noisybench.config import RunConfig, TrainConfig
-from noisybench.data import Dataset, load_dataset, stratified_holdout
+from noisybench.data import Dataset
+from noisybench.data.prepare import PreparedData, prepare_data
+from noisybench.data.streaming import is_streamed, iter_batches
 from noisybench.errors import NonFiniteLossError
-from noisybench.method import Method, create_method
+from noisybench.method import Batch, Method, create_method
 from noisybench.metrics import final_metrics
-from noisybench.noise import NoiseRealization, parse_noise, realize_noise
-from noisybench.store import atomic_torch_save, safe_torch_load
-from noisybench.streaming import is_streamed, iter_batches
+from noisybench.seeds import stream
 
 
-@dataclass
-class Batch:
-    """One training batch. ``index`` addresses per-sample state (positions 0..N-1).
+class CheckpointIO(Protocol):
+    """Where the trainer keeps a run's per-epoch state (the store provides one)."""
 
-    ``x`` is the network input of the training view (augmented when the profile augments,
-    then preprocessed); ``raw`` is the stored form, from which ``ctx.augment(raw)`` makes
-    further random views and ``ctx.prepare(raw)`` the un-augmented input.
-    """
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the saved state."""
+        ...
 
-    x: torch.Tensor
-    raw: torch.Tensor
-    y: torch.Tensor
-    index: torch.Tensor
+    def load(self, map_location: Any = "cpu") -> dict[str, Any] | None:
+        """The saved state, or None."""
+        ...
 
 
-@dataclass
-class PreparedData:
-    """The tensors of one run, identical for every method given (dataset, noise, seed)."""
-
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    y_train_clean: torch.Tensor | None
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    noise: NoiseRealization
-    train_index: np.ndarray
-    val_index: np.ndarray
-    extra_test: dict[str, tuple[Any, torch.Tensor]] = field(default_factory=dict)
-
-
-def _stream(*parts: object) -> np.random.SeedSequence:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
-    return np.random.SeedSequence(int(digest[:32], 16))
-
-
-def prepare_data(config: RunConfig, device: torch.device | str = "cpu") -> tuple[Dataset, PreparedData]:
-    """Load the dataset, apply the noise and carve the noisy validation split."""
-    ds_cfg = config.dataset
-    dataset, splits = load_dataset(ds_cfg["name"], config.data_root, **ds_cfg.get("params", {}))
-    dataset_id = f"{ds_cfg['name']}{sorted(ds_cfg.get('params', {}).items())}"
-    noise = realize_noise(
-        parse_noise(config.noise), splits.y_train, dataset.num_classes, config.seed,
-        dataset=dataset, dataset_id=dataset_id, features=lambda: dataset.noise_features(splits),
-    )
-    val_fraction = config.train.get("val_fraction", dataset.val_fraction)
-    rng = np.random.default_rng(_stream("split", dataset_id, config.noise, config.seed))
-    train_idx, val_idx = stratified_holdout(noise.labels, val_fraction, rng)
-    clean = torch.as_tensor(splits.y_train[train_idx]) if splits.clean_known else None
-
-    def to(t: Any) -> Any:  # streamed image lists stay on disk; tensors move to the device once
-        return t if is_streamed(t) else torch.as_tensor(t).to(device)
-
-    data = PreparedData(
-        x_train=to(splits.x_train[train_idx]), y_train=to(noise.labels[train_idx]),
-        y_train_clean=clean.to(device) if clean is not None else None,
-        x_val=to(splits.x_train[val_idx]), y_val=to(noise.labels[val_idx]),
-        x_test=to(splits.x_test), y_test=to(splits.y_test), num_classes=dataset.num_classes,
-        noise=noise, train_index=train_idx, val_index=val_idx,
-        extra_test={k: (to(x), to(y)) for k, (x, y) in splits.extra_test.items()},
-    )
-    return dataset, data
-
-
-class TrainContext:
-    """What the trainer lends a method: networks, optimisers, data access, random streams."""
+class TrainerContext:
+    """The trainer's implementation of :class:`noisybench.method.TrainContext` (no clean labels)."""
 
     def __init__(
         self, data: PreparedData, dataset: Dataset, nets: list[nn.Module],
@@ -131,15 +75,10 @@ class TrainContext:
         """Observed (noisy) training labels, aligned with batch indices."""
         return self.data.y_train
 
-    @property
-    def y_clean_for_diagnostics(self) -> torch.Tensor | None:
-        """Clean training labels where known. For diagnostics only: never train on them."""
-        return self.data.y_train_clean
-
     def begin_epoch(self, epoch: int) -> None:
         """Reseed every random stream from (seed, epoch) and reset the loss accumulator."""
         self.epoch = epoch
-        seq = _stream("epoch", self.seed, epoch)
+        seq = stream("epoch", self.seed, epoch)
         seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         self.generator.manual_seed(seed)
         if self._device_generator is not self.generator:
@@ -149,7 +88,7 @@ class TrainContext:
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
         subset = self.dataset.epoch_indices(self.data.y_train.cpu().numpy(), epoch,
-                                            np.random.default_rng(_stream("epoch-subset", self.seed, epoch)))
+                                            np.random.default_rng(stream("epoch-subset", self.seed, epoch)))
         self._epoch_index = None if subset is None else torch.as_tensor(np.asarray(subset, dtype=np.int64))
 
     @property
@@ -335,19 +274,23 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 class Trainer:
-    """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when present."""
+    """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when it holds a state."""
 
-    def __init__(self, config: RunConfig, checkpoint: Path | None = None,
+    def __init__(self, config: RunConfig, checkpoint: CheckpointIO | None = None,
                  on_epoch: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.config = config
-        self.train = TrainConfig.from_dict(config.train)
+        self.train = config.train
         self.checkpoint = checkpoint
         self.on_epoch = on_epoch
         self.device = resolve_device(self.train.device)
+        self._clean: torch.Tensor | None = None
 
-    def setup(self) -> tuple[TrainContext, Method]:
+    def setup(self) -> tuple[TrainerContext, Method]:
         """Prepare data, networks, optimisers and the method (public for benchmarks and tests)."""
-        dataset, data = prepare_data(self.config, self.device)
+        ref = self.config.dataset
+        dataset, data = prepare_data(ref.name, dict(ref.params), self.config.noise, self.config.seed,
+                                     self.train.val_fraction, self.config.data_root, self.device)
+        self._clean, data.y_train_clean = data.y_train_clean, None  # the method never sees clean labels
         method = create_method(self.config.method, **self.config.hparams)
         arch = self.train.arch or dataset.default_arch
         torch.manual_seed(self.config.seed)
@@ -359,12 +302,12 @@ class Trainer:
         for net in nets:
             accelerate(net, self.train, self.device, len(in_shape) == 3)
         optimizers = [build_optimizer(n, self.train) for n in nets]
-        ctx = TrainContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device)
+        ctx = TrainerContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device)
         method.setup(ctx)
         return ctx, method
 
     def run(self) -> dict[str, Any]:
-        """Train and evaluate; return ``{"metrics", "history", "noise"}``."""
+        """Train and evaluate; return ``{"metrics", "history", "noise", "noise_labels"}``."""
         ctx, method = self.setup()
         history = self._resume(ctx, method)
         for epoch in range(len(history), self.train.epochs):
@@ -379,7 +322,7 @@ class Trainer:
             "noise_labels": ctx.data.noise.labels,
         }
 
-    def _run_epoch(self, ctx: TrainContext, method: Method, epoch: int) -> dict[str, Any]:
+    def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:
         start = time.perf_counter()
         lr = lr_at(self.train, epoch)
         for opt in ctx.optimizers:
@@ -393,6 +336,16 @@ class Trainer:
         if not math.isfinite(loss):
             raise NonFiniteLossError(f"training loss became {loss} in epoch {epoch} (lr {lr:g})")
         row: dict[str, Any] = {"epoch": epoch, "lr": lr, **stats}
+        row.update(self._evaluate(ctx, method))
+        ctx.last_val_acc = row["val_acc"]
+        row.update(method.end_epoch(ctx, epoch))
+        row.update(belief_stats(method, ctx.y_noisy, self._clean))
+        row["epoch_time"] = time.perf_counter() - start
+        row["peak_mem_mb"] = _peak_memory_mb(self.device)
+        return row
+
+    def _evaluate(self, ctx: TrainerContext, method: Method) -> dict[str, float]:
+        row: dict[str, float] = {}
         with ctx.eval_mode():
             predict = lambda x: method.predict(ctx, x)  # noqa: E731
             row["val_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_val), ctx.data.y_val)
@@ -405,13 +358,9 @@ class Trainer:
                 row[f"{name}_acc"] = accuracy(logits, y)
                 if ctx.dataset.report_top5:
                     row[f"{name}_top5"] = topk_accuracy(logits, y, 5)
-        ctx.last_val_acc = row["val_acc"]
-        row.update(method.end_epoch(ctx, epoch))
-        row["epoch_time"] = time.perf_counter() - start
-        row["peak_mem_mb"] = _peak_memory_mb(self.device)
         return row
 
-    def _save(self, ctx: TrainContext, method: Method, history: list[dict[str, Any]]) -> None:
+    def _save(self, ctx: TrainerContext, method: Method, history: list[dict[str, Any]]) -> None:
         if self.checkpoint is None:
             return
         state = {
@@ -421,12 +370,12 @@ class Trainer:
             "optimizers": [o.state_dict() for o in ctx.optimizers],
             "method": method.state_dict(),
         }
-        atomic_torch_save(state, self.checkpoint)
+        self.checkpoint.save(state)
 
-    def _resume(self, ctx: TrainContext, method: Method) -> list[dict[str, Any]]:
-        if self.checkpoint is None or not self.checkpoint.exists():
+    def _resume(self, ctx: TrainerContext, method: Method) -> list[dict[str, Any]]:
+        if self.checkpoint is None:
             return []
-        state = safe_torch_load(self.checkpoint, map_location=self.device)
+        state = self.checkpoint.load(map_location=self.device)
         if state is None or state.get("run_id") != self.config.run_id:
             return []
         for net, s in zip(ctx.nets, state["nets"]):
@@ -437,12 +386,33 @@ class Trainer:
         return list(state["history"])
 
 
+def belief_stats(method: Method, y_noisy: torch.Tensor, clean: torch.Tensor | None) -> dict[str, float]:
+    """Score what ``method`` believes against the clean labels (history diagnostics).
+
+    ``refined_acc``: share of samples whose refined target's argmax is the clean label;
+    ``refined_acc_noisy``: the same among mislabelled samples; ``selected_frac``: share judged
+    clean; ``select_precision`` / ``select_recall``: of that judgement against the truly clean.
+    """
+    stats: dict[str, float] = {}
+    targets = method.refined_targets()
+    if targets is not None and clean is not None:
+        hit = targets.argmax(dim=1) == clean
+        noisy = y_noisy != clean
+        stats["refined_acc"] = float(hit.float().mean())
+        stats["refined_acc_noisy"] = float(hit[noisy].float().mean()) if bool(noisy.any()) else float("nan")
+    selection = method.selection()
+    if selection is not None:
+        indices, selected = selection
+        stats["selected_frac"] = float(selected.float().mean())
+        if clean is not None:
+            truly_clean = y_noisy[indices] == clean[indices]
+            tp = float((selected & truly_clean).sum())
+            stats["select_precision"] = tp / max(1.0, float(selected.sum()))
+            stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))
+    return stats
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def cross_entropy_soft(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of CE(targets, softmax(logits)) for soft targets."""
-    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.claims import (
+from noisybench.store.claims import (
     CLAIMS,
     Claim,
     ClaimInfo,

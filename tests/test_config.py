@@ -23,7 +23,7 @@ def test_tiny_grid_expands_to_every_combination(tmp_path: Path) -> None:
     assert len(runs) == 4
     assert {(r.method, r.seed) for r in runs} == {("ce", 1), ("ce", 2), ("gce", 1), ("gce", 2)}
     assert len({r.run_id for r in runs}) == 4
-    assert all(r.train["epochs"] == 3 and r.dataset["params"]["n_samples"] == 400 for r in runs)
+    assert all(r.train.epochs == 3 and r.dataset.params["n_samples"] == 400 for r in runs)
 
 
 def test_run_id_is_stable_and_content_addressed(tmp_path: Path) -> None:

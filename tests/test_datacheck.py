@@ -9,7 +9,7 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.data import create_dataset
-from noisybench.datacheck import check_dataset
+from noisybench.data.check import check_dataset
 from tests.datasets.fixtures import cifar10n_labels, write_cifar10, write_cifarn_pt, write_clothing1m
 
 

@@ -14,11 +14,11 @@ import submitit
 
 from noisybench.config import parse_grid
 from noisybench.errors import ConfigError
-from noisybench.executors import (
+from noisybench.executors import ExecRequest, execute_plan
+from noisybench.executors.slurm import (
     RunBatch,
     SlurmOptions,
     Submission,
-    execute_plan,
     group_runs,
     parse_sbatch_flags,
     parse_time_limit,
@@ -26,8 +26,8 @@ from noisybench.executors import (
 )
 from noisybench.plan import expand_grid
 from noisybench.runner import execute_run
-from noisybench.status import store_status
 from noisybench.store import ResultStore
+from noisybench.store.status import store_status
 
 
 def tiny_runs(seeds: tuple[int, ...] = (1, 2, 3), epochs: int = 2, datasets: tuple[str, ...] = ("blobs",)) -> list:
@@ -69,7 +69,7 @@ def test_group_runs_packs_by_dataset() -> None:
     groups = group_runs(runs, 0, parallelism=1)  # 10 runs, 4 x 1 tasks wanted -> 3 per task
     assert [len(g) for g in groups] == [3, 3, 3, 1]
     assert sorted(r.run_id for g in groups for r in g) == sorted(r.run_id for r in runs)
-    assert {r.dataset["name"] for r in groups[0]} == {"blobs"}
+    assert {r.dataset.name for r in groups[0]} == {"blobs"}
     assert [len(g) for g in group_runs(runs, 4, parallelism=64)] == [4, 4, 2]
 
 
@@ -92,7 +92,8 @@ def test_slurm_submission_builds_one_array_with_the_requested_resources(tmp_path
         {"partition": "gpu", "account": "lab", "qos": "high", "time": "1:30:00", "sbatch": {"constraint": "volta"},
          "setup": ["module load cuda"]},
         {"cpus": 2, "gpus": 1, "mem_gb": 8, "array_parallelism": 2, "runs_per_task": 2})
-    assert execute_plan("slurm", runs, tmp_path / "out", "t", options, detach=True, log=lambda _: None) is None
+    request = ExecRequest("slurm", runs, tmp_path / "out", "t", options, detach=True, log=lambda _: None)
+    assert execute_plan(request) is None
     script = (fake_sbatch / "script.sh").read_text()
     for flag in ["--array=0-2%2", "--partition=gpu", "--account=lab", "--qos=high", "--time=90",
                  "--cpus-per-task=2", "--gpus-per-node=1", "--mem=8GB", "--constraint=volta", "--job-name=nb-t"]:
@@ -123,7 +124,7 @@ def test_run_batch_pins_threads_and_skips_finished(tmp_path: Path) -> None:
 def test_debug_executor_runs_in_process_and_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pdb, "post_mortem", lambda *a, **k: None)
     runs = tiny_runs(seeds=(1,))
-    records = execute_plan("debug", runs, tmp_path / "ok", "t", log=lambda _: None)
+    records = execute_plan(ExecRequest("debug", runs, tmp_path / "ok", "t", log=lambda _: None))
     assert [r["status"] for r in records] == ["done"]
     assert records[0]["pid"] == os.getpid()
 
@@ -132,12 +133,12 @@ def test_debug_executor_runs_in_process_and_raises(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr("noisybench.trainer.Trainer.run", boom)
     with pytest.raises(ValueError, match="broken method"):  # the original error, for pdb
-        execute_plan("debug", tiny_runs(seeds=(9,)), tmp_path / "bad", "t", log=lambda _: None)
+        execute_plan(ExecRequest("debug", tiny_runs(seeds=(9,)), tmp_path / "bad", "t", log=lambda _: None))
 
 
 def test_unknown_executor_suggests() -> None:
     with pytest.raises(ConfigError, match="Did you mean 'slurm'"):
-        execute_plan("slurn", [], "x", "t")
+        execute_plan(ExecRequest("slurn", [], "x", "t"))
 
 
 class _CancelledJob:
@@ -169,7 +170,7 @@ def test_job_ending_without_results_is_recorded_with_its_state(tmp_path: Path) -
     stored = ResultStore(tmp_path).result(runs[1].run_id)
     assert stored["reason"].startswith("cancelled: Slurm job 55_0 CANCELLED by 0")
     assert stored["slurm_state"] == "CANCELLED by 0"
-    status = store_status(tmp_path, query_slurm=False)
+    status = store_status(tmp_path)
     assert status.states["failed"] == [runs[1].run_id] and status.states["done"] == [runs[0].run_id]
 
 

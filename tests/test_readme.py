@@ -21,6 +21,7 @@ def test_readme_method_example_registers_and_trains(monkeypatch: pytest.MonkeyPa
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     METHODS.list()  # load the built-ins first, so that the copy below holds them
     monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # keep the global registry clean
+    monkeypatch.setattr(METHODS, "_origins", dict(METHODS._origins))
     exec(compile(code, "README.md", "exec"), {})
     assert "my-loss" in METHODS.list("my-*")
     grid = Grid(name="readme", datasets=["blobs"], methods=["my-loss"], noise=["sym:0.2"], seeds=[1],
@@ -40,4 +41,4 @@ def test_readme_grid_example_expands(tmp_path) -> None:
     path = tmp_path / "example.toml"
     path.write_text(body)
     runs = expand_grid(load_grid(path))
-    assert len(runs) == 2 * 2 * 3 * 3 and {r.train["epochs"] for r in runs} == {40}
+    assert len(runs) == 2 * 2 * 3 * 3 and {r.train.epochs for r in runs} == {40}

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.claims import CLAIMS, process_start
 from noisybench.results import load_results
 from noisybench.runner import execute_run, pending_runs
 from noisybench.store import ResultStore
+from noisybench.store.claims import CLAIMS, process_start
 from tests.test_executors import tiny_runs
 
 GRID = """

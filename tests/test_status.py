@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.claims import CLAIMS, process_start
 from noisybench.cli import main
+from noisybench.executors.slurm import queued_runs
 from noisybench.runner import execute_run
-from noisybench.status import record_plan, store_status
-from noisybench.store import ResultStore, atomic_write_json
+from noisybench.store import ResultStore
+from noisybench.store.claims import CLAIMS, process_start
+from noisybench.store.status import store_status
 from tests.test_executors import tiny_runs
 
 
@@ -21,7 +22,7 @@ from tests.test_executors import tiny_runs
 def store_with_every_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list]:
     runs = tiny_runs(seeds=(1, 2, 3, 4, 5, 6))
     out = tmp_path / "out"
-    record_plan(out, "t", runs)
+    ResultStore(out).record_plan("t", {r.run_id: r.label() for r in runs})
     execute_run(runs[0], out)  # done
     ResultStore(out).write_result({"run_id": runs[1].run_id, "config": runs[1].to_dict(), "status": "failed",
                                    "reason": "NonFiniteLossError: loss became nan"})
@@ -31,8 +32,8 @@ def store_with_every_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
         {"host": socket.gethostname(), "pid": parent, "start": process_start(parent), "job": "9_1"}))
     (out / CLAIMS / f"{runs[3].run_id}.0").write_text(json.dumps(  # interrupted: dead holder -> pending
         {"host": socket.gethostname(), "pid": 2**22 + 17, "start": "1", "job": None}))
-    atomic_write_json(out / "jobs" / "9.json", {"tasks": {"9_1": [runs[2].run_id], "9_2": [runs[4].run_id],
-                                                          "9_3": [runs[5].run_id]}})
+    ResultStore(out).record_submission("9", {"9_1": [runs[2].run_id], "9_2": [runs[4].run_id],
+                                             "9_3": [runs[5].run_id]}, {}, 0.0)
     bin_dir = tmp_path / "bin"  # squeue lists 9_1 and 9_2 as active; 9_3 has left the queue
     bin_dir.mkdir()
     (bin_dir / "squeue").write_text("#!/bin/sh\nprintf '9_1\\n9_2\\n'\n")
@@ -43,7 +44,7 @@ def store_with_every_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
 
 def test_every_state_is_classified(store_with_every_state: tuple[Path, list]) -> None:
     out, runs = store_with_every_state
-    status = store_status(out)
+    status = store_status(out, queued=queued_runs)
     ids = [r.run_id for r in runs]
     assert status.states["done"] == [ids[0]]
     assert status.states["failed"] == [ids[1]]
@@ -52,7 +53,7 @@ def test_every_state_is_classified(store_with_every_state: tuple[Path, list]) ->
     assert sorted(status.states["pending"]) == sorted([ids[3], ids[5]])
     assert "Slurm job 9_1" in status.reasons[ids[2]]
     assert status.reasons[ids[3]].startswith("interrupted (stale claim:") and ids[5] not in status.reasons
-    assert store_status(out, query_slurm=False).states["queued"] == []
+    assert store_status(out).states["queued"] == []
 
 
 def test_status_command_shows_counts_and_reasons(store_with_every_state: tuple[Path, list],

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from noisybench.config import load_grid
+from noisybench.config import DatasetRef, load_grid
+from noisybench.io import atomic_write_json
 from noisybench.plan import expand_grid
 from noisybench.results import load_history, load_results
 from noisybench.runner import execute_run, pending_runs
-from noisybench.store import ResultStore, atomic_write_json
+from noisybench.store import ResultStore
 
 
 def test_atomic_write_never_leaves_partial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,22 +76,27 @@ def test_load_results_long_format(finished_store) -> None:
     assert len(history) == 3 * len(runs) and {"run_id", "epoch", "test_acc"} <= set(history.columns)
 
 
-def test_corrupt_result_is_skipped_with_warning(finished_store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["{truncated", "{}", "[1, 2]", '{"status": "done"}'])
+def test_corrupt_result_is_one_policy_everywhere(finished_store, tmp_path: Path, damage: str) -> None:
     out, runs, _ = finished_store
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    (ResultStore(copy).run_dir(runs[0].run_id) / "result.json").write_text("{truncated")
-    with pytest.warns(UserWarning, match="skipping corrupt result"):
-        frame = load_results(copy)
-    assert len(frame) == len(runs) - 1
+    bad = runs[0].run_id
+    (ResultStore(copy).run_dir(bad) / "result.json").write_text(damage)
+    store = ResultStore(copy)
+    assert store.stored(bad).state == "corrupt" and store.result(bad) is None
+    assert [s.run_id for s in store.corrupt()] == [bad]
+    frame = load_results(copy)  # listed as corrupt, never silently dropped
+    assert len(frame) == len(runs) and frame.set_index("run_id").loc[bad, "status"] == "corrupt"
+    assert [r.run_id for r in pending_runs(runs, store)] == [bad]  # run redoes it
 
 
 def test_failed_run_is_recorded_and_not_retried_unless_asked(finished_store, tmp_path: Path) -> None:
     _, runs, _ = finished_store
-    bad = runs[0]
-    bad.dataset = {"name": "blobs", "params": {"n_samples": 400, "dim": 8, "classes": 4, "separation": float("nan")}}
+    params = {"n_samples": 400, "dim": 8, "classes": 4, "separation": float("nan")}
+    bad = replace(runs[0], dataset=DatasetRef("blobs", params))
     record = execute_run(bad, tmp_path)
     assert record["status"] == "failed" and record["reason"]
     stored = execute_run(bad, tmp_path)  # not retried: the stored record comes back

@@ -13,10 +13,10 @@ import torch
 
 from noisybench.config import parse_grid
 from noisybench.data import DataSplits
+from noisybench.data.streaming import ImageList, iter_batches
 from noisybench.datasets.clothing1m import Clothing1M
 from noisybench.plan import expand_grid
 from noisybench.registry import DATASETS
-from noisybench.streaming import ImageList, iter_batches
 from noisybench.trainer import Trainer
 from tests.datasets.fixtures import write_clothing1m
 

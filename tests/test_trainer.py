@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,13 @@ import pytest
 import torch
 
 from noisybench.config import TrainConfig, load_grid
+from noisybench.data.prepare import prepare_data
 from noisybench.errors import NonFiniteLossError
 from noisybench.method import Method
 from noisybench.plan import expand_grid
 from noisybench.registry import METHODS
-from noisybench.trainer import Trainer, lr_at, prepare_data
+from noisybench.store import Checkpoint
+from noisybench.trainer import Trainer, lr_at
 
 
 @pytest.fixture
@@ -47,7 +50,8 @@ class _Interrupt(Exception):
 def test_resume_after_interruption_is_exact(runs, tmp_path: Path) -> None:
     config = runs[2]  # gce
     straight = Trainer(config).run()
-    ckpt = tmp_path / "checkpoint.pt"
+    ckpt_path = tmp_path / "checkpoint.pt"
+    ckpt = Checkpoint(ckpt_path)
 
     def stop_after_two(history):
         if len(history) == 2:
@@ -55,7 +59,7 @@ def test_resume_after_interruption_is_exact(runs, tmp_path: Path) -> None:
 
     with pytest.raises(_Interrupt):
         Trainer(config, checkpoint=ckpt, on_epoch=stop_after_two).run()
-    assert ckpt.exists()
+    assert ckpt_path.exists()
     resumed = Trainer(config, checkpoint=ckpt).run()
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
     assert [h["test_acc"] for h in resumed["history"]] == [h["test_acc"] for h in straight["history"]]
@@ -63,15 +67,17 @@ def test_resume_after_interruption_is_exact(runs, tmp_path: Path) -> None:
 
 
 def test_checkpoint_of_another_run_is_ignored(runs, tmp_path: Path) -> None:
-    ckpt = tmp_path / "checkpoint.pt"
+    ckpt_path = tmp_path / "checkpoint.pt"
+    ckpt = Checkpoint(ckpt_path)
     Trainer(runs[0], checkpoint=ckpt).run()
     out = Trainer(runs[1], checkpoint=ckpt).run()
     assert len(out["history"]) == 3 and out["history"][0]["epoch"] == 0
 
 
 def test_corrupt_checkpoint_starts_over_with_a_warning(runs, tmp_path: Path) -> None:
-    ckpt = tmp_path / "checkpoint.pt"
-    ckpt.write_bytes(b"not a checkpoint")
+    ckpt_path = tmp_path / "checkpoint.pt"
+    ckpt = Checkpoint(ckpt_path)
+    ckpt_path.write_bytes(b"not a checkpoint")
     with pytest.warns(UserWarning, match="unreadable checkpoint"):
         out = Trainer(runs[0], checkpoint=ckpt).run()
     assert len(out["history"]) == 3
@@ -86,8 +92,7 @@ class _NanMethod(Method):
 
 def test_non_finite_loss_fails_the_run(runs, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(METHODS._items, "test-nan", _NanMethod)
-    config = runs[0]
-    config.method, config.hparams = "test-nan", {}
+    config = replace(runs[0], method="test-nan", hparams={})
     with pytest.raises(NonFiniteLossError, match="training loss became nan in epoch 0"):
         Trainer(config).run()
 
@@ -95,8 +100,8 @@ def test_non_finite_loss_fails_the_run(runs, monkeypatch: pytest.MonkeyPatch) ->
 def test_val_split_is_noisy_stratified_and_identical_for_all_methods(runs) -> None:
     ce = next(r for r in runs if r.method == "ce" and r.seed == 1)
     gce = next(r for r in runs if r.method == "gce" and r.seed == 1)
-    _, a = prepare_data(ce)
-    _, b = prepare_data(gce)
+    _, a = prepare_data(ce.dataset.name, ce.dataset.params, ce.noise, ce.seed)
+    _, b = prepare_data(gce.dataset.name, gce.dataset.params, gce.noise, gce.seed)
     assert np.array_equal(a.val_index, b.val_index) and torch.equal(a.y_train, b.y_train)
     assert a.noise.sha256 == b.noise.sha256
     n_total = len(a.train_index) + len(a.val_index)
@@ -104,7 +109,7 @@ def test_val_split_is_noisy_stratified_and_identical_for_all_methods(runs) -> No
     assert not set(a.train_index) & set(a.val_index)
     noisy_val = (a.y_val.numpy() != a.noise.labels[a.val_index]).sum()
     assert noisy_val == 0  # val labels are the noisy labels
-    clean = prepare_data(ce)[1]
+    clean = prepare_data(ce.dataset.name, ce.dataset.params, ce.noise, ce.seed)[1]
     assert (clean.y_train != clean.y_train_clean).float().mean().item() == pytest.approx(0.2, abs=0.05)
 
 

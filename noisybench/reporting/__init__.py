@@ -43,44 +43,35 @@ class ReportOptions:
     saved: list[Path] = field(default_factory=list)
 
 
-def make_report(out_dir: str | Path, options: ReportOptions | None = None) -> tuple[str, Leaderboard | None]:
-    """Render the report of results directory ``out_dir``; return ``(text, leaderboard)``.
+def make_report(
+    frame: pd.DataFrame, options: ReportOptions | None = None, history: pd.DataFrame | None = None,
+    source: str = "",
+) -> tuple[str, Leaderboard | None]:
+    """Render the report of the runs in ``frame``; return ``(text, leaderboard)``.
 
-    With ``options.plots_dir`` every figure is also written there as PNG and PDF (paths in ``options.saved``).
-    ``csv`` returns the per-run table and no leaderboard.
+    ``frame`` is :func:`noisybench.results.load_results` (one row per run, with ``finished_at``);
+    ``history`` (:func:`noisybench.results.load_history`) feeds the figures of the HTML report and
+    of ``options.plots_dir``, where every figure is written as PNG and PDF (paths in
+    ``options.saved``). ``csv`` returns the per-run table and no leaderboard. ``source`` names
+    the results in messages and the HTML title.
     """
-    from noisybench.results import load_history, load_results
-
     opts = options or ReportOptions()
     if opts.fmt not in FORMATS:
         raise NoisybenchError(f"unknown report format {opts.fmt!r}.{suggest(opts.fmt, FORMATS)} "
                               f"Choose from: {', '.join(FORMATS)}")
-    if not Path(out_dir).is_dir():
-        raise NoisybenchError(f"results directory {str(out_dir)!r} does not exist")
-    frame = load_results(out_dir)
     if opts.fmt == "csv":
         return frame.drop(columns=["hparams"]).to_csv(index=False), None
     if frame.empty:
-        raise NoisybenchError(f"no finished runs in {str(out_dir)!r}; run `noisybench run GRID --out {out_dir}` first")
-    frame = _with_finish_times(frame, out_dir)
+        raise NoisybenchError(f"no finished runs in {source!r}; run `noisybench run GRID --out {source}` first")
     board = build_leaderboard(frame, opts.metric, opts.alpha, opts.datasets, opts.noises, opts.methods, opts.published)
     figures = {}
     if opts.fmt == "html" or opts.plots_dir:
         from noisybench.reporting.plots import all_figures, save_figures
 
-        figures = all_figures(board, load_history(out_dir))
+        figures = all_figures(board, history if history is not None else pd.DataFrame())
         if opts.plots_dir:
             opts.saved = save_figures(figures, opts.plots_dir)
-    return _render(board, opts, figures, str(out_dir)), board
-
-
-def _with_finish_times(frame: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
-    """Add ``finished_at`` (ISO time from each result.json) so superseded duplicate runs can be told apart."""
-    from noisybench.store import ResultStore
-
-    store = ResultStore(out_dir)
-    finished = [(store.result(r) or {}).get("finished_at", "") for r in frame["run_id"]]
-    return frame.assign(finished_at=finished)
+    return _render(board, opts, figures, source), board
 
 
 def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str) -> str:

@@ -8,12 +8,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from noisybench.reporting.leaderboard import Leaderboard
+
+class BoardFacts(Protocol):
+    """What the guardrails read of a leaderboard (kept structural: the leaderboard imports this module)."""
+
+    leaky: bool
+    metric_name: str
+    failed_runs: int
+
+    def cell_sizes(self) -> Iterable[int]:
+        """The number of seeds of every cell."""
+        ...
 
 #: Run fields that must agree within one cell.
 PROTOCOL_FIELDS = ("epochs", "profile", "hparams", "hparam_sources")
@@ -108,7 +118,7 @@ def drop_superseded(done: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     return kept.sort_index(), out
 
 
-def check_protocol(done: pd.DataFrame, board: Leaderboard) -> list[str]:
+def check_protocol(done: pd.DataFrame, board: BoardFacts) -> list[str]:
     """All guardrail warnings for the successful runs ``done`` behind ``board``."""
     out: list[str] = []
     if board.leaky:
@@ -116,10 +126,10 @@ def check_protocol(done: pd.DataFrame, board: Leaderboard) -> list[str]:
                    "use it only to compare with papers that report it, never to rank methods")
     out += _cell_protocol(done)
     out += _seed_matching(done)
-    low = sorted({c.n for c in board.cells.values() if c.n < WARN_SEEDS})
+    low = sorted({n for n in board.cell_sizes() if n < WARN_SEEDS})
     if low:
         out.append(f"cells with n = {', '.join(map(str, low))} seeds (< {WARN_SEEDS}): paired tests have little power; "
                    "'not significant' is weak evidence of equality")
     if board.failed_runs:
-        out.append(f"{board.failed_runs} failed run(s) are left out; see `noisybench status DIR`")
+        out.append(f"{board.failed_runs} failed or corrupt run(s) are left out; see `noisybench status DIR`")
     return out

@@ -120,6 +120,10 @@ class Leaderboard:
         """Distinct n over all cells, ascending."""
         return sorted({c.n for c in self.cells.values()})
 
+    def cell_sizes(self) -> list[int]:
+        """The number of seeds of every cell."""
+        return [c.n for c in self.cells.values()]
+
 
 def noise_label(noise: str) -> str:
     """Readable noise setting: ``sym:0.5`` -> ``sym 50%``, ``human:aggre`` -> ``human aggre``."""
@@ -235,7 +239,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     datasets, noises, methods
         Shell-style patterns selecting columns and rows (all when None).
     published
-        Attach matching published numbers (``noisybench/data/published.csv``).
+        Attach matching published numbers (``noisybench/reporting/published.csv``).
 
     Returns
     -------
@@ -260,7 +264,8 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
         _rank_and_test(col, in_col, done, alpha)
     board = Leaderboard(metric=column, alpha=alpha, methods=method_order, columns=columns, cells=cells,
                         across=_across(cells, method_order, columns, alpha),
-                        failed_runs=int((frame["status"] == "failed").sum()), provenance=_provenance(done))
+                        failed_runs=int(frame["status"].isin(["failed", "corrupt"]).sum()),
+                        provenance=_provenance(done))
     board.warnings = superseded + check_protocol(done, board)
     board.tuned = tuned
     if published:

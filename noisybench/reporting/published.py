@@ -6,15 +6,25 @@ import csv
 import io
 import math
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from noisybench.errors import DataError
 
-if TYPE_CHECKING:
-    from noisybench.reporting.leaderboard import Leaderboard
+
+class BoardView(Protocol):
+    """What matching reads of a leaderboard (structural: the leaderboard imports this module lazily)."""
+
+    columns: Sequence[Any]
+    methods: Sequence[str]
+    metric_name: str
+
+    def cell(self, method: str, column: Any) -> Any:
+        """The cell of ``method`` in ``column``, or None."""
+        ...
 
 FIELDS = ["source", "paper_method", "method", "dataset", "noise_family", "noise_rate", "metric", "value", "std",
           "arch", "tag", "note"]
@@ -50,7 +60,7 @@ def _parse(row: dict[str, str], where: str) -> dict[str, Any]:
 
 
 def load_published(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Rows of the published-numbers file (the packaged ``noisybench/data/published.csv`` by default).
+    """Rows of the published-numbers file (the packaged ``noisybench/reporting/published.csv`` by default).
 
     Lines starting with ``#`` are comments. Raises :class:`DataError` naming the line on a bad row.
     """
@@ -61,8 +71,8 @@ def load_published(path: str | Path | None = None) -> list[dict[str, Any]]:
 
 @lru_cache(maxsize=1)
 def _packaged() -> tuple[dict[str, Any], ...]:
-    text = resources.files("noisybench").joinpath("data/published.csv").read_text()
-    return tuple(_read(text, "noisybench/data/published.csv"))
+    text = resources.files("noisybench").joinpath("reporting/published.csv").read_text()
+    return tuple(_read(text, "noisybench/reporting/published.csv"))
 
 
 def _read(text: str, where: str) -> list[dict[str, Any]]:
@@ -81,7 +91,7 @@ def _noise_matches(row: dict[str, Any], family: str | None, rate: float | None) 
     return math.isclose(row["noise_rate"], rate, abs_tol=1e-9)
 
 
-def match_published(board: Leaderboard, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def match_published(board: BoardView, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Published values for every (method, column) of ``board`` whose method, dataset and noise match.
 
     Each result holds ``method, dataset, noise, ours_mean, ours_std, ours_n, ours_metric`` and the

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from noisybench.datasets.cifar import CIFAR100_COARSE
+from noisybench.datasets._cifar import CIFAR100_COARSE
 
 
 def _images(n: int, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from noisybench.data import create_dataset
+from noisybench.datasets._cifar import CIFAR100_BLOCK5_MAP, CIFAR100_COARSE, superclass_map
 from noisybench.datasets._safe_pickle import load_cifar_pickle
-from noisybench.datasets.cifar import CIFAR100_BLOCK5_MAP, CIFAR100_COARSE, superclass_map
 from noisybench.errors import ConfigError, DataError
 from noisybench.noise import parse_noise, realize_noise
 from noisybench.registry import NOISES

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from noisybench.data import create_dataset
+from noisybench.datasets._cifar import CIFAR100_COARSE
 from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
-from noisybench.datasets.cifar import CIFAR100_COARSE
-from noisybench.datasets.cifarn import CIFAR10N, CIFAR100N
+from noisybench.datasets.cifar10n import CIFAR10N
+from noisybench.datasets.cifar100n import CIFAR100N
 from noisybench.errors import DataError
 from noisybench.noise import realize_noise
 from tests.datasets.fixtures import cifar10n_labels, write_cifar10, write_cifarn_pt

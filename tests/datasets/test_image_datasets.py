@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from noisybench.data import create_dataset
+from noisybench.data.streaming import ImageList
 from noisybench.datasets._image_folder import balanced_subset
 from noisybench.datasets.webvision import imagenet_folder_to_list
 from noisybench.errors import ConfigError, DataError
-from noisybench.streaming import ImageList
 from tests.datasets.fixtures import write_animal10n, write_clothing1m, write_webvision
 
 

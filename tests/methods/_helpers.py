@@ -8,8 +8,10 @@ from typing import Any
 import torch
 
 from noisybench.config import Grid, RunConfig
+from noisybench.facts import Setting
+from noisybench.method import Batch
 from noisybench.plan import expand_grid
-from noisybench.trainer import Batch
+from noisybench.registry import DATASETS, NOISES
 
 Z = torch.tensor([[2.0, 0.5, -1.0]])  # the spec's golden logits (methods.md §5.1, §7.2)
 
@@ -26,12 +28,21 @@ def tiny_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = 3
     return expand_grid(grid)[0]
 
 
-def fake_context(y_noisy: torch.Tensor, num_classes: int, net: torch.nn.Module,
-                 y_clean: torch.Tensor | None = None) -> SimpleNamespace:
+def setting(dataset: str, family: str, rate: float | None, num_classes: int, epochs: int,
+            noise_arg: str | None = None, paper_epochs: int | None = None, profile: str = "paper") -> Setting:
+    """The :class:`Setting` the planner builds for ``dataset`` under noise ``family`` (rate or arg)."""
+    ds = DATASETS.get(dataset)
+    return Setting(
+        dataset=dataset, noise_family=family, noise_rate=rate, num_classes=num_classes, epochs=epochs,
+        noise_kind=NOISES.get(family).kind, family=ds.family, base_family=ds.base_family, profile=profile,
+        paper_epochs=paper_epochs, noise_arg=noise_arg,
+    )
+
+
+def fake_context(y_noisy: torch.Tensor, num_classes: int, net: torch.nn.Module) -> SimpleNamespace:
     """What ``setup``/``training_step``/``end_epoch`` of the per-sample methods read from a context."""
     return SimpleNamespace(
-        nets=[net], num_train=len(y_noisy), num_classes=num_classes, device=torch.device("cpu"),
-        y_noisy=y_noisy, y_clean_for_diagnostics=y_clean,
+        nets=[net], num_train=len(y_noisy), num_classes=num_classes, device=torch.device("cpu"), y_noisy=y_noisy,
     )
 
 

@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from noisybench.config import Setting
 from noisybench.methods.alr import ALR, alr_loss, alr_update_targets, entropy_weight
 from noisybench.trainer import Trainer
-from tests.methods._helpers import FixedLogits, Z, batch, fake_context, tiny_run
+from tests.methods._helpers import FixedLogits, Z, batch, fake_context, setting, tiny_run
 
 
 def test_golden_example() -> None:
@@ -113,7 +112,7 @@ def test_momentum_one_without_entropy_is_ce() -> None:
     ("mnist1d", 0.8, 30, 6),
 ])
 def test_warmup_end_per_setting(dataset: str, rate: float | None, epochs: int, warmup: int) -> None:
-    hp = ALR.default_hparams(Setting(dataset, "sym", rate, 10, epochs))
+    hp = ALR.default_hparams(setting(dataset, "sym", rate, 10, epochs))
     assert hp["warmup_end"].value == warmup and hp["warmup_end"].source == "suite"
     assert {h.source for h in hp.values()} == {"suite"}  # everything about ALR is our reconstruction
 
@@ -124,4 +123,4 @@ def test_bad_hyperparameters_name_the_key(key: str, value: object) -> None:
     from noisybench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=key):
-        ALR.resolve_hparams(Setting("digits", "sym", 0.5, 10, 40), {key: value})
+        ALR.resolve_hparams(setting("digits", "sym", 0.5, 10, 40), {key: value})

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from noisybench.registry import METHODS
+from noisybench.store import Checkpoint
 from noisybench.trainer import Trainer
 from tests.methods._helpers import tiny_run
 
@@ -72,7 +73,8 @@ def test_checkpoint_round_trip_continues_identically(name: str, hp: dict[str, An
     key = f"{name}{sorted(hp.items())}"
     straight = _straight(straight_runs, key, name, hp)
     config = tiny_run(name, hp, epochs=EPOCHS)
-    ckpt = tmp_path / "checkpoint.pt"
+    ckpt_path = tmp_path / "checkpoint.pt"
+    ckpt = Checkpoint(ckpt_path)
 
     def stop_after_two(history: list[dict[str, Any]]) -> None:
         if len(history) == 2:
@@ -99,3 +101,40 @@ def test_history_and_metrics_are_complete(name: str, hp: dict[str, Any], straigh
     assert {"val_selected", "last", "mean_last_k", "best_on_test", "epochs_run"} <= set(metrics)
     assert metrics["last"] == out["history"][-1]["test_acc"] and metrics["epochs_run"] == EPOCHS
     assert 0 <= metrics["val_selected"] <= 100 and out["noise"]["actual_rate"] > 0
+
+
+def _reachable_tensors(root: object, limit: int = 20000) -> list:
+    """Every tensor reachable from ``root`` through attributes, containers and generators' owners."""
+    import torch
+
+    seen, stack, found = set(), [root], []
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, (str, bytes, int, float, bool, type(None), type)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+            continue
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, torch.nn.Module):
+            stack.extend([*obj.parameters(), *obj.buffers()])
+        elif hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+    return found
+
+
+@pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
+def test_no_method_can_reach_the_clean_labels(name: str, hp: dict[str, Any]) -> None:
+    """The trainer keeps the clean labels to score beliefs; nothing it lends a method holds them."""
+    trainer = Trainer(tiny_run(name, hp, epochs=1))
+    ctx, method = trainer.setup()
+    clean = trainer._clean
+    assert clean is not None and ctx.data.y_train_clean is None
+    assert not hasattr(ctx, "y_clean_for_diagnostics")
+    for tensor in _reachable_tensors((ctx, method)):
+        assert tensor is not clean
+        assert tensor.untyped_storage().data_ptr() != clean.untyped_storage().data_ptr()

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from noisybench.config import Setting
 from noisybench.methods._common import sharpen
 from noisybench.methods.dividemix import (
     DivideMix,
@@ -18,7 +17,7 @@ from noisybench.methods.dividemix import (
     normalize_losses,
 )
 from noisybench.trainer import Trainer
-from tests.methods._helpers import tiny_run
+from tests.methods._helpers import setting, tiny_run
 
 
 def test_lambda_u_ramp_golden_example() -> None:
@@ -61,15 +60,15 @@ def test_gmm_gives_low_loss_samples_high_clean_probability() -> None:
 
 
 def test_hyperparameters_per_setting() -> None:
-    c10 = DivideMix.default_hparams(Setting("cifar10", "sym", 0.9, 10, 300))
+    c10 = DivideMix.default_hparams(setting("cifar10", "sym", 0.9, 10, 300))
     assert (c10["lambda_u"].value, c10["lambda_u"].source) == (50.0, "paper")
     assert (c10["p_threshold"].value, c10["loss_history"].value, c10["warmup"].value) == (0.6, 5, 10)
     assert c10["warmup"].source == "paper-default" and c10["conf_penalty"].value is False
-    c100 = DivideMix.default_hparams(Setting("cifar100", "sym-dividemix", 0.5, 100, 300))
+    c100 = DivideMix.default_hparams(setting("cifar100", "sym-dividemix", 0.5, 100, 300))
     assert (c100["lambda_u"].value, c100["warmup"].value, c100["p_threshold"].value) == (150.0, 30, 0.5)
-    asym = DivideMix.default_hparams(Setting("cifar10", "asym", 0.4, 10, 300))
+    asym = DivideMix.default_hparams(setting("cifar10", "asym", 0.4, 10, 300))
     assert asym["conf_penalty"].value is True and asym["lambda_u"].value == 0.0
-    small = DivideMix.default_hparams(Setting("digits", "sym", 0.5, 10, 40))
+    small = DivideMix.default_hparams(setting("digits", "sym", 0.5, 10, 40))
     assert (small["warmup"].value, small["rampup"].value) == (10, 4)  # scaled with the run's epochs
     assert {small[k].source for k in ("warmup", "rampup", "lambda_u", "batch_size")} == {"suite"}
 
@@ -109,14 +108,14 @@ def test_co_divide_threshold_and_fallbacks() -> None:
 
 
 def test_web_scale_protocol_defaults() -> None:
-    c1m = DivideMix.default_hparams(Setting("clothing1m", "human", None, 14, 80))
-    web = DivideMix.default_hparams(Setting("webvision", "human", None, 50, 80))
+    c1m = DivideMix.default_hparams(setting("clothing1m", "human", None, 14, 80))
+    web = DivideMix.default_hparams(setting("webvision", "human", None, 50, 80))
     for hp in (c1m, web):
         values = (hp["warmup"].value, hp["lambda_u"].value, hp["alpha"].value, hp["batch_size"].value)
         assert values == (1, 0.0, 0.5, 32)
         assert hp["mix_labelled_only"].value is True and hp["lambda_u"].source == "paper"
     assert c1m["conf_penalty"].value is True and web["conf_penalty"].value is False
-    assert DivideMix.default_hparams(Setting("cifar10", "sym", 0.5, 10, 300))["mix_labelled_only"].value is False
+    assert DivideMix.default_hparams(setting("cifar10", "sym", 0.5, 10, 300))["mix_labelled_only"].value is False
 
 
 @pytest.mark.parametrize(("key", "value"), [("p_threshold", 1.5), ("warmup", -1), ("batch_size", 1), ("T", 0)])
@@ -124,12 +123,12 @@ def test_bad_hyperparameters_name_the_key(key: str, value: object) -> None:
     from noisybench.errors import ConfigError
 
     with pytest.raises(ConfigError, match=key):
-        DivideMix.resolve_hparams(Setting("digits", "sym", 0.5, 10, 40), {key: value})
+        DivideMix.resolve_hparams(setting("digits", "sym", 0.5, 10, 40), {key: value})
 
 
 def test_cifar_n_gets_the_cifar_protocol_as_suite_values() -> None:
-    c10n = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300))
-    c100n = DivideMix.default_hparams(Setting("cifar100n", "human", None, 100, 300))
+    c10n = DivideMix.default_hparams(setting("cifar10n", "human", None, 10, 300))
+    c100n = DivideMix.default_hparams(setting("cifar100n", "human", None, 100, 300))
     assert (c10n["lambda_u"].value, c10n["warmup"].value, c10n["batch_size"].value) == (0.0, 10, 64)
     assert (c100n["lambda_u"].value, c100n["warmup"].value) == (150.0, 30)
     assert {c100n[k].source for k in ("lambda_u", "warmup", "rampup", "batch_size")} == {"suite"}
@@ -174,7 +173,7 @@ def test_clothing1m_protocol_co_divides_each_epochs_fresh_draw(tmp_path, monkeyp
 
 
 def test_cifar10n_worst_gets_the_higher_lambda_u() -> None:
-    worst = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300, noise_arg="worst"))
-    aggre = DivideMix.default_hparams(Setting("cifar10n", "human", None, 10, 300, noise_arg="aggre"))
+    worst = DivideMix.default_hparams(setting("cifar10n", "human", None, 10, 300, noise_arg="worst"))
+    aggre = DivideMix.default_hparams(setting("cifar10n", "human", None, 10, 300, noise_arg="aggre"))
     assert (worst["lambda_u"].value, aggre["lambda_u"].value) == (25.0, 0.0)
     assert worst["lambda_u"].source == "suite"

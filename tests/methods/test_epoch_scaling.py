@@ -1,26 +1,31 @@
-"""Epoch-based hyperparameters keep their share of the schedule when a profile is shorter."""
+"""Epoch-based hyperparameters keep their share of the schedule when a run is shorter or longer."""
 
 from __future__ import annotations
 
 import pytest
 
-from noisybench.config import Setting
+from noisybench.method import HParam, scale_epochs
 from noisybench.registry import METHODS
+from tests.methods._helpers import setting
 
 
-def cifar10(epochs: int) -> Setting:
-    return Setting("cifar10", "sym", 0.5, 10, epochs, profile="fast", paper_epochs=120)
+def test_scale_epochs_keeps_paper_values_and_tags_scaled_ones() -> None:
+    assert scale_epochs(40, 120, 120, "paper") == HParam(40, "paper")
+    assert scale_epochs(40, 120, 60, "paper") == HParam(20, "suite")
+    assert scale_epochs(10, 300, 20, "paper-default") == HParam(1, "suite")  # 0.67 rounds to 1
+    assert scale_epochs(1, 300, 30, "paper") == HParam(1, "suite")  # never below one epoch
 
 
 @pytest.mark.parametrize(
-    ("method", "key", "paper_epochs", "paper_value"),
-    [("alr", "warmup_end", 200, 30), ("dividemix", "warmup", 300, 10), ("dividemix", "rampup", 300, 16),
-     ("gce", "start_prune", 120, 40), ("gce", "prune_every", 120, 10)],
+    ("method", "key", "paper_epochs", "at_paper", "at_30"),
+    # at_30 by hand: 30*30/200 = 4.5 -> 4 (half to even); 10/10 = 1; 1.6 -> 2; 40/4 = 10; 10/4 = 2.5 -> 2
+    [("alr", "warmup_end", 200, 30, 4), ("dividemix", "warmup", 300, 10, 1), ("dividemix", "rampup", 300, 16, 2),
+     ("gce", "start_prune", 120, 40, 10), ("gce", "prune_every", 120, 10, 2)],
 )
-def test_paper_epoch_counts_scale_with_the_run(method: str, key: str, paper_epochs: int, paper_value: int) -> None:
+def test_paper_epoch_counts_scale_with_the_run(method: str, key: str, paper_epochs: int, at_paper: int,
+                                               at_30: int) -> None:
     cls = METHODS.get(method)
-    full = cls.default_hparams(cifar10(paper_epochs))[key]
-    assert full.value == paper_value and full.source in {"paper", "paper-default", "suite"}
-    short = cls.default_hparams(cifar10(30))[key]
-    assert short.value == max(1, round(paper_value * 30 / paper_epochs)) and short.source == "suite"
-    assert short.value < 30  # the phase ends inside a 30-epoch fast run
+    full = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, paper_epochs, paper_epochs=120))[key]
+    assert full.value == at_paper and full.source in {"paper", "paper-default", "suite"}
+    short = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, 30, paper_epochs=120, profile="fast"))[key]
+    assert (short.value, short.source) == (at_30, "suite")

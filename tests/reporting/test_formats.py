@@ -11,7 +11,8 @@ import pytest
 from scipy import stats as ss
 
 from noisybench.cli import main
-from noisybench.reporting import ReportOptions, make_report
+from noisybench.report import report_dir as make_report
+from noisybench.reporting import ReportOptions
 
 
 def _report(store: Path, fmt: str, **kwargs) -> str:

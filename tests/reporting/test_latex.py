@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.reporting import ReportOptions, make_report
+from noisybench.report import report_dir as make_report
+from noisybench.reporting import ReportOptions
 from noisybench.reporting.latex import latex_escape
 from tests.reporting.conftest import GOLDEN
 

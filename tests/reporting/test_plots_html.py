@@ -8,7 +8,8 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from noisybench.reporting import ReportOptions, make_report
+from noisybench.report import report_dir as make_report
+from noisybench.reporting import ReportOptions
 from noisybench.reporting.leaderboard import build_leaderboard
 from noisybench.reporting.plots import all_figures, cliques
 from noisybench.results import load_history, load_results

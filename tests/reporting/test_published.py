@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from noisybench.errors import DataError
-from noisybench.reporting import ReportOptions, make_report
+from noisybench.report import report_dir as make_report
+from noisybench.reporting import ReportOptions
 from noisybench.reporting.published import load_published, normalise_method
 from tests.reporting.conftest import write_run
 

@@ -12,11 +12,11 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.config import parse_grid
-from noisybench.executors import SlurmOptions, make_slurm_executor, submit, wait
+from noisybench.executors.slurm import SlurmOptions, make_slurm_executor, submit, wait
 from noisybench.plan import expand_grid
 from noisybench.results import load_results
 from noisybench.runner import execute_run
-from noisybench.status import store_status
+from noisybench.store.status import store_status
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

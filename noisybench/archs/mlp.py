@@ -1,23 +1,13 @@
-"""Architectures for the built-in CPU datasets (larger CIFAR networks live beside them).
-
-Each builder is registered with ``@register_model`` and called as
-``create_model(name, in_shape=..., num_classes=..., **kwargs)``.
-"""
+"""Small networks for the built-in CPU datasets: ``mlp`` (flat inputs) and ``cnn1d`` (MNIST-1D)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-from noisybench.registry import MODELS, register_model
-
-
-def create_model(name: str, in_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:
-    """Build the registered architecture ``name`` for inputs of shape ``in_shape``."""
-    return MODELS.get(name)(in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
+from noisybench.registry import register_model
 
 
 @register_model("mlp")

@@ -1,13 +1,9 @@
-"""Image architectures: CIFAR ResNets, a fast airbench-style net, VGG-19-BN and ResNet-50.
+"""ResNets: PreAct ResNet-18 and ResNet-34 with the CIFAR stem, and torchvision's ResNet-50.
 
 * ``preact_resnet18``: PreAct ResNet-18 (He et al. 2016, identity mappings) with the CIFAR stem,
   the network of DivideMix and ELR+.
 * ``resnet34``: ResNet-34 with the CIFAR stem (3x3 stride-1 convolution, no max-pool), the
   network of ELR, GCE and CIFAR-N.
-* ``airbench``: a small fast CIFAR net in the style of the airbench speed-run networks
-  (Jordan 2024): conv stem, three conv groups with max-pooling, BN and GELU, a global max-pool
-  and a scaled linear head. The ``fast`` profiles use it.
-* ``vgg19_bn``: VGG-19 with batch norm, global-pooled head (ANIMAL-10N's 64x64 images).
 * ``resnet50``: torchvision's ResNet-50 with a new head; ImageNet weights only from a local file
   (``pretrained = "/path/resnet50.pth"``), never downloaded at run time.
 """
@@ -20,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from noisybench.archs._common import image_channels as _channels
 from noisybench.errors import ConfigError
 from noisybench.registry import register_model
 
@@ -89,12 +86,6 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1))
 
 
-def _channels(in_shape: tuple[int, ...]) -> int:
-    if len(in_shape) != 3:
-        raise ConfigError(f"image architectures need (C, H, W) inputs, got shape {in_shape}")
-    return int(in_shape[0])
-
-
 @register_model("preact_resnet18")
 def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
     """PreAct ResNet-18, CIFAR stem (DivideMix, ELR+)."""
@@ -105,55 +96,6 @@ def preact_resnet18(in_shape: tuple[int, ...], num_classes: int, width: int = 64
 def resnet34(in_shape: tuple[int, ...], num_classes: int, width: int = 64) -> nn.Module:
     """ResNet-34, CIFAR stem: 3x3 stride-1 first convolution, no max-pool (ELR, GCE, CIFAR-N)."""
     return CifarResNet([3, 4, 6, 3], num_classes, _channels(in_shape), width)
-
-
-class _Scale(nn.Module):
-    def __init__(self, scale: float) -> None:
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
-
-
-def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
-    return [nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.GELU()]
-
-
-@register_model("airbench")
-def airbench(in_shape: tuple[int, ...], num_classes: int, widths: Sequence[int] = (64, 256, 256),
-             stem: int = 24, scale: float = 1 / 9) -> nn.Module:
-    """Fast small CIFAR net in the airbench style (the ``fast`` profiles' network).
-
-    A 2x2 conv stem, three groups of (conv, max-pool, BN, GELU, conv, BN, GELU) with ``widths``
-    channels, a global max-pool and a bias-free linear head scaled by ``scale``.
-    """
-    layers: list[nn.Module] = [nn.Conv2d(_channels(in_shape), stem, 2, padding=0, bias=True), nn.GELU()]
-    ch = stem
-    for w in widths:
-        layers += [nn.Conv2d(ch, w, 3, padding=1, bias=False), nn.MaxPool2d(2),
-                   nn.BatchNorm2d(w), nn.GELU(), *_conv_bn(w, w)]
-        ch = w
-    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(ch, num_classes, bias=False), _Scale(scale)]
-    return nn.Sequential(*layers)
-
-
-_VGG19 = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
-
-
-@register_model("vgg19_bn")
-def vgg19_bn(in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """VGG-19 with batch norm; global average pool and one linear layer (for 32-64 px inputs)."""
-    layers: list[nn.Module] = []
-    ch = _channels(in_shape)
-    for v in _VGG19:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            layers += [nn.Conv2d(ch, int(v), 3, padding=1), nn.BatchNorm2d(int(v)), nn.ReLU(inplace=True)]
-            ch = int(v)
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(ch, num_classes)]
-    return nn.Sequential(*layers)
 
 
 @register_model("resnet50")

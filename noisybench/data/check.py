@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from noisybench.data import create_dataset
+from noisybench.data.streaming import ImageList, is_streamed
 from noisybench.errors import DataError
-from noisybench.streaming import ImageList, is_streamed
 
 #: (train, test) sizes of the official releases [methods.md §9; p? for ANIMAL-10N, Clothing1M, WebVision].
 OFFICIAL_SIZES: dict[str, tuple[int, int]] = {

@@ -1,5 +1,5 @@
-"""CIFAR-10 and CIFAR-100 from torchvision's python pickles (methods.md §9.1), plus a synthetic
-CIFAR-shaped dataset for benchmarks.
+"""What the CIFAR datasets share (``cifar10``, ``cifar100``, ``cifar-synthetic`` and the CIFAR-N
+versions): torchvision's python pickles (methods.md §9.1), class maps, profiles.
 
 Images are kept as uint8 (N, 3, 32, 32); the trainer moves them to the device once, and
 :meth:`augment` (random crop with 4-pixel padding, horizontal flip) and :meth:`preprocess`
@@ -17,8 +17,7 @@ import torch
 from noisybench.data import Dataset, DataSplits
 from noisybench.datasets._image_batch import Normalizer, random_crop, random_flip
 from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
-from noisybench.errors import ConfigError, DataError
-from noisybench.registry import register_dataset
+from noisybench.errors import DataError
 
 #: CIFAR-10 asymmetric map (methods.md §8.2): truck->automobile, bird->airplane, deer->horse, cat<->dog.
 CIFAR10_ASYM_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
@@ -150,99 +149,3 @@ class CifarBase(Dataset):
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 -> float32, normalised with the dataset's channel mean and std."""
         return self._normalize(x)
-
-
-@register_dataset("cifar10")
-class CIFAR10(CifarBase):
-    """CIFAR-10 (50,000 train / 10,000 test, 10 classes) from ``cifar-10-batches-py``."""
-
-    num_classes = 10
-    folder = "cifar-10-batches-py"
-    archive = "cifar-10-python.tar.gz"
-    torchvision_class = "CIFAR10"
-    train_files = (("data_batch_1", "c99cafc152244af753f735de768cd75f"),
-                   ("data_batch_2", "d4bba439e000b95fd0a9bffe97cbabec"),
-                   ("data_batch_3", "54ebc095f3ab1f0389bbae665268c751"),
-                   ("data_batch_4", "634d18415352ddfa80567beed471001a"),
-                   ("data_batch_5", "482c414d41f54cd18b22e5b47cb7c3cb"))
-    test_files = (("test_batch", "40351d587109b95175f43aff81a1287e"),)
-    meta_file = ("batches.meta", "5ff9c542aee3614f3951f8cda6e48888")
-    mean = (0.4914, 0.4822, 0.4465)
-    std = (0.2023, 0.1994, 0.2010)
-    asym_maps = {"default": CIFAR10_ASYM_MAP}
-    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
-                                "schedule": "step", "milestones": [40, 80], "gamma": 0.01})
-
-
-@register_dataset("cifar100")
-class CIFAR100(CifarBase):
-    """CIFAR-100 (50,000 / 10,000, 100 fine classes) from ``cifar-100-python``.
-
-    ``asym`` is the papers' block-of-5 map; ``asym-superclass`` flips within true coarse classes.
-    """
-
-    num_classes = 100
-    folder = "cifar-100-python"
-    archive = "cifar-100-python.tar.gz"
-    torchvision_class = "CIFAR100"
-    train_files = (("train", "16019d7e3df5f24257cddd939b257f8d"),)
-    test_files = (("test", "f0ef6b0ae62326f3e7ffdfab6717acfc"),)
-    meta_file = ("meta", "7973b15100ade9c7d40fb424638fde48")
-    label_key = "fine_labels"
-    mean = (0.5071, 0.4867, 0.4408)
-    std = (0.2675, 0.2565, 0.2761)
-    asym_maps = {"default": CIFAR100_BLOCK5_MAP, "superclass": superclass_map(CIFAR100_COARSE)}
-    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 150, "lr": 0.02, "weight_decay": 1e-3,
-                                "schedule": "step", "milestones": [80, 120], "gamma": 0.01})
-
-    def load(self) -> DataSplits:
-        splits = super().load()
-        coarse = self.train_extra["coarse_labels"]
-        if len(coarse) == len(splits.y_train):
-            pairs = np.unique(np.stack([splits.y_train, coarse]), axis=1)
-            if not np.array_equal(np.asarray(CIFAR100_COARSE)[pairs[0]], pairs[1]):
-                raise DataError(f"{self.data_dir()}: coarse_labels disagree with the CIFAR-100 super-classes; "
-                                "asym-superclass would be wrong. Re-extract cifar-100-python.tar.gz")
-        return splits
-
-
-@register_dataset("cifar-synthetic")
-class CifarSynthetic(CifarBase):
-    """Random CIFAR-shaped uint8 images with a learnable class signal (benchmarks, tests; no files).
-
-    Each class has a smooth random template (a random 3x3 colour grid, bilinearly upsampled to
-    32x32, so crops and flips keep most of it); an image is a mix of its template and uniform noise.
-    """
-
-    num_classes = 10
-    mean = (0.5, 0.5, 0.5)
-    std = (0.25, 0.25, 0.25)
-    asym_maps = {"default": CIFAR10_ASYM_MAP}
-    params = {"n_train": 5000, "n_test": 1000, "classes": 10, "signal": 0.5, "seed": 0}
-    profiles = {**_cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
-                                   "schedule": "step", "milestones": [40, 80], "gamma": 0.01}),
-                "cpu": {"arch": "airbench", "arch_kwargs": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 128,
-                        "lr": 0.05, "nesterov": True, "schedule": "cosine", "mean_last_k": 1}}
-
-    def __init__(self, root: str | Path | None = None, **params: Any) -> None:
-        super().__init__(root, **params)
-        self.num_classes = int(self.config["classes"])  # type: ignore[misc]
-        if self.num_classes < 2 or int(self.config["n_train"]) < self.num_classes:
-            raise ConfigError("cifar-synthetic: need classes >= 2 and n_train >= classes")
-
-    def load(self) -> DataSplits:
-        cfg = self.config
-        gen = torch.Generator().manual_seed(int(cfg["seed"]))
-        coarse = torch.rand(self.num_classes, 3, 3, 3, generator=gen)
-        templates = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=True)
-
-        def make(n: int) -> tuple[torch.Tensor, np.ndarray]:
-            y = torch.arange(n) % self.num_classes
-            y = y[torch.randperm(n, generator=gen)]
-            a = float(cfg["signal"])
-            x = a * templates[y] + (1 - a) * torch.rand(n, 3, 32, 32, generator=gen)
-            return (x * 255).round().clamp(0, 255).to(torch.uint8), y.numpy().astype(np.int64)
-
-        x_tr, y_tr = make(int(cfg["n_train"]))
-        x_te, y_te = make(int(cfg["n_test"]))
-        return DataSplits(x_tr, y_tr, x_te, y_te)

@@ -5,34 +5,40 @@ process (one interpreter start and one ``import torch`` for all of them). A batc
 submitit-checkpointable: on preemption or time-out submitit calls :meth:`RunBatch.checkpoint`,
 requeues the job, and the new incarnation calls the batch again; finished runs are skipped and
 the interrupted one resumes from its per-epoch checkpoint, so the final metrics are those of an
-uninterrupted run. Runs are claimed atomically (:mod:`noisybench.claims`), so a second driver or
+uninterrupted run. Runs are claimed atomically in the store, so a second driver or
 a duplicate job never trains a run twice.
 
-Every submission is recorded in ``<out>/jobs/<array job id>.json`` (which runs each task holds),
-so ``noisybench status`` can tell queued runs from pending ones without the driver.
+Every submission is recorded in the store (which runs each task holds), so ``noisybench status``
+can tell queued runs from pending ones without the driver (:func:`queued_runs` asks squeue).
 """
 
 from __future__ import annotations
 
+import getpass
 import math
 import os
 import re
+import shutil
+import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import submitit
 
 from noisybench.config import RunConfig
 from noisybench.errors import ConfigError, suggest
-from noisybench.runner import execute_runs
-from noisybench.store import ResultStore, atomic_write_json
+from noisybench.progress import ProgressFn
+from noisybench.runner import RunRecord, execute_runs
+from noisybench.store import ResultStore
+from noisybench.store.status import store_status
 
-JOBS = "jobs"
+if TYPE_CHECKING:
+    from noisybench.executors import ExecRequest
+
 MAX_ARRAY = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
-ProgressFn = Callable[[dict[str, Any], int, int], None]
 
 
 @dataclass
@@ -155,13 +161,14 @@ def group_runs(runs: Sequence[RunConfig], runs_per_task: int, parallelism: int) 
     if not runs:
         return []
     per_task = runs_per_task or max(1, math.ceil(len(runs) / (4 * parallelism)))
-    ordered = sorted(runs, key=lambda r: (r.dataset["name"], str(r.dataset.get("params"))))
+    ordered = sorted(runs, key=lambda r: (r.dataset.name, str(r.dataset.to_dict()["params"])))
     return [list(ordered[i : i + per_task]) for i in range(0, len(ordered), per_task)]
 
 
 def make_slurm_executor(out_dir: str | Path, options: SlurmOptions, name: str) -> submitit.SlurmExecutor:
-    """A submitit Slurm executor whose logs go to ``<out>/slurm/<job id>/``."""
-    executor = submitit.SlurmExecutor(folder=Path(out_dir) / "slurm" / "%j", max_num_timeout=options.max_requeues)
+    """A submitit Slurm executor whose logs go to the store's ``slurm/<job id>/`` folder."""
+    folder = ResultStore(out_dir).executor_folder("slurm") / "%j"
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
     params: dict[str, Any] = {
         "job_name": f"nb-{name}", "time": options.time, "cpus_per_task": options.cpus,
         "array_parallelism": options.array_parallelism, "additional_parameters": dict(options.sbatch),
@@ -206,13 +213,13 @@ def submit(executor: submitit.Executor, runs: Sequence[RunConfig], out_dir: str 
 
 
 def record_submission(out_dir: str | Path, submission: Submission, options: dict[str, Any]) -> None:
-    """Write ``<out>/jobs/<array id>.json``: task id -> run ids, with the options used."""
+    """Record in the store, per array job: task id -> run ids, with the options used."""
     by_array: dict[str, dict[str, list[str]]] = {}
     for job, group in zip(submission.jobs, submission.groups):
         by_array.setdefault(job.job_id.split("_")[0], {})[job.job_id] = [r.run_id for r in group]
+    store = ResultStore(out_dir)
     for array_id, tasks in by_array.items():
-        atomic_write_json(Path(out_dir) / JOBS / f"{array_id}.json",
-                          {"array_id": array_id, "tasks": tasks, "options": options, "submitted_at": time.time()})
+        store.record_submission(array_id, tasks, options, time.time())
 
 
 def wait(submission: Submission, out_dir: str | Path, progress: ProgressFn | None = None,
@@ -281,63 +288,44 @@ def _has_result_file(job: submitit.Job) -> bool:
         return False
 
 
-def run_debug(runs: Sequence[RunConfig], out_dir: str | Path, retry_failed: bool = False,
-              progress: ProgressFn | None = None) -> list[dict[str, Any]]:
-    """Run through submitit's in-process DebugExecutor: same task objects as on Slurm, and the
-    first exception opens pdb instead of becoming a failed record."""
-    executor = submitit.DebugExecutor(folder=Path(out_dir) / "debug")
-    options = SlurmOptions(runs_per_task=1)
-    submission = submit(executor, runs, out_dir, options, retry_failed, raise_errors=True)
-    records: list[dict[str, Any]] = []
-    for job in submission.jobs:
-        for record in job.result():
-            records.append(record)
-            if progress:
-                progress(record, len(records), len(runs))
-    return records
+def active_runs(out_dir: str | Path) -> set[str]:
+    """Runs of ``out_dir`` that a live process holds or a Slurm job still in the queue will run."""
+    states = store_status(out_dir, queued=queued_runs).states
+    return set(states["queued"]) | set(states["running"])
 
 
-def execute_plan(
-    executor: str, runs: Sequence[RunConfig], out_dir: str | Path, grid_name: str,
-    options: SlurmOptions | None = None, workers: int = 1, retry_failed: bool = False,
-    detach: bool = False, progress: ProgressFn | None = None, log: Callable[[str], None] = print,
-) -> list[dict[str, Any]] | None:
-    """Run ``runs`` with the named executor (``local``, ``slurm`` or ``debug``).
+def queued_runs(tasks: dict[str, list[str]]) -> dict[str, str]:
+    """Run id -> task id for the recorded ``tasks`` (task id -> run ids) that squeue still lists."""
+    if not tasks or shutil.which("squeue") is None:
+        return {}
+    try:
+        user = getpass.getuser()
+        out_text = subprocess.run(["squeue", "-h", "-r", "-u", user, "-o", "%i"], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    active = set(out_text.split())
+    return {run_id: task for task, ids in tasks.items() if task in active for run_id in ids}
 
-    Returns the records, or None when ``detach`` submitted Slurm jobs and returned at once.
-    """
-    from noisybench.runner import run_local
 
-    if executor == "local":
-        workers = min(workers, max(1, len(runs)))
-        log(f"local executor: {workers} worker(s) -> {out_dir}")
-        return run_local(list(runs), out_dir, workers=workers, retry_failed=retry_failed, progress=progress)
-    if executor == "debug":
-        log(f"debug executor: in-process, errors open pdb -> {out_dir}")
-        return run_debug(runs, out_dir, retry_failed, progress)
-    if executor != "slurm":
-        raise ConfigError(f"unknown executor {executor!r}.{suggest(executor, ['local', 'slurm', 'debug'])}")
+def run_slurm(request: ExecRequest) -> list[RunRecord] | None:
+    """Submit the request's runs (those not already queued or running) and wait unless detached."""
+    out_dir, log = request.out_dir, request.log
     active = active_runs(out_dir)
+    runs = list(request.runs)
     if active:
         log(f"{sum(r.run_id in active for r in runs)} run(s) already queued or running in Slurm jobs: not resubmitted")
         runs = [r for r in runs if r.run_id not in active]
     if not runs:
-        return None if detach else []
-    options = options or SlurmOptions()
-    submission = submit(make_slurm_executor(out_dir, options, grid_name), runs, out_dir, options, retry_failed)
+        return None if request.detach else []
+    options = request.slurm
+    submission = submit(make_slurm_executor(out_dir, options, request.grid_name), runs, out_dir, options,
+                        request.retry_failed)
     arrays = sorted({j.split("_")[0] for j in submission.job_ids})
     log(f"submitted {len(runs)} runs as {len(submission.jobs)} array task(s) in Slurm job(s) {', '.join(arrays)}; "
-        f"logs in {Path(out_dir) / 'slurm'}")
-    if detach:
+        f"logs in {ResultStore(out_dir).executor_folder('slurm')}")
+    if request.detach:
         log(f"detached: follow with `noisybench status {out_dir}`; rerun the same command to resubmit what is missing")
         return None
     log("waiting for the jobs (Ctrl-C stops waiting; the jobs keep running)")
-    return wait(submission, out_dir, progress)
-
-
-def active_runs(out_dir: str | Path) -> set[str]:
-    """Runs of ``out_dir`` that a live process holds or a Slurm job still in the queue will run."""
-    from noisybench.status import store_status
-
-    states = store_status(out_dir).states
-    return set(states["queued"]) | set(states["running"])
+    return wait(submission, out_dir, request.progress)

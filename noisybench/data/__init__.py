@@ -3,7 +3,7 @@
 A dataset plugin (one file in ``datasets/``) subclasses :class:`Dataset`, declares its classes,
 default architecture and training profiles, and implements :meth:`Dataset.load`. The suite then
 applies the noise model and carves the noisy validation split the same way for every method
-(:func:`prepare_data`).
+(:func:`noisybench.data.prepare.prepare_data`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class DataSplits:
 
     ``y_train`` holds the labels that synthetic noise starts from: the clean labels where they
     are known, the given (already noisy) labels for real-noise datasets (``clean_known`` false).
-    Datasets too large for memory give a :class:`noisybench.streaming.ImageList` in place of a
+    Datasets too large for memory give a :class:`noisybench.data.streaming.ImageList` in place of a
     ``x_*`` tensor; the trainer then streams it through DataLoader workers.
     ``extra_test`` holds further evaluation sets, scored every epoch as ``<name>_acc``.
     """
@@ -45,6 +45,8 @@ class Dataset:
     Class attributes
     ----------------
     name : registry name, set by ``@register_dataset``.
+    family : the benchmark family whose published recipes apply (:mod:`noisybench.facts`; "" for none).
+    base_family : for a re-labelled benchmark, the family whose images it shares (CIFAR-10N: CIFAR-10).
     num_classes : number of classes.
     default_arch : registry name of the default architecture.
     profiles : named training profiles (dicts of :class:`noisybench.config.TrainConfig` fields);
@@ -58,6 +60,8 @@ class Dataset:
     """
 
     name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    base_family: ClassVar[str] = ""
     num_classes: ClassVar[int] = 0
     default_arch: ClassVar[str] = "mlp"
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}

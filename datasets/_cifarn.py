@@ -1,4 +1,4 @@
-"""CIFAR-10N and CIFAR-100N: CIFAR images with the human labels of Wei et al. (ICLR 2022).
+"""What CIFAR-10N and CIFAR-100N share: CIFAR images with the human labels of Wei et al. (ICLR 2022).
 
 Label files (methods.md §9.2): ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` from
 UCSC-REAL/cifar-10-100n ``data/``, in the python-pickle training order. They are read with
@@ -16,9 +16,7 @@ import numpy as np
 
 from noisybench.data import DataSplits
 from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
-from noisybench.datasets.cifar import CIFAR10, CIFAR100
 from noisybench.errors import ConfigError, DataError
-from noisybench.registry import register_dataset
 
 _PAPER = {"arch": "resnet34", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
           "weight_decay": 5e-4, "schedule": "step", "milestones": [60], "gamma": 0.1, "augment": True}
@@ -97,34 +95,3 @@ class CifarNMixin:
         if not hasattr(self, "_human"):
             raise DataError(f"dataset {self.name!r}: human labels are read by load(); call it first")
         return self._human[name].copy()
-
-
-@register_dataset("cifar10n")
-class CIFAR10N(CifarNMixin, CIFAR10):
-    """CIFAR-10N: ``human:aggre`` (9.01 % wrong), ``human:random1..3`` (~17-18 %), ``human:worst`` (40.21 %)."""
-
-    label_file = "CIFAR-10_human.pt"
-    label_sha256 = "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"
-    label_keys = {"aggre": "aggre_label", "random1": "random_label1", "random2": "random_label2",
-                  "random3": "random_label3", "worst": "worse_label", "clean": "clean_label"}
-    human_label_sets = tuple(label_keys)
-    params = {"download": False, "label_file": ""}
-    profiles = {**CIFAR10.profiles, "paper": _PAPER}
-
-    def load(self) -> DataSplits:
-        return self.attach_labels(super().load())
-
-
-@register_dataset("cifar100n")
-class CIFAR100N(CifarNMixin, CIFAR100):
-    """CIFAR-100N (fine labels): ``human:noisy`` (40.20 % wrong)."""
-
-    label_file = "CIFAR-100_human.pt"
-    label_sha256 = "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394"
-    label_keys = {"noisy": "noisy_label", "clean": "clean_label"}
-    human_label_sets = tuple(label_keys)
-    params = {"download": False, "label_file": ""}
-    profiles = {**CIFAR100.profiles, "paper": _PAPER}
-
-    def load(self) -> DataSplits:
-        return self.attach_labels(super().load())

@@ -1,0 +1,63 @@
+"""Executors: where the runs of a plan are trained.
+
+``local`` (:mod:`~noisybench.executors.local`, a pool of long-lived worker processes),
+``slurm`` (:mod:`~noisybench.executors.slurm`, job arrays through submitit) and ``debug``
+(:mod:`~noisybench.executors.debug`, in-process with pdb). Each takes an :class:`ExecRequest`
+and trains every run through :func:`noisybench.runner.execute_run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from noisybench.config import RunConfig
+from noisybench.errors import ConfigError, suggest
+from noisybench.executors.slurm import SlurmOptions, parse_sbatch_flags
+from noisybench.progress import ProgressFn
+from noisybench.runner import RunRecord
+
+EXECUTORS = ("local", "slurm", "debug")
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """What to run and how: the one argument of :func:`execute_plan`."""
+
+    executor: str
+    runs: Sequence[RunConfig]
+    out_dir: str | Path
+    grid_name: str
+    slurm: SlurmOptions = field(default_factory=SlurmOptions)
+    workers: int = 1
+    retry_failed: bool = False
+    detach: bool = False
+    progress: ProgressFn | None = None
+    log: Callable[[str], None] = print
+
+
+def execute_plan(request: ExecRequest) -> list[RunRecord] | None:
+    """Run ``request.runs`` with the named executor.
+
+    Returns the records, or None when ``detach`` submitted Slurm jobs and returned at once.
+    """
+    if request.executor == "local":
+        from noisybench.executors.local import run_local
+
+        workers = min(request.workers, max(1, len(request.runs)))
+        request.log(f"local executor: {workers} worker(s) -> {request.out_dir}")
+        return run_local(list(request.runs), request.out_dir, workers, request.retry_failed, request.progress)
+    if request.executor == "debug":
+        from noisybench.executors.debug import run_debug
+
+        request.log(f"debug executor: in-process, errors open pdb -> {request.out_dir}")
+        return run_debug(request.runs, request.out_dir, request.retry_failed, request.progress)
+    if request.executor == "slurm":
+        from noisybench.executors.slurm import run_slurm
+
+        return run_slurm(request)
+    raise ConfigError(f"unknown executor {request.executor!r}.{suggest(request.executor, EXECUTORS)}")
+
+
+__all__ = ["EXECUTORS", "ExecRequest", "SlurmOptions", "execute_plan", "parse_sbatch_flags"]

@@ -1,0 +1,70 @@
+"""The state of every run of a results directory, from the store alone (no driver needed).
+
+States: ``done`` and ``failed`` (a valid final record exists), ``running`` (a live claim),
+``queued`` (in a Slurm job the scheduler still lists), ``pending`` (planned but none of the
+above: not yet started, interrupted, or with a corrupt record; a rerun does it). Planned runs
+come from the plans that ``noisybench run`` records before it starts anything. Which tasks are
+still queued is asked of the executor through ``queued`` (the store never runs a scheduler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from noisybench.store import ResultStore
+from noisybench.store.claims import DEFAULT_TTL, holder_info, read_claims
+
+STATES = ("done", "running", "queued", "failed", "pending")
+#: Given the recorded submissions (task id -> run ids), the run ids still queued, with their task id.
+QueuedFn = Callable[[dict[str, list[str]]], dict[str, str]]
+
+
+@dataclass
+class StoreStatus:
+    """Per-state run ids, plus failure reasons, claim holders and labels."""
+
+    states: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STATES})
+    reasons: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Number of runs in each state."""
+        return {state: len(ids) for state, ids in self.states.items()}
+
+    def render(self, show: Sequence[str] = ("failed", "running")) -> str:
+        """A count line, then one line per run in the ``show`` states (with reason or holder)."""
+        lines = ["  ".join(f"{state}: {n}" for state, n in self.counts().items())]
+        for state in show:
+            for run_id in sorted(self.states[state]):
+                label = self.labels.get(run_id, "")
+                lines.append(f"{state:<8}{run_id}  {label}  {self.reasons.get(run_id, '')}".rstrip())
+        return "\n".join(lines) + "\n"
+
+
+def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float = DEFAULT_TTL) -> StoreStatus:
+    """Classify every planned or started run of ``out_dir`` (see the module docstring)."""
+    store = ResultStore(out_dir)
+    result = StoreStatus(labels=store.planned())
+    run_ids = set(result.labels) | set(store.run_ids())
+    claims = read_claims(out_dir)
+    me = holder_info()
+    waiting = queued(store.submitted_tasks()) if queued is not None else {}
+    for run_id in run_ids:
+        stored = store.stored(run_id)
+        claim = claims.get(run_id)
+        if stored.record is not None:
+            state, reason = stored.state, stored.record.get("reason") or ""
+        elif claim is not None and not claim.stale(ttl, me):
+            state, reason = "running", claim.describe()
+        elif run_id in waiting:
+            state, reason = "queued", f"Slurm job {waiting[run_id]}"
+        elif claim is not None:
+            state, reason = "pending", f"interrupted (stale claim: {claim.describe()})"
+        else:
+            state, reason = "pending", (f"corrupt result (will be rerun): {stored.problem}" if stored.problem else "")
+        result.states.setdefault(state, []).append(run_id)
+        if reason:
+            result.reasons[run_id] = reason
+    return result
