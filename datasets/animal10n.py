@@ -46,6 +46,7 @@ class Animal10N(ImageDataset):
 
     Augmentation: horizontal flip only; ImageNet normalisation (SELC protocol).
     """
+    display_name = "ANIMAL-10N"
 
     num_classes = 10
     default_arch = "vgg19_bn"

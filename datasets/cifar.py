@@ -155,6 +155,7 @@ class CifarBase(Dataset):
 @register_dataset("cifar10")
 class CIFAR10(CifarBase):
     """CIFAR-10 (50,000 train / 10,000 test, 10 classes) from ``cifar-10-batches-py``."""
+    display_name = "CIFAR-10"
 
     num_classes = 10
     folder = "cifar-10-batches-py"
@@ -180,6 +181,7 @@ class CIFAR100(CifarBase):
 
     ``asym`` is the papers' block-of-5 map; ``asym-superclass`` flips within true coarse classes.
     """
+    display_name = "CIFAR-100"
 
     num_classes = 100
     folder = "cifar-100-python"
@@ -213,6 +215,7 @@ class CifarSynthetic(CifarBase):
     Each class has a smooth random template (a random 3x3 colour grid, bilinearly upsampled to
     32x32, so crops and flips keep most of it); an image is a mix of its template and uniform noise.
     """
+    display_name = "Synthetic CIFAR"
 
     num_classes = 10
     mean = (0.5, 0.5, 0.5)

@@ -102,6 +102,7 @@ class CifarNMixin:
 @register_dataset("cifar10n")
 class CIFAR10N(CifarNMixin, CIFAR10):
     """CIFAR-10N: ``human:aggre`` (9.01 % wrong), ``human:random1..3`` (~17-18 %), ``human:worst`` (40.21 %)."""
+    display_name = "CIFAR-10N"
 
     label_file = "CIFAR-10_human.pt"
     label_sha256 = "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"
@@ -118,6 +119,7 @@ class CIFAR10N(CifarNMixin, CIFAR10):
 @register_dataset("cifar100n")
 class CIFAR100N(CifarNMixin, CIFAR100):
     """CIFAR-100N (fine labels): ``human:noisy`` (40.20 % wrong)."""
+    display_name = "CIFAR-100N"
 
     label_file = "CIFAR-100_human.pt"
     label_sha256 = "bd2d80409754d420292d622e15e25248ba21e37d27429efac49c8da723f44394"

@@ -9,3 +9,4 @@ from noisybench.registry import register_method
 @register_method("ce")
 class CE(Method):
     """Standard cross-entropy; the baseline every table starts from."""
+    display_name = "CE"

@@ -92,6 +92,7 @@ PAPER_VALUES = {
 @register_method("elr")
 class ELR(Method):
     """Early-learning regularization: zero-initialised EMA targets and lambda log(1 - <t, p>)."""
+    display_name = "ELR"
 
     hparams = {"beta": 0.7, "lam": 3.0}
 

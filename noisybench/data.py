@@ -45,6 +45,7 @@ class Dataset:
     Class attributes
     ----------------
     name : registry name, set by ``@register_dataset``.
+    display_name : name printed in reports and figures (``CIFAR-10``); the registry name when empty.
     num_classes : number of classes.
     default_arch : registry name of the default architecture.
     profiles : named training profiles (dicts of :class:`noisybench.config.TrainConfig` fields);
@@ -58,6 +59,7 @@ class Dataset:
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     num_classes: ClassVar[int] = 0
     default_arch: ClassVar[str] = "mlp"
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}
