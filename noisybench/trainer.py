@@ -334,6 +334,11 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean()) * 100.0
 
 
+def correct_total(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """Number of top-1 hits and of samples: the exact fraction behind :func:`accuracy`."""
+    return int((logits.argmax(1) == labels).sum()), int(len(labels))
+
+
 class Trainer:
     """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when present."""
 
@@ -398,6 +403,7 @@ class Trainer:
             row["val_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_val), ctx.data.y_val)
             test_logits = ctx.logits_on(predict, ctx.data.x_test)
             row["test_acc"] = accuracy(test_logits, ctx.data.y_test)
+            row["test_correct"], row["test_total"] = correct_total(test_logits, ctx.data.y_test)
             if ctx.dataset.report_top5:
                 row["test_top5"] = topk_accuracy(test_logits, ctx.data.y_test, 5)
             for name, (x, y) in ctx.data.extra_test.items():  # e.g. WebVision's ILSVRC12 val
