@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from noisybench.errors import UnknownNameError
 from noisybench.metrics import METRICS
-from noisybench.noise import parse_noise
-from noisybench.store import ResultStore
+from noisybench.noise import noise_display, noise_sort_key, parse_noise
+from noisybench.store import RESULT, ResultStore
 
 ID_COLUMNS = ["dataset", "noise", "method", "seed"]
 
@@ -36,6 +39,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "profile": train.get("profile"),
         "epochs": train.get("epochs"),
         "wall_time": record.get("wall_time"),
+        "finished_at": record.get("finished_at", ""),
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
@@ -48,20 +52,72 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _records(store: ResultStore) -> Iterator[tuple[str, dict[str, Any] | None, str]]:
+    """``(run_id, record, problem)`` of every finished run; a corrupt file gives ``(run_id, None, why)``."""
+    for run_id in sorted(store.run_ids()):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record = store.result(run_id)
+        if record is not None:
+            yield run_id, record, ""
+        elif (store.run_dir(run_id) / RESULT).exists():
+            why = str(caught[0].message) if caught else f"unreadable {store.run_dir(run_id) / RESULT}"
+            yield run_id, None, why.replace("skipping corrupt result ", "")
+
+
+def _corrupt_row(run_id: str, why: str) -> dict[str, Any]:
+    return {"run_id": run_id, "status": "corrupt", "reason": why}
+
+
+def _display_name(registry: Any, name: object) -> str:
+    """The plugin's ``display_name``, else the raw name (unknown plugins, e.g. from another install)."""
+    try:
+        return getattr(registry.get(str(name)), "display_name", "") or str(name)
+    except UnknownNameError:
+        return str(name)
+
+
+def add_display_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``method_display``, ``dataset_display``, ``noise_display`` and ``noise_order`` (natural sort key).
+
+    Display names come from the plugins (``Method.display_name``, ``Dataset.display_name``) and
+    :func:`noisybench.noise.noise_display`; ``noise_order`` ranks settings by noise family, then rate.
+    """
+    from noisybench.registry import DATASETS, METHODS
+
+    out = frame.copy()
+    methods = {m: _display_name(METHODS, m) for m in out["method"].dropna().unique()}
+    datasets = {d: _display_name(DATASETS, d) for d in out["dataset"].dropna().unique()}
+    noises = sorted(out["noise"].dropna().unique(), key=noise_sort_key)
+    out["method_display"] = out["method"].map(methods)
+    out["dataset_display"] = out["dataset"].map(datasets)
+    out["noise_display"] = out["noise"].map(lambda n: noise_display(n) if isinstance(n, str) else n)
+    out["noise_order"] = out["noise"].map({n: i for i, n in enumerate(noises)})
+    return out
+
+
 def load_results(root: str | Path) -> pd.DataFrame:
-    """One row per finished run (done or failed) of a results directory.
+    """One row per finished run (done, failed, or ``corrupt``: an unreadable result file) of a results directory.
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
-    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, hparams,
-    hparam_sources`` and every metric. Corrupt result files are skipped with a warning.
+    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, finished_at, hparams,
+    hparam_sources``, every metric (with ``<metric>_correct`` / ``<metric>_total`` counts when the
+    runs recorded them) and the display columns of :func:`add_display_columns`. A corrupt result
+    file gives a row with status ``corrupt`` and the parse error as ``reason`` (no warning is raised).
     """
-    rows = [_row(r) for r in ResultStore(root).iter_results()]
+    rows = [_row(r) if r is not None else _corrupt_row(run_id, why)
+            for run_id, r, why in _records(ResultStore(root))]
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
-               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time",
-               "hparams", "hparam_sources", *METRICS.values()]
+               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time", "finished_at",
+               "hparams", "hparam_sources", *METRICS.values(),
+               "method_display", "dataset_display", "noise_display", "noise_order"]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
+    for name in ID_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = None
+    frame = add_display_columns(frame)
     return frame.sort_values(ID_COLUMNS, kind="stable").reset_index(drop=True)
 
 
@@ -69,8 +125,8 @@ def load_history(root: str | Path) -> pd.DataFrame:
     """One row per (finished run, epoch) with the run's identifying columns."""
     store = ResultStore(root)
     frames = []
-    for record in store.iter_results():
-        history = store.history(record["run_id"])
+    for run_id, record, _ in _records(store):
+        history = store.history(run_id) if record is not None else None
         if not history:
             continue
         frame = pd.DataFrame(history)
