@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from noisybench.errors import NoisybenchError, suggest
 from noisybench.reporting.leaderboard import Leaderboard, build_leaderboard
 
@@ -38,6 +36,9 @@ class ReportOptions:
     caption: str | None = None
     label: str | None = "tab:noisybench"
     standalone: bool = False
+    layout: str = "wide"
+    width: str | None = None
+    float_env: str = "table"
     published: bool = True
     plots_dir: str | Path | None = None
     saved: list[Path] = field(default_factory=list)
@@ -55,14 +56,12 @@ def make_report(out_dir: str | Path, options: ReportOptions | None = None) -> tu
     if opts.fmt not in FORMATS:
         raise NoisybenchError(f"unknown report format {opts.fmt!r}.{suggest(opts.fmt, FORMATS)} "
                               f"Choose from: {', '.join(FORMATS)}")
-    if not Path(out_dir).is_dir():
-        raise NoisybenchError(f"results directory {str(out_dir)!r} does not exist")
+    _check_options(out_dir, opts)
     frame = load_results(out_dir)
     if opts.fmt == "csv":
         return frame.drop(columns=["hparams"]).to_csv(index=False), None
     if frame.empty:
         raise NoisybenchError(f"no finished runs in {str(out_dir)!r}; run `noisybench run GRID --out {out_dir}` first")
-    frame = _with_finish_times(frame, out_dir)
     board = build_leaderboard(frame, opts.metric, opts.alpha, opts.datasets, opts.noises, opts.methods, opts.published)
     figures = {}
     if opts.fmt == "html" or opts.plots_dir:
@@ -74,13 +73,39 @@ def make_report(out_dir: str | Path, options: ReportOptions | None = None) -> tu
     return _render(board, opts, figures, str(out_dir)), board
 
 
-def _with_finish_times(frame: pd.DataFrame, out_dir: str | Path) -> pd.DataFrame:
-    """Add ``finished_at`` (ISO time from each result.json) so superseded duplicate runs can be told apart."""
-    from noisybench.store import ResultStore
+def _check_options(out_dir: str | Path, opts: ReportOptions) -> None:
+    """Refuse a bad results directory, layout, float or ``--plots`` folder before any work."""
+    from noisybench.reporting.latex import FLOATS, LAYOUTS
 
-    store = ResultStore(out_dir)
-    finished = [(store.result(r) or {}).get("finished_at", "") for r in frame["run_id"]]
-    return frame.assign(finished_at=finished)
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise NoisybenchError(f"results directory {str(out_dir)!r} is a file; give the folder made by "
+                              "`noisybench run` (the one holding runs/)")
+    if not path.is_dir():
+        raise NoisybenchError(f"results directory {str(out_dir)!r} does not exist")
+    if opts.layout not in LAYOUTS:
+        raise NoisybenchError(f"--layout {opts.layout!r}: choose from {', '.join(LAYOUTS)}")
+    if opts.float_env not in FLOATS:
+        raise NoisybenchError(f"--float {opts.float_env!r}: choose from {', '.join(FLOATS)}")
+    if opts.plots_dir:
+        check_output_dir(Path(opts.plots_dir), "--plots")
+
+
+def check_output_dir(folder: Path, option: str) -> None:
+    """Create ``folder`` (its parent must exist) or raise a one-line error naming ``option`` and the fix."""
+    if folder.exists() and not folder.is_dir():
+        raise NoisybenchError(f"{option} {str(folder)!r} is an existing file; give a directory for the figures")
+    if not folder.parent.is_dir():
+        raise NoisybenchError(f"{option} {str(folder)!r}: parent directory {str(folder.parent)!r} does not exist; "
+                              "create it first")
+    try:
+        folder.mkdir(exist_ok=True)
+        probe = folder / ".noisybench-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise NoisybenchError(f"{option} {str(folder)!r} is not writable ({exc.strerror or exc}); "
+                              "choose a folder you can write to") from None
 
 
 def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str) -> str:
@@ -95,12 +120,13 @@ def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str)
     if opts.fmt == "json":
         return formats.render_json(board)
     if opts.fmt == "latex":
-        from noisybench.reporting.latex import render_latex
+        from noisybench.reporting.latex import LatexOptions, render_latex
 
-        return render_latex(board, opts.caption, opts.label, opts.standalone)
+        return render_latex(board, LatexOptions(opts.caption, opts.label, opts.standalone, opts.layout, opts.width,
+                                                opts.float_env))
     from noisybench.reporting.html import render_html
 
     return render_html(board, figures, source)
 
 
-__all__ = ["FORMATS", "Leaderboard", "ReportOptions", "build_leaderboard", "make_report"]
+__all__ = ["FORMATS", "Leaderboard", "ReportOptions", "build_leaderboard", "check_output_dir", "make_report"]

@@ -43,13 +43,18 @@ def test_leaky_metric_table_matches_golden(synthetic_store: Path) -> None:
 
 def test_structure_conventions(synthetic_store: Path) -> None:
     text = _latex(synthetic_store)
-    for piece in ["\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-4} \\cmidrule(lr){5-5}",
-                  "\\multirow{2}{*}{Method}", "\\multicolumn{3}{c}{digits}", "co\\_teaching", "sym 20\\%",
-                  "\\textbf{84.67}{\\footnotesize$\\pm$0.76}",
-                  "\\underline{70.17}{\\footnotesize$\\pm$1.26}$^{\\dagger}$",
-                  "ddof $= 1$", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$", "(\\texttt{val})"]:
+    for piece in ["\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-7} \\cmidrule(lr){8-9}",
+                  "\\begin{tabular}{@{}lr@{}lr@{}lr@{}lr@{}l@{}}", "Method & \\multicolumn{2}{c}{Sym.~20\\,\\%}",
+                  "\\multicolumn{6}{c}{Digits}", "co\\_teaching", "GCE &", "\\textbf{84.67} & {\\footnotesize$\\pm$0.76}",
+                  "\\underline{70.17} & {\\footnotesize$\\pm$1.26}$^{\\dagger}$",
+                  "sample standard deviation", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$", "(\\texttt{val})",
+                  "%   \\usepackage{booktabs}"]:
         assert piece in text, piece
     assert "|" not in text.split("\\begin{tabular}")[1]
+    caption = text.split("\\caption{")[1].split("\\label")[0]
+    assert "ddof" not in caption and "provenance" not in caption and "suite" not in caption  # provenance: a comment
+    assert "% Hyperparameter provenance: CE suite; co_teaching suite; GCE suite." in text
+    assert "multirow" not in text  # the fragment needs only the packages its comment names
 
 
 def test_escape() -> None:
