@@ -84,7 +84,7 @@ def _groups(columns: list[Column]) -> list[tuple[str, int]]:
 
 
 def cell_parts(cell: Cell | None, show_n: bool) -> str:
-    """One cell as two ``&``-separated parts: ``\\textbf{85.50} & {\\footnotesize$\\pm$0.25}$^{\\dagger}$``."""
+    """One cell as two ``&``-separated parts: ``\\textbf{85.50} & {\\scriptsize$\\pm$0.25}$^{\\dagger}$``."""
     if cell is None:
         return "\\multicolumn{2}{c}{--}"
     mean = fmt_num(cell.mean)
@@ -92,7 +92,7 @@ def cell_parts(cell: Cell | None, show_n: bool) -> str:
         mean = f"\\textbf{{{mean}}}"
     elif cell.second:
         mean = f"\\underline{{{mean}}}"
-    std = "" if cell.n < 2 else f"{{\\footnotesize$\\pm${fmt_num(cell.std)}}}"
+    std = "" if cell.n < 2 else f"{{\\scriptsize$\\pm${fmt_num(cell.std)}}}"
     mark = MARKER if cell.not_worse else NOT_TESTED if cell.not_tested else ""
     n = f"{{\\scriptsize\\,($n{{=}}{cell.n}$)}}" if show_n else ""
     return f"{mean} & {std}{mark}{n}"
@@ -239,7 +239,8 @@ def render_latex(board: Leaderboard, options: LatexOptions | None = None) -> str
     for caption, label, tabular in _blocks(board, opts):
         body += [f"\\begin{{{opts.float_env}}}[t]", "\\centering", "\\small", f"\\caption{{{caption}}}"]
         body += [f"\\label{{{label}}}"] if label else []
-        body += ["\\smallskip", "\\setlength{\\tabcolsep}{4pt}", _fit(tabular, opts.width), f"\\end{{{opts.float_env}}}", ""]
+        body += ["\\smallskip", "\\setlength{\\tabcolsep}{3pt}", _fit(tabular, opts.width),
+                 f"\\end{{{opts.float_env}}}", ""]
     published = published_tabular(board)
     if published:
         body += [f"\\begin{{{opts.float_env}}}[t]", "\\centering", "\\scriptsize",

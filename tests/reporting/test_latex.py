@@ -45,9 +45,11 @@ def test_structure_conventions(synthetic_store: Path) -> None:
     text = _latex(synthetic_store)
     for piece in ["\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-7} \\cmidrule(lr){8-9}",
                   "\\begin{tabular}{@{}lr@{}lr@{}lr@{}lr@{}l@{}}", "Method & \\multicolumn{2}{c}{Sym.~20\\,\\%}",
-                  "\\multicolumn{6}{c}{Digits}", "co\\_teaching", "GCE &", "\\textbf{84.67} & {\\footnotesize$\\pm$0.76}",
-                  "\\underline{70.17} & {\\footnotesize$\\pm$1.26}$^{\\dagger}$",
-                  "sample standard deviation", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$", "(\\texttt{val})",
+                  "\\multicolumn{6}{c}{Digits}", "co\\_teaching", "GCE &",
+                  "\\textbf{84.67} & {\\scriptsize$\\pm$0.76}",
+                  "\\underline{70.17} & {\\scriptsize$\\pm$1.26}$^{\\dagger}$",
+                  "sample standard deviation", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$",
+                  "(\\texttt{val})",
                   "%   \\usepackage{booktabs}"]:
         assert piece in text, piece
     assert "|" not in text.split("\\begin{tabular}")[1]
