@@ -339,6 +339,30 @@ def correct_total(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]
     return int((logits.argmax(1) == labels).sum()), int(len(labels))
 
 
+#: Largest in-memory training set whose fit to its noisy / clean labels is measured every epoch (one extra
+#: evaluation pass; skipped above this size so full-size benchmarks keep their cost).
+TRAIN_FIT_MAX = 20_000
+
+
+def train_fit(ctx: TrainContext, predict: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, float]:
+    """Memorisation on the training set: percent of mislabelled samples predicted as their *noisy* label
+    (``train_fit_noisy``) and of correctly labelled samples predicted as their label (``train_fit_clean``).
+
+    Empty when clean labels are unknown, the set is streamed, or it has more than :data:`TRAIN_FIT_MAX` samples.
+    """
+    clean = ctx.y_clean_for_diagnostics
+    x = ctx.data.x_train
+    if clean is None or is_streamed(x) or len(x) > TRAIN_FIT_MAX:
+        return {}
+    hit = ctx.logits_on(predict, x).argmax(1) == ctx.y_noisy
+    wrong = ctx.y_noisy != clean
+    out = {}
+    for name, mask in (("train_fit_noisy", wrong), ("train_fit_clean", ~wrong)):
+        if bool(mask.any()):
+            out[name] = float(hit[mask].float().mean()) * 100.0
+    return out
+
+
 class Trainer:
     """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when present."""
 
@@ -411,6 +435,7 @@ class Trainer:
                 row[f"{name}_acc"] = accuracy(logits, y)
                 if ctx.dataset.report_top5:
                     row[f"{name}_top5"] = topk_accuracy(logits, y, 5)
+            row.update(train_fit(ctx, predict))
         ctx.last_val_acc = row["val_acc"]
         row.update(method.end_epoch(ctx, epoch))
         row["epoch_time"] = time.perf_counter() - start

@@ -55,6 +55,17 @@ def test_exact_counts_sit_beside_unchanged_percentages(runs) -> None:
     assert (m["val_selected_correct"], m["val_selected_total"]) == (chosen["test_correct"], chosen["test_total"])
 
 
+def test_fit_to_noisy_and_clean_training_labels_is_recorded(runs) -> None:
+    trainer = Trainer(runs[0])
+    ctx, method = trainer.setup()
+    row = trainer._run_epoch(ctx, method, 0)
+    wrong = ctx.y_noisy != ctx.y_clean_for_diagnostics
+    with ctx.eval_mode():
+        hit = ctx.logits_on(lambda x: method.predict(ctx, x), ctx.data.x_train).argmax(1) == ctx.y_noisy
+    assert row["train_fit_noisy"] == pytest.approx(float(hit[wrong].float().mean()) * 100.0)
+    assert row["train_fit_clean"] == pytest.approx(float(hit[~wrong].float().mean()) * 100.0)
+
+
 class _Interrupt(Exception):
     pass
 
