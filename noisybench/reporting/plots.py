@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,12 @@ DIAGNOSTICS = {
     "select_precision": "clean-selection precision",
     "select_recall": "clean-selection recall",
 }
+#: Short y-axis names of the diagnostics (the long text is the title).
+DIAGNOSTIC_AXES = {
+    "refined_acc": "refined-target acc.", "refined_acc_noisy": "refined acc. (mislabelled)",
+    "selected_frac": "fraction selected", "select_precision": "selection precision",
+    "select_recall": "selection recall",
+}
 MAX_PANELS = 24
 #: Fonts embedded as TrueType (Type 42), never Type 3: many venues reject Type 3 fonts in figures.
 VENUE_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}
@@ -46,6 +53,12 @@ def venue_fonts() -> Iterator[None]:
 def figure_caption(stem: str, fig: Figure) -> str:
     """The caption a figure was made with (its label), else its file stem."""
     return fig.get_label() or stem
+
+
+def _caption(fig: Figure, text: str, n_panels: int) -> None:
+    """Title the figure with ``text`` wrapped to its width, and keep ``text`` as its caption (label)."""
+    fig.suptitle(textwrap.fill(text, width=max(55, 48 * min(4, n_panels))), fontsize=11)
+    fig.set_label(text)
 
 
 def _legend_once(fig: Figure, axes: list, board: Leaderboard) -> None:
@@ -119,12 +132,13 @@ def accuracy_vs_noise(board: Leaderboard) -> Figure | None:
     _legend_once(fig, axes, board)
     caption = (f"Test accuracy ({board.metric_name}) against the noise rate: mean ± sample std over seeds, "
                "per dataset and noise family")
-    fig.suptitle(caption, fontsize=11)
-    fig.set_label(caption)
+    _caption(fig, caption, len(axes))
     return fig
 
 
-def _curve_panels(history: pd.DataFrame, board: Leaderboard, column: str, ylabel: str, title: str) -> Figure | None:
+def _curve_panels(history: pd.DataFrame, board: Leaderboard, column: str, ylabel: str, title: str,
+                  dotted: str | None = None) -> Figure | None:
+    """One panel per setting, one line per method (mean ± std over seeds); ``dotted``: a second column, dotted."""
     if history.empty or column not in history.columns or history[column].isna().all():
         return None
     by_key = {c.key: c for c in board.columns}
@@ -138,15 +152,17 @@ def _curve_panels(history: pd.DataFrame, board: Leaderboard, column: str, ylabel
     for ax, key in zip(axes, settings):
         part = data[(data["dataset"] == key[0]) & (data["noise"] == key[1])]
         for method in [m for m in board.methods if (part["method"] == m).any()]:
-            _curve(ax, part[part["method"] == method], column, colors[method], board.method_label(method))
+            runs = part[part["method"] == method]
+            _curve(ax, runs, column, colors[method], board.method_label(method))
+            if dotted and dotted in runs.columns and runs[dotted].notna().any():
+                _curve(ax, runs.dropna(subset=[dotted]), dotted, colors[method], "_nolegend_", ":")
         ax.set_title(f"{by_key[key].dataset_label} {by_key[key].label}", fontsize=10)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     _legend_once(fig, axes, board)
-    fig.suptitle(title, fontsize=11)
-    fig.set_label(title)
+    _caption(fig, title, len(axes))
     return fig
 
 
@@ -163,12 +179,21 @@ def memorization_curves(history: pd.DataFrame, board: Leaderboard) -> Figure | N
                          "Test accuracy over epochs (memorisation curves; mean ± std over seeds)")
 
 
+def train_fit_curves(history: pd.DataFrame, board: Leaderboard) -> Figure | None:
+    """Memorisation itself: how well each method fits the mislabelled training samples (their noisy label, solid)
+    and the correctly labelled ones (dotted), per epoch; from ``train_fit_noisy`` / ``train_fit_clean``."""
+    return _curve_panels(history, board, "train_fit_noisy", "train samples fitted (%)",
+                         "Fit to the training labels over epochs: mislabelled samples predicted as their noisy "
+                         "label (solid, memorisation) and clean samples (dotted); mean ± std over seeds",
+                         dotted="train_fit_clean")
+
+
 def diagnostic_curves(history: pd.DataFrame, board: Leaderboard) -> dict[str, Figure]:
     """One figure per diagnostic column present in the histories (see :data:`DIAGNOSTICS`)."""
     figures = {}
     for name, text in DIAGNOSTICS.items():
-        fig = _curve_panels(history, board, name, text, f"{text[:1].upper()}{text[1:]} over epochs "
-                            "(mean ± std over seeds)")
+        title = f"{text[:1].upper()}{text[1:]} over epochs (mean ± std over seeds)"
+        fig = _curve_panels(history, board, name, DIAGNOSTIC_AXES.get(name, text), title)
         if fig is not None:
             figures[f"diag_{name}"] = fig
     return figures
@@ -264,6 +289,7 @@ def all_figures(board: Leaderboard, history: pd.DataFrame) -> dict[str, Figure]:
     figures: dict[str, Figure | None] = {
         "accuracy_vs_noise": accuracy_vs_noise(board),
         "memorization": memorization_curves(history, board),
+        "memorization_train": train_fit_curves(history, board),
         **diagnostic_curves(history, board),
         "cd_diagram": cd_diagram(board),
     }
@@ -298,4 +324,4 @@ def png_base64(fig: Figure, dpi: int = 110) -> str:
 
 __all__ = ["CD_GROUPS", "DIAGNOSTICS", "VENUE_RC", "accuracy_vs_noise", "all_figures", "cd_diagram", "cd_groups",
            "cliques", "diagnostic_curves", "figure_caption", "memorization_curves", "png_base64", "save_figures",
-           "venue_fonts"]
+           "train_fit_curves", "venue_fonts"]

@@ -36,7 +36,7 @@ def test_figures_cover_noise_curves_diagnostics_and_cd(synthetic_store: Path) ->
     assert list(line.get_ydata()) == list(part.groupby("epoch")["test_acc"].mean())
     diag = figures["diag_select_recall"].axes[0]
     assert [ln.get_label() for ln in diag.get_lines()] == ["co_teaching"]
-    assert diag.get_ylabel() == "clean-selection recall"  # words, not the history column name
+    assert diag.get_ylabel() == "selection recall"  # words, not the history column name
 
 
 def test_cliques() -> None:
@@ -91,3 +91,19 @@ def test_single_rate_family_puts_methods_on_x_and_captions_are_sentences(synthet
     captions = re.findall(r"<figcaption[^>]*>([^<]*)</figcaption>", html)
     assert len(captions) == 6 and not any("_" in c for c in captions)
     assert any(c.startswith("Clean-selection recall over epochs") for c in captions)
+
+
+def test_train_fit_figure_shows_memorisation_of_mislabelled_samples(synthetic_store: Path) -> None:
+    from noisybench.reporting.plots import train_fit_curves
+
+    board = build_leaderboard(load_results(synthetic_store))
+    history = load_history(synthetic_store)
+    assert train_fit_curves(history, board) is None  # histories without the columns: no figure
+    history = history.assign(train_fit_noisy=history["epoch"] * 10.0, train_fit_clean=90.0 + history["epoch"])
+    fig = train_fit_curves(history, board)
+    first = fig.axes[0]
+    solid = [ln for ln in first.get_lines() if ln.get_linestyle() == "-"]
+    dotted = [ln for ln in first.get_lines() if ln.get_linestyle() == ":"]
+    assert len(solid) == len(dotted) == 3
+    assert list(solid[0].get_ydata()) == [0.0, 10.0, 20.0, 30.0] and list(dotted[0].get_ydata())[0] == 90.0
+    assert "mislabelled samples predicted as their noisy label" in fig.get_label()
