@@ -205,7 +205,8 @@ def _fit(tabular: str, width: str | None) -> str:
 
 def _blocks(board: Leaderboard, opts: LatexOptions) -> list[tuple[str, str | None, str]]:
     """``(caption, label, tabular)`` of every table the layout makes."""
-    user = latex_escape(opts.caption.strip()) + " " if opts.caption else ""
+    user = opts.caption.strip() if opts.caption else ""
+    user = latex_escape(user + ("" if not user or user[-1] in ".!?:" else ".")) + " " if user else ""
     legend = latex_legend(board)
     if opts.layout != "per-dataset":
         return [(user + legend, opts.label, latex_tabular(board, opts.layout))]

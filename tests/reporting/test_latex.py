@@ -11,7 +11,7 @@ import pytest
 
 from noisybench.reporting import ReportOptions, make_report
 from noisybench.reporting.latex import latex_escape
-from tests.reporting.conftest import GOLDEN
+from tests.reporting.conftest import GOLDEN, write_run
 
 UPDATE = os.environ.get("NOISYBENCH_UPDATE_GOLDEN") == "1"
 
@@ -107,3 +107,22 @@ def test_missing_pdflatex_fails_under_ci_and_skips_locally(monkeypatch: pytest.M
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         _pdflatex()
+
+
+def test_caption_escaped_seed_range_and_no_second_with_two_methods(tmp_path: Path) -> None:
+    for method, seeds in {"ce": (1, 2), "gce": (1, 2, 3)}.items():
+        for seed in seeds:
+            write_run(tmp_path, method, "digits", "sym:0.2", seed, 80.0 + seed + (method == "gce"))
+    text = _latex(tmp_path, caption="50% of 100_runs & more")
+    caption = text.split("\\caption{")[1]
+    assert caption.startswith("50\\% of 100\\_runs \\& more. ")
+    assert "$n = 2$--$3$ seeds" in caption  # not $n = 2--3$, which prints as a double minus
+    assert "\\underline" not in text and "second" not in caption  # two methods: no "second best"
+    assert "$^{\\ddagger}$: not tested" in caption  # CE has 2 matched seeds
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize("layout", ["wide", "long", "per-dataset"])
+def test_every_layout_compiles_standalone(synthetic_store: Path, tmp_path: Path, layout: str) -> None:
+    pdf = compile_tex(_latex(synthetic_store, standalone=True, layout=layout), tmp_path)
+    assert pdf.read_bytes().startswith(b"%PDF")
