@@ -74,6 +74,8 @@ def test_html_of_real_runs_embeds_figures(e2e_store: Path, tmp_path: Path) -> No
     out = tmp_path / "report.html"
     assert main(["report", str(e2e_store), "--format", "html", "-o", str(out), "--plots", str(tmp_path / "f")]) == 0
     html = out.read_text()
-    # noise curve and memorisation; no CD diagram with 2 methods (no Friedman, no Nemenyi CD)
-    assert len(re.findall(r"data:image/png;base64,", html)) == 2
+    # noise curve, test accuracy and fit to mislabelled training samples over epochs; no CD diagram with
+    # 2 methods (no Friedman, no Nemenyi CD)
+    assert len(re.findall(r"data:image/png;base64,", html)) == 3
+    assert (tmp_path / "f" / "memorization_train.pdf").exists() and not (tmp_path / "f" / "cd_diagram.pdf").exists()
     assert (tmp_path / "f" / "memorization.pdf").exists()

@@ -75,7 +75,7 @@ def test_no_test_below_three_seeds(tmp_path: Path) -> None:
 
     assert f"{NOT_TESTED}: not tested (fewer than 3 seeds matched" in legend(board)
     assert cell_text(ce, False).endswith(NOT_TESTED) and "†" not in legend(board)  # no cell was tested
-    assert "$^{\\ddagger}$: not tested" in latex_legend(board) and "51.00 & {\\footnotesize$\\pm$1.41}$^{\\ddagger}$" \
+    assert "$^{\\ddagger}$: not tested" in latex_legend(board) and "51.00 & {\\scriptsize$\\pm$1.41}$^{\\ddagger}$" \
         in render_latex(board)
 
 
