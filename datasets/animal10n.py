@@ -48,6 +48,7 @@ class Animal10N(ImageDataset):
     Augmentation: horizontal flip only; ImageNet normalisation (SELC protocol).
     """
     family = facts.ANIMAL_10N
+    display_name = "ANIMAL-10N"
 
     num_classes = 10
     default_arch = "vgg19_bn"

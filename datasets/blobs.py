@@ -18,6 +18,7 @@ class Blobs(Dataset):
     Parameters: ``n_samples`` (train + test), ``dim``, ``classes``, ``separation`` (norm scale
     of the class means: larger is easier), ``test_fraction`` and the generator ``seed``.
     """
+    display_name = "Blobs"
 
     num_classes = 5
     default_arch = "mlp"

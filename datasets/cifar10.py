@@ -10,6 +10,7 @@ from noisybench.registry import register_dataset
 @register_dataset("cifar10")
 class CIFAR10(CifarBase):
     """CIFAR-10 (50,000 train / 10,000 test, 10 classes) from ``cifar-10-batches-py``."""
+    display_name = "CIFAR-10"
     family = facts.CIFAR_10
 
     num_classes = 10

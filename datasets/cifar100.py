@@ -17,6 +17,7 @@ class CIFAR100(CifarBase):
 
     ``asym`` is the papers' block-of-5 map; ``asym-superclass`` flips within true coarse classes.
     """
+    display_name = "CIFAR-100"
     family = facts.CIFAR_100
 
     num_classes = 100

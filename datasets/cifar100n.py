@@ -12,6 +12,7 @@ from noisybench.registry import register_dataset
 @register_dataset("cifar100n")
 class CIFAR100N(CifarNMixin, CIFAR100):
     """CIFAR-100N (fine labels): ``human:noisy`` (40.20 % wrong)."""
+    display_name = "CIFAR-100N"
     family, base_family = facts.CIFAR_100N, facts.CIFAR_100
 
     label_file = "CIFAR-100_human.pt"

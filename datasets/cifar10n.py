@@ -12,6 +12,7 @@ from noisybench.registry import register_dataset
 @register_dataset("cifar10n")
 class CIFAR10N(CifarNMixin, CIFAR10):
     """CIFAR-10N: ``human:aggre`` (9.01 % wrong), ``human:random1..3`` (~17-18 %), ``human:worst`` (40.21 %)."""
+    display_name = "CIFAR-10N"
     family, base_family = facts.CIFAR_10N, facts.CIFAR_10
 
     label_file = "CIFAR-10_human.pt"

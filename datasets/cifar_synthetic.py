@@ -21,6 +21,7 @@ class CifarSynthetic(CifarBase):
     Each class has a smooth random template (a random 3x3 colour grid, bilinearly upsampled to
     32x32, so crops and flips keep most of it); an image is a mix of its template and uniform noise.
     """
+    display_name = "Synthetic CIFAR"
 
     num_classes = 10
     mean = (0.5, 0.5, 0.5)

@@ -39,6 +39,7 @@ WEIGHTS = "~/.cache/noisybench/weights/resnet50-0676ba61.pth"
 class Clothing1M(ImageDataset):
     """Clothing1M, 14 classes; train on the noisy list, test on the clean test list (top-1)."""
     family = facts.CLOTHING_1M
+    display_name = "Clothing1M"
 
     num_classes = 14
     default_arch = "resnet50"

@@ -19,6 +19,7 @@ class Digits(Dataset):
 
     Augmentation: shifts of up to one pixel plus small Gaussian jitter.
     """
+    display_name = "Digits"
 
     num_classes = 10
     default_arch = "mlp"

@@ -22,6 +22,7 @@ class MNIST1D(Dataset):
     with ``num_samples`` (default 10,000: twice the package default) and an 80/20 train/test
     split; cached as ``.npz`` under the cache directory.
     """
+    display_name = "MNIST-1D"
 
     num_classes = 10
     default_arch = "cnn1d"

@@ -56,6 +56,7 @@ def imagenet_folder_to_list(root: Path) -> Path:
 class WebVision(ImageDataset):
     """mini-WebVision: train on the Google images of the first 50 classes; top-1/top-5 on two val sets."""
     family = facts.WEB_VISION
+    display_name = "WebVision"
 
     num_classes = 50
     default_arch = "resnet50"

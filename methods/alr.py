@@ -117,6 +117,7 @@ def entropy_weight(lambda_h: float, epoch: int, warmup_end: int, ramp: int) -> f
 @register_method("alr")
 class ALR(Method):
     """Adaptive label refinement (suite reconstruction): SELC EMA soft labels plus entropy minimisation."""
+    display_name = "ALR"
 
     hparams = {
         "warmup_end": 10, "momentum": 0.9, "lambda_h": 0.1, "entropy_on": "pred",

@@ -13,5 +13,7 @@ from noisybench.registry import register_method
 class CE(Method):
     """Standard cross-entropy; the baseline every table starts from."""
 
+    display_name = "CE"
+
     def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
         return F.cross_entropy(ctx.nets[0](batch.x), batch.y)

@@ -148,6 +148,7 @@ def _web_scale_hparams(setting: Setting) -> dict[str, HParam]:
 @register_method("dividemix")
 class DivideMix(Method):
     """Two networks, GMM co-divide, co-refinement, co-guessing and MixMatch."""
+    display_name = "DivideMix"
 
     num_networks = 2
     hparams = {

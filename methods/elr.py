@@ -91,6 +91,7 @@ PUBLISHED = (CIFAR_10, CIFAR_100)
 @register_method("elr")
 class ELR(Method):
     """Early-learning regularization: zero-initialised EMA targets and lambda log(1 - <t, p>)."""
+    display_name = "ELR"
 
     hparams = {"beta": 0.7, "lam": 3.0}
 

@@ -32,6 +32,7 @@ def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float) -> torch.Tens
 @register_method("gce")
 class GCE(Method):
     """Generalized cross-entropy; ``truncated = true`` adds the pruning of Trunc L_q."""
+    display_name = "GCE"
 
     hparams = {"q": 0.7, "truncated": False, "k": 0.5, "start_prune": None, "prune_every": None}
 

@@ -77,12 +77,17 @@ def _cmd_report(args: argparse.Namespace) -> int:
     split = lambda text: [p.strip() for p in text.split(",") if p.strip()] if text else None  # noqa: E731
     options = ReportOptions(fmt=args.format, metric=args.metric, alpha=args.alpha, datasets=split(args.datasets),
                             noises=split(args.noise), methods=split(args.methods), caption=args.caption,
-                            label=args.label or None, standalone=args.standalone, published=not args.no_published,
+                            label=args.label or None, standalone=args.standalone, layout=args.layout,
+                            width=args.width, float_env=args.float, published=not args.no_published,
                             plots_dir=args.plots)
+    if args.output:
+        _check_output_file(Path(args.output))
     text, board = report_dir(args.dir, options)
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            raise NoisybenchError(f"-o {args.output!r}: cannot write ({exc.strerror or exc})") from None
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -92,6 +97,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         for warning in board.warnings:
             print(f"noisybench: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _check_output_file(path: Path) -> None:
+    """``-o``: the folder must exist (it is never created) and the path must not be a folder."""
+    if path.is_dir():
+        raise NoisybenchError(f"-o {str(path)!r} is a directory; give a file name, e.g. {str(path / 'table.tex')!r}")
+    if not path.parent.is_dir():
+        raise NoisybenchError(f"-o {str(path)!r}: directory {str(path.parent)!r} does not exist; create it first "
+                              "(it is not created for you)")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -175,7 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--datasets", help="comma-separated dataset patterns, e.g. 'cifar10,mnist*'")
     rep.add_argument("--noise", help="comma-separated noise setting patterns, e.g. 'sym:*,asym:0.4'")
     rep.add_argument("--methods", help="comma-separated method patterns (rows)")
-    rep.add_argument("--caption", help="latex: caption text placed before the generated legend (LaTeX)")
+    rep.add_argument("--caption", help="latex: caption text placed before the generated legend (plain text; "
+                                        "LaTeX's special characters are escaped)")
+    rep.add_argument("--layout", default="wide", choices=["wide", "long", "per-dataset"],
+                     help="latex: settings as columns (wide, default), as rows under dataset headings (long), "
+                          "or one table per dataset")
+    rep.add_argument("--width", metavar="LENGTH",
+                     help="latex: scale the table down to at most this width, e.g. '\\linewidth' (needs graphicx)")
+    rep.add_argument("--float", default="table", choices=["table", "table*"],
+                     help="latex: float environment; table* spans both columns of a two-column paper")
     rep.add_argument("--label", default="tab:noisybench", help="latex: \\label of the table ('' for none)")
     rep.add_argument("--standalone", action="store_true", help="latex: a compilable standalone document")
     rep.add_argument("--plots", metavar="DIR", help="also write every figure to DIR as PNG and PDF")

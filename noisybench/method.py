@@ -134,11 +134,13 @@ class Method:
     Class attributes
     ----------------
     name : registry name (set by ``@register_method``).
+    display_name : name printed in reports and figures (``DivideMix``); the registry name when empty.
     num_networks : how many networks the trainer builds (``ctx.nets``), each with an optimiser.
     hparams : generic defaults; :meth:`default_hparams` refines them per setting.
     """
 
     name: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     num_networks: ClassVar[int] = 1
     hparams: ClassVar[dict[str, Any]] = {}
 

@@ -64,7 +64,28 @@ def final_metrics(history: list[dict[str, Any]], k: int = 10) -> dict[str, Any]:
         "epochs_run": len(history),
         "train_time": sum(float(h.get("epoch_time", 0.0)) for h in history),
         **metrics_extra,
+        **_counts(history, {"val_selected": best_val_epoch, "last": len(test) - 1,
+                            "best_on_test": best_test_epoch,
+                            "clean_val_selected": metrics_extra.get("clean_val_selected_epoch")}, k),
     }
+
+
+def _counts(history: list[dict[str, Any]], epochs: dict[str, int | None], k: int) -> dict[str, int]:
+    """``<metric>_correct`` / ``<metric>_total``: the exact test fraction behind each selected accuracy.
+
+    Only when every epoch records ``test_correct`` and ``test_total`` (older histories do not). For
+    ``mean_last_k`` the counts are summed over the last ``k`` epochs.
+    """
+    if not all(h.get("test_correct") is not None and h.get("test_total") is not None for h in history):
+        return {}
+    out = {}
+    for name, epoch in epochs.items():
+        if epoch is not None:
+            out[f"{name}_correct"] = int(history[epoch]["test_correct"])
+            out[f"{name}_total"] = int(history[epoch]["test_total"])
+    out["mean_last_k_correct"] = sum(int(h["test_correct"]) for h in history[-k:])
+    out["mean_last_k_total"] = sum(int(h["test_total"]) for h in history[-k:])
+    return out
 
 
 def _select_at_best(history: list[dict[str, Any]], key: str, test: list[float], name: str) -> dict[str, Any]:

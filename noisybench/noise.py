@@ -62,6 +62,45 @@ def parse_noise(text: str) -> NoiseSpec:
     return NoiseSpec(family, rate)
 
 
+#: Printed names of noise families, in the order settings are listed in reports (clean first, then by family).
+FAMILY_DISPLAY: dict[str, str] = {
+    "none": "Clean", "sym": "Sym.", "sym-draw": "Sym. (draw)", "sym-dividemix": "Sym. (DivideMix)",
+    "asym": "Asym.", "asym-superclass": "Asym. (superclass)", "asym-draw": "Asym. (draw)",
+    "asym-dividemix": "Asym. (DivideMix)", "pairflip": "Pair", "pairflip-draw": "Pair (draw)", "idn": "IDN",
+    "human": "Human",
+}
+
+
+def noise_display(text: str) -> str:
+    """A noise setting as printed in papers: ``sym:0.5`` -> ``Sym. 50 %``, ``human:aggre`` -> ``Human (aggre)``.
+
+    Unparseable or unknown specs are returned as given.
+    """
+    family, _, arg = str(text).strip().partition(":")
+    name = FAMILY_DISPLAY.get(family.strip().lower().replace("_", "-"))
+    if name is None:
+        return str(text)
+    if not arg:
+        return name
+    try:
+        rate = float(arg)
+    except ValueError:
+        return f"{name} ({arg.strip()})"
+    return f"{name} {rate * 100:g} %"
+
+
+def noise_sort_key(text: str) -> tuple[int, str, float, str]:
+    """Natural order of settings: by family (clean, sym, asym, pair, IDN, human, others), then by rate."""
+    family, _, arg = str(text).strip().partition(":")
+    family = family.strip().lower().replace("_", "-")
+    order = list(FAMILY_DISPLAY)
+    try:
+        rate = float(arg)
+    except ValueError:
+        rate = -1.0
+    return (order.index(family) if family in order else len(order), family, rate, arg)
+
+
 def _get_model(family: str, text: str) -> NoiseModel:
     try:
         return NOISES.get(family)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from noisybench.errors import NoisybenchError
-from noisybench.reporting import Leaderboard, ReportOptions, make_report
+from noisybench.reporting import Leaderboard, ReportOptions, check_options, make_report
 
 
 def report_dir(out_dir: str | Path, options: ReportOptions | None = None) -> tuple[str, Leaderboard | None]:
@@ -13,8 +13,13 @@ def report_dir(out_dir: str | Path, options: ReportOptions | None = None) -> tup
     from noisybench.results import load_history, load_results
 
     opts = options or ReportOptions()
-    if not Path(out_dir).is_dir():
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise NoisybenchError(f"results directory {str(out_dir)!r} is a file; give the folder made by "
+                              "`noisybench run`")
+    if not path.is_dir():
         raise NoisybenchError(f"results directory {str(out_dir)!r} does not exist")
+    check_options(opts)  # bad flags fail before the store is read
     needs_history = opts.fmt == "html" or bool(opts.plots_dir)
     history = load_history(out_dir) if needs_history else None
     return make_report(load_results(out_dir), opts, history, str(out_dir))

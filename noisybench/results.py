@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from noisybench.errors import UnknownNameError
 from noisybench.metrics import METRICS
-from noisybench.noise import parse_noise
+from noisybench.noise import noise_display, noise_sort_key, parse_noise
 from noisybench.store import ResultStore
 
 ID_COLUMNS = ["dataset", "noise", "method", "seed"]
@@ -36,10 +37,10 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "profile": train.get("profile"),
         "epochs": train.get("epochs"),
         "wall_time": record.get("wall_time"),
+        "finished_at": record.get("finished_at", ""),
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
-        "finished_at": record.get("finished_at", ""),
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():
@@ -49,26 +50,60 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _corrupt_row(run_id: str, why: str) -> dict[str, Any]:
+    return {"run_id": run_id, "status": "corrupt", "reason": why}
+
+
+def _display_name(registry: Any, name: object) -> str:
+    """The plugin's ``display_name``, else the raw name (unknown plugins, e.g. from another install)."""
+    try:
+        return getattr(registry.get(str(name)), "display_name", "") or str(name)
+    except UnknownNameError:
+        return str(name)
+
+
+def add_display_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``method_display``, ``dataset_display``, ``noise_display`` and ``noise_order`` (natural sort key).
+
+    Display names come from the plugins (``Method.display_name``, ``Dataset.display_name``) and
+    :func:`noisybench.noise.noise_display`; ``noise_order`` ranks settings by noise family, then rate.
+    """
+    from noisybench.registry import DATASETS, METHODS
+
+    out = frame.copy()
+    methods = {m: _display_name(METHODS, m) for m in out["method"].dropna().unique()}
+    datasets = {d: _display_name(DATASETS, d) for d in out["dataset"].dropna().unique()}
+    noises = sorted(out["noise"].dropna().unique(), key=noise_sort_key)
+    out["method_display"] = out["method"].map(methods)
+    out["dataset_display"] = out["dataset"].map(datasets)
+    out["noise_display"] = out["noise"].map(lambda n: noise_display(n) if isinstance(n, str) else n)
+    out["noise_order"] = out["noise"].map({n: i for i, n in enumerate(noises)})
+    return out
+
+
 def load_results(root: str | Path) -> pd.DataFrame:
     """One row per finished run (done or failed) of a results directory, plus one per corrupt record.
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
-    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, hparams,
-    hparam_sources, finished_at`` and every metric. A run whose final record is damaged gets
-    status ``corrupt`` and what is wrong as its reason (its other columns are empty).
+    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, finished_at, hparams,
+    hparam_sources``, every metric (with ``<metric>_correct`` / ``<metric>_total`` counts when the
+    runs recorded them) and the display columns of :func:`add_display_columns`. A run whose final
+    record is damaged gets status ``corrupt`` and what is wrong as its reason (its other columns are empty).
     """
     rows = []
     for stored in ResultStore(root).iter_stored():
-        if stored.record is not None:
-            rows.append(_row(stored.record))
-        else:
-            rows.append({"run_id": stored.run_id, "status": "corrupt", "reason": stored.problem})
+        rows.append(_row(stored.record) if stored.record is not None else _corrupt_row(stored.run_id, stored.problem))
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
-               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time",
-               "hparams", "hparam_sources", "finished_at", *METRICS.values()]
+               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time", "finished_at",
+               "hparams", "hparam_sources", *METRICS.values(),
+               "method_display", "dataset_display", "noise_display", "noise_order"]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
+    for name in ID_COLUMNS:
+        if name not in frame.columns:
+            frame[name] = None
+    frame = add_display_columns(frame)
     return frame.sort_values(ID_COLUMNS, kind="stable").reset_index(drop=True)
 
 

@@ -273,6 +273,35 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(1) == labels).float().mean()) * 100.0
 
 
+def correct_total(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """Number of top-1 hits and of samples: the exact fraction behind :func:`accuracy`."""
+    return int((logits.argmax(1) == labels).sum()), int(len(labels))
+
+
+#: Largest in-memory training set whose fit to its noisy / clean labels is measured every epoch (one extra
+#: evaluation pass; skipped above this size so full-size benchmarks keep their cost).
+TRAIN_FIT_MAX = 20_000
+
+
+def train_fit(ctx: TrainerContext, predict: Callable[[torch.Tensor], torch.Tensor],
+              clean: torch.Tensor | None) -> dict[str, float]:
+    """Memorisation on the training set: percent of mislabelled samples predicted as their *noisy* label
+    (``train_fit_noisy``) and of correctly labelled samples predicted as their label (``train_fit_clean``).
+
+    Empty when clean labels are unknown, the set is streamed, or it has more than :data:`TRAIN_FIT_MAX` samples.
+    """
+    x = ctx.data.x_train
+    if clean is None or is_streamed(x) or len(x) > TRAIN_FIT_MAX:
+        return {}
+    hit = ctx.logits_on(predict, x).argmax(1) == ctx.y_noisy
+    wrong = ctx.y_noisy != clean
+    out = {}
+    for name, mask in (("train_fit_noisy", wrong), ("train_fit_clean", ~wrong)):
+        if bool(mask.any()):
+            out[name] = float(hit[mask].float().mean()) * 100.0
+    return out
+
+
 class Trainer:
     """Runs one :class:`RunConfig` to completion, resuming from ``checkpoint`` when it holds a state."""
 
@@ -351,6 +380,7 @@ class Trainer:
             row["val_acc"] = accuracy(ctx.logits_on(predict, ctx.data.x_val), ctx.data.y_val)
             test_logits = ctx.logits_on(predict, ctx.data.x_test)
             row["test_acc"] = accuracy(test_logits, ctx.data.y_test)
+            row["test_correct"], row["test_total"] = correct_total(test_logits, ctx.data.y_test)
             if ctx.dataset.report_top5:
                 row["test_top5"] = topk_accuracy(test_logits, ctx.data.y_test, 5)
             for name, (x, y) in ctx.data.extra_test.items():  # e.g. WebVision's ILSVRC12 val
@@ -358,6 +388,7 @@ class Trainer:
                 row[f"{name}_acc"] = accuracy(logits, y)
                 if ctx.dataset.report_top5:
                     row[f"{name}_top5"] = topk_accuracy(logits, y, 5)
+            row.update(train_fit(ctx, predict, self._clean))
         return row
 
     def _save(self, ctx: TrainerContext, method: Method, history: list[dict[str, Any]]) -> None:

@@ -40,3 +40,15 @@ def test_metric_names() -> None:
     assert metric_column("val") == "val_selected" and metric_column("clean-val") == "clean_val_selected"
     with pytest.raises(ConfigError, match="Did you mean 'last'"):
         metric_column("lats")
+
+
+def test_counts_for_every_selected_metric() -> None:
+    history = [{"test_acc": 100.0 * c / 50, "val_acc": v, "test_correct": c, "test_total": 50}
+               for c, v in ((30, 10.0), (45, 30.0), (40, 20.0))]
+    m = final_metrics(history, k=2)
+    assert (m["val_selected_correct"], m["val_selected_total"]) == (45, 50)
+    assert (m["best_on_test_correct"], m["last_correct"]) == (45, 40)
+    assert (m["mean_last_k_correct"], m["mean_last_k_total"]) == (85, 100)
+    assert m["val_selected"] == 90.0  # the percentages are untouched
+    old = final_metrics([{k: v for k, v in h.items() if k != "test_correct"} for h in history], k=2)
+    assert not any(k.endswith(("_correct", "_total")) for k in old)  # old histories: no counts, no guess

@@ -120,3 +120,15 @@ def test_spec_aliases_and_round_trip() -> None:
     assert str(parse_noise("sym_dividemix:0.50")) == "sym-dividemix:0.5"
     assert str(parse_noise("human:aggre")) == "human:aggre"
     assert str(parse_noise("none")) == "none"
+
+
+def test_display_names_and_natural_order() -> None:
+    from noisybench.noise import noise_display, noise_sort_key
+
+    assert [noise_display(s) for s in ("sym:0.5", "asym:0.4", "pairflip:0.45", "idn:0.2", "human:aggre",
+                                       "none", "sym-dividemix:0.8", "mystery:1")] == [
+        "Sym. 50 %", "Asym. 40 %", "Pair 45 %", "IDN 20 %", "Human (aggre)", "Clean", "Sym. (DivideMix) 80 %",
+        "mystery:1"]
+    settings = ["asym:0.4", "sym:0.8", "human:aggre", "sym:0.2", "none", "pairflip:0.45"]
+    assert sorted(settings, key=noise_sort_key) == ["none", "sym:0.2", "sym:0.8", "asym:0.4", "pairflip:0.45",
+                                                    "human:aggre"]

@@ -43,6 +43,32 @@ def test_history_and_metrics_are_complete(runs) -> None:
     assert m["best_on_test"] == max(h["test_acc"] for h in out["history"])
 
 
+def test_exact_counts_sit_beside_unchanged_percentages(runs) -> None:
+    out = Trainer(runs[0]).run()
+    for row in out["history"]:
+        correct, total = row["test_correct"], row["test_total"]
+        assert isinstance(correct, int) and total > 0 and 0 <= correct <= total
+        # the stored percent is still the float32 mean, bit for bit; the counts give its exact fraction
+        expected = float((torch.arange(total) < correct).float().mean()) * 100.0
+        assert row["test_acc"] == expected
+    m = out["metrics"]
+    last = out["history"][-1]
+    assert (m["last_correct"], m["last_total"]) == (last["test_correct"], last["test_total"])
+    chosen = out["history"][m["val_best_epoch"]]
+    assert (m["val_selected_correct"], m["val_selected_total"]) == (chosen["test_correct"], chosen["test_total"])
+
+
+def test_fit_to_noisy_and_clean_training_labels_is_recorded(runs) -> None:
+    trainer = Trainer(runs[0])
+    ctx, method = trainer.setup()
+    row = trainer._run_epoch(ctx, method, 0)
+    wrong = ctx.y_noisy != trainer._clean
+    with ctx.eval_mode():
+        hit = ctx.logits_on(lambda x: method.predict(ctx, x), ctx.data.x_train).argmax(1) == ctx.y_noisy
+    assert row["train_fit_noisy"] == pytest.approx(float(hit[wrong].float().mean()) * 100.0)
+    assert row["train_fit_clean"] == pytest.approx(float(hit[~wrong].float().mean()) * 100.0)
+
+
 class _Interrupt(Exception):
     pass
 

@@ -47,6 +47,7 @@ class Dataset:
     name : registry name, set by ``@register_dataset``.
     family : the benchmark family whose published recipes apply (:mod:`noisybench.facts`; "" for none).
     base_family : for a re-labelled benchmark, the family whose images it shares (CIFAR-10N: CIFAR-10).
+    display_name : name printed in reports and figures (``CIFAR-10``); the registry name when empty.
     num_classes : number of classes.
     default_arch : registry name of the default architecture.
     profiles : named training profiles (dicts of :class:`noisybench.config.TrainConfig` fields);
@@ -62,6 +63,7 @@ class Dataset:
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     base_family: ClassVar[str] = ""
+    display_name: ClassVar[str] = ""
     num_classes: ClassVar[int] = 0
     default_arch: ClassVar[str] = "mlp"
     profiles: ClassVar[dict[str, dict[str, Any]]] = {}

@@ -38,6 +38,9 @@ class ReportOptions:
     caption: str | None = None
     label: str | None = "tab:noisybench"
     standalone: bool = False
+    layout: str = "wide"
+    width: str | None = None
+    float_env: str = "table"
     published: bool = True
     plots_dir: str | Path | None = None
     saved: list[Path] = field(default_factory=list)
@@ -59,6 +62,7 @@ def make_report(
     if opts.fmt not in FORMATS:
         raise NoisybenchError(f"unknown report format {opts.fmt!r}.{suggest(opts.fmt, FORMATS)} "
                               f"Choose from: {', '.join(FORMATS)}")
+    check_options(opts)
     if opts.fmt == "csv":
         return frame.drop(columns=["hparams"]).to_csv(index=False), None
     if frame.empty:
@@ -74,6 +78,35 @@ def make_report(
     return _render(board, opts, figures, source), board
 
 
+def check_options(opts: ReportOptions) -> None:
+    """Refuse a bad layout, float or ``--plots`` folder before any work."""
+    from noisybench.reporting.latex import FLOATS, LAYOUTS
+
+    if opts.layout not in LAYOUTS:
+        raise NoisybenchError(f"--layout {opts.layout!r}: choose from {', '.join(LAYOUTS)}")
+    if opts.float_env not in FLOATS:
+        raise NoisybenchError(f"--float {opts.float_env!r}: choose from {', '.join(FLOATS)}")
+    if opts.plots_dir:
+        check_output_dir(Path(opts.plots_dir), "--plots")
+
+
+def check_output_dir(folder: Path, option: str) -> None:
+    """Create ``folder`` (its parent must exist) or raise a one-line error naming ``option`` and the fix."""
+    if folder.exists() and not folder.is_dir():
+        raise NoisybenchError(f"{option} {str(folder)!r} is an existing file; give a directory for the figures")
+    if not folder.parent.is_dir():
+        raise NoisybenchError(f"{option} {str(folder)!r}: parent directory {str(folder.parent)!r} does not exist; "
+                              "create it first")
+    try:
+        folder.mkdir(exist_ok=True)
+        probe = folder / ".noisybench-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise NoisybenchError(f"{option} {str(folder)!r} is not writable ({exc.strerror or exc}); "
+                              "choose a folder you can write to") from None
+
+
 def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str) -> str:
     from noisybench.reporting import formats
 
@@ -86,12 +119,13 @@ def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str)
     if opts.fmt == "json":
         return formats.render_json(board)
     if opts.fmt == "latex":
-        from noisybench.reporting.latex import render_latex
+        from noisybench.reporting.latex import LatexOptions, render_latex
 
-        return render_latex(board, opts.caption, opts.label, opts.standalone)
+        return render_latex(board, LatexOptions(opts.caption, opts.label, opts.standalone, opts.layout, opts.width,
+                                                opts.float_env))
     from noisybench.reporting.html import render_html
 
     return render_html(board, figures, source)
 
 
-__all__ = ["FORMATS", "Leaderboard", "ReportOptions", "build_leaderboard", "make_report"]
+__all__ = ["FORMATS", "Leaderboard", "ReportOptions", "build_leaderboard", "check_output_dir", "make_report"]

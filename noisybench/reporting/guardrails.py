@@ -20,6 +20,7 @@ class BoardFacts(Protocol):
     leaky: bool
     metric_name: str
     failed_runs: int
+    corrupt_runs: list[str]
 
     def cell_sizes(self) -> Iterable[int]:
         """The number of seeds of every cell."""
@@ -130,6 +131,11 @@ def check_protocol(done: pd.DataFrame, board: BoardFacts) -> list[str]:
     if low:
         out.append(f"cells with n = {', '.join(map(str, low))} seeds (< {WARN_SEEDS}): paired tests have little power; "
                    "'not significant' is weak evidence of equality")
-    if board.failed_runs:
-        out.append(f"{board.failed_runs} failed or corrupt run(s) are left out; see `noisybench status DIR`")
+    failed = board.failed_runs - len(board.corrupt_runs)
+    if failed:
+        out.append(f"{failed} failed run(s) are left out; see `noisybench status DIR`")
+    if board.corrupt_runs:
+        shown = "; ".join(board.corrupt_runs[:3]) + ("; ..." if len(board.corrupt_runs) > 3 else "")
+        out.append(f"{len(board.corrupt_runs)} unreadable result file(s) are left out ({shown}); "
+                   "`noisybench run` redoes them")
     return out

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from noisybench.reporting.formats import across_lines, cell_text, legend, provenance_frame, published_frame
 from noisybench.reporting.leaderboard import Leaderboard
-from noisybench.reporting.plots import png_base64
+from noisybench.reporting.plots import figure_caption, png_base64
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -36,10 +36,10 @@ def leaderboard_html(board: Leaderboard) -> str:
     """The leaderboard as an HTML table with dataset column groups."""
     groups: list[tuple[str, int]] = []
     for col in board.columns:
-        if groups and groups[-1][0] == col.dataset:
-            groups[-1] = (col.dataset, groups[-1][1] + 1)
+        if groups and groups[-1][0] == col.dataset_label:
+            groups[-1] = (col.dataset_label, groups[-1][1] + 1)
         else:
-            groups.append((col.dataset, 1))
+            groups.append((col.dataset_label, 1))
     top = "".join(f'<th class="group" colspan="{n}">{_esc(d)}</th>' for d, n in groups)
     sub = "".join(f"<th>{_esc(c.label)}</th>" for c in board.columns)
     rows = []
@@ -48,7 +48,7 @@ def leaderboard_html(board: Leaderboard) -> str:
             f"<td>{cell_text(board.cell(m, c), True, ('<strong>', '</strong>'), ('<u>', '</u>'))}</td>"
             .replace(" (n=", ' <span class="muted">(n=').replace(")</td>", ")</span></td>")
             for c in board.columns)
-        rows.append(f"<tr><td>{_esc(m)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{_esc(board.method_label(m))}</td>{cells}</tr>")
     head = f'<thead><tr><th rowspan="2">Method</th>{top}</tr><tr>{sub}</tr></thead>'
     return f"<table>{head}<tbody>{''.join(rows)}</tbody></table>"
 
@@ -92,7 +92,8 @@ def render_html(board: Leaderboard, figures: dict[str, Figure], source: str = ""
     if figures:
         parts.append("<h2>Figures</h2>")
     for name, fig in figures.items():
-        parts.append(f"<figure><img alt='{_esc(name)}' src='data:image/png;base64,{png_base64(fig)}'>"
-                     f"<figcaption class='muted'>{_esc(name)}</figcaption></figure>")
+        caption = figure_caption(name, fig)
+        parts.append(f"<figure><img alt='{_esc(caption)}' src='data:image/png;base64,{png_base64(fig)}'>"
+                     f"<figcaption class='muted'>{_esc(caption)}</figcaption></figure>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

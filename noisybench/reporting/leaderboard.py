@@ -11,13 +11,15 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from noisybench.errors import NoisybenchError
-from noisybench.metrics import LEAKY_METRICS, METRICS, metric_column
+from noisybench.metrics import LEAKY_METRICS, METRIC_TITLES, METRICS, metric_column
+from noisybench.noise import noise_display, noise_sort_key
 from noisybench.reporting import stats
 from noisybench.reporting.guardrails import check_protocol, drop_superseded, matched_pairs, select_tuned
 
@@ -30,6 +32,8 @@ class Column:
     noise: str
     family: str | None
     rate: float | None
+    dataset_display: str = ""
+    noise_display: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -38,8 +42,13 @@ class Column:
 
     @property
     def label(self) -> str:
-        """Header text of the noise setting, e.g. ``sym 50%`` or ``human aggre``."""
-        return noise_label(self.noise)
+        """Header text of the noise setting, e.g. ``Sym. 50 %`` or ``Human (aggre)``."""
+        return self.noise_display or noise_display(self.noise)
+
+    @property
+    def dataset_label(self) -> str:
+        """Printed dataset name, e.g. ``CIFAR-10``."""
+        return self.dataset_display or self.dataset
 
 
 @dataclass
@@ -62,16 +71,46 @@ class Cell:
     ci95: tuple[float, float] | None = None
     effect_dz: float | None = None
     test_note: str = ""
+    exact: dict[int, Fraction] | None = None
+    second: bool = False
+    alone: bool = False
 
     @property
     def not_worse(self) -> bool:
         """True when tested against the best and the difference is not significant (gets the marker)."""
         return self.significant is False
 
+    @property
+    def best(self) -> bool:
+        """Best of its column (bold); never in a column with a single method."""
+        return self.place == 1 and not self.alone
+
+    @property
+    def not_tested(self) -> bool:
+        """Not the best, but no test against the best was run (too few matched seeds): gets its own mark."""
+        return self.place > 1 and self.p_value is None
+
+    @property
+    def exact_mean(self) -> Fraction | None:
+        """Mean accuracy (percent) as an exact fraction when the runs recorded correct / total counts."""
+        if not self.exact:
+            return None
+        return sum(self.exact.values(), Fraction(0)) / len(self.exact)
+
+    @property
+    def score(self) -> Fraction | float:
+        """What ranks and ties compare: the exact mean when known, else the float mean."""
+        exact = self.exact_mean
+        return exact if exact is not None else self.mean
+
 
 @dataclass
 class AcrossSettings:
-    """Ranks and omnibus/post-hoc tests over the settings every method covers."""
+    """Ranks and omnibus/post-hoc tests over the settings every method covers.
+
+    ``cd`` (the Nemenyi critical difference) is only set when Friedman ran (3 or more methods);
+    ``cd_exceeded`` lists the pairs ``(a, b, rank difference)`` whose average ranks differ by more than it.
+    """
 
     methods: list[str]
     settings: list[tuple[str, str]]
@@ -80,6 +119,8 @@ class AcrossSettings:
     friedman_note: str
     wilcoxon: stats.PairwiseWilcoxon
     cd: float | None
+    cd_exceeded: list[tuple[str, str, float]] = field(default_factory=list)
+    exact: bool = False
 
 
 @dataclass
@@ -97,6 +138,9 @@ class Leaderboard:
     published: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
     failed_runs: int = 0
+    corrupt_runs: list[str] = field(default_factory=list)  # "run_id: why" of unreadable result files
+    method_names: dict[str, str] = field(default_factory=dict)
+    exact: bool = False  # cells compared as exact correct/total fractions
 
     @property
     def metric_name(self) -> str:
@@ -107,6 +151,10 @@ class Leaderboard:
     def leaky(self) -> bool:
         """True when the metric selects on the test set."""
         return self.metric in LEAKY_METRICS
+
+    def method_label(self, method: str) -> str:
+        """Printed name of a method (``DivideMix``), the id when it has none."""
+        return self.method_names.get(method) or method
 
     def cell(self, method: str, column: Column) -> Cell | None:
         """The cell of ``method`` in ``column`` (None when it has no finished run)."""
@@ -124,43 +172,63 @@ class Leaderboard:
         """The number of seeds of every cell."""
         return [c.n for c in self.cells.values()]
 
+    def shows_second(self) -> bool:
+        """Whether any column underlines a second best (only columns with 3 or more methods do)."""
+        return any(c.second for c in self.cells.values())
+
 
 def noise_label(noise: str) -> str:
-    """Readable noise setting: ``sym:0.5`` -> ``sym 50%``, ``human:aggre`` -> ``human aggre``."""
-    family, _, arg = noise.partition(":")
-    if not arg:
-        return family
-    try:
-        rate = float(arg)
-    except ValueError:
-        return f"{family} {arg}"
-    return f"{family} {rate * 100:g}%"
+    """Readable noise setting: ``sym:0.5`` -> ``Sym. 50 %``, ``human:aggre`` -> ``Human (aggre)``."""
+    return noise_display(noise)
 
 
-def _select(values: pd.Series, patterns: Sequence[str] | None, what: str) -> pd.Series:
+def _select(values: pd.Series, patterns: Sequence[str] | None, what: str, option: str) -> pd.Series:
     if not patterns:
         return pd.Series(True, index=values.index)
-    keep = values.map(lambda v: any(fnmatch.fnmatchcase(str(v), p) for p in patterns))
-    if not keep.any():
-        choices = ", ".join(sorted(set(map(str, values))))
-        raise NoisybenchError(f"no {what} matches {', '.join(patterns)}; available: {choices}")
-    return keep
+    present = sorted({str(v) for v in values.dropna()})
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(v, p) for v in present)]
+    if unmatched:
+        raise NoisybenchError(f"{option}: {', '.join(map(repr, unmatched))} matches no {what} in the results; "
+                              f"available: {', '.join(present)}")
+    return values.map(lambda v: any(fnmatch.fnmatchcase(str(v), p) for p in patterns))
 
 
 def filter_runs(frame: pd.DataFrame, datasets: Sequence[str] | None = None, noises: Sequence[str] | None = None,
                 methods: Sequence[str] | None = None) -> pd.DataFrame:
-    """Keep runs whose dataset / noise / method match any of the shell-style patterns given."""
-    keep = _select(frame["dataset"], datasets, "dataset")
-    keep &= _select(frame["noise"], noises, "noise setting")
-    keep &= _select(frame["method"], methods, "method")
+    """Keep runs whose dataset / noise / method match any of the shell-style patterns given.
+
+    Every pattern must match something: a misspelt name is an error, not silently dropped.
+    """
+    keep = _select(frame["dataset"], datasets, "dataset", "--datasets")
+    keep &= _select(frame["noise"], noises, "noise setting", "--noise")
+    keep &= _select(frame["method"], methods, "method", "--methods")
     return frame[keep]
 
 
+def _display(done: pd.DataFrame, column: str, key: str) -> dict[str, str]:
+    if column not in done.columns:
+        return {}
+    return {str(k): str(v) for k, v in zip(done[key], done[column]) if isinstance(v, str) and v}
+
+
 def _columns(done: pd.DataFrame) -> list[Column]:
+    """Columns grouped by dataset (first appearance in name order), settings in natural order within each."""
+    datasets, noises = _display(done, "dataset_display", "dataset"), _display(done, "noise_display", "noise")
     keys = done[["dataset", "noise", "noise_family", "noise_rate"]].drop_duplicates(["dataset", "noise"])
-    cols = [Column(r.dataset, r.noise, r.noise_family, None if pd.isna(r.noise_rate) else float(r.noise_rate))
+    cols = [Column(r.dataset, r.noise, r.noise_family, None if pd.isna(r.noise_rate) else float(r.noise_rate),
+                   datasets.get(r.dataset, r.dataset), noises.get(r.noise, noise_display(r.noise)))
             for r in keys.itertuples()]
-    return sorted(cols, key=lambda c: (c.dataset, c.family or "", c.rate if c.rate is not None else -1.0, c.noise))
+    return sorted(cols, key=lambda c: (c.dataset, noise_sort_key(c.noise)))
+
+
+def _exact_values(group: pd.DataFrame, column: str) -> dict[int, Fraction] | None:
+    """Per-seed percent as exact fractions from ``<column>_correct`` / ``_total``; None if any run lacks them."""
+    correct, total = f"{column}_correct", f"{column}_total"
+    if correct not in group.columns or total not in group.columns:
+        return None
+    if group[correct].isna().any() or group[total].isna().any() or (group[total] <= 0).any():
+        return None
+    return {int(s): Fraction(100 * int(c), int(n)) for s, c, n in zip(group["seed"], group[correct], group[total])}
 
 
 def _cells(done: pd.DataFrame, column: str) -> dict[tuple[str, str, str], Cell]:
@@ -169,23 +237,32 @@ def _cells(done: pd.DataFrame, column: str) -> dict[tuple[str, str, str], Cell]:
         group = group.dropna(subset=[column])
         if group.empty:
             continue
+        exact = _exact_values(group, column)
         values = {int(s): float(v) for s, v in zip(group["seed"], group[column])}
         arr = np.array(list(values.values()))
         std = float(arr.std(ddof=1)) if arr.size >= 2 else math.nan
-        cells[(method, dataset, noise)] = Cell(method, dataset, noise, values, float(arr.mean()), std, int(arr.size))
+        cell = Cell(method, dataset, noise, values, float(arr.mean()), std, int(arr.size), exact=exact)
+        if exact is not None:
+            cell.mean = float(cell.exact_mean)  # type: ignore[arg-type]
+        cells[(method, dataset, noise)] = cell
     return cells
 
 
 def _rank_and_test(column: Column, cells: list[Cell], done: pd.DataFrame, alpha: float) -> None:
-    means = sorted({c.mean for c in cells}, reverse=True)
+    scores = sorted({c.score for c in cells}, reverse=True)
     for c in cells:
-        c.place = means.index(c.mean) + 1
-    best = max(cells, key=lambda c: c.mean)
+        c.place = scores.index(c.score) + 1
+        c.second = c.place == 2 and len(cells) >= 3
+        c.alone = len(cells) < 2
+    best = max(cells, key=lambda c: c.score)
     others = [c for c in cells if c is not best]
     for c in others:
         paired = matched_pairs(done, column.key, best.method, c.method)
         seeds = [s for s in paired if s in best.values and s in c.values]
-        test = stats.paired_ttest([best.values[s] for s in seeds], [c.values[s] for s in seeds])
+        exact = best.exact is not None and c.exact is not None
+        a = [float(best.exact[s]) if exact else best.values[s] for s in seeds]  # type: ignore[index]
+        b = [float(c.exact[s]) if exact else c.values[s] for s in seeds]  # type: ignore[index]
+        test = stats.paired_ttest(a, b)
         c.n_paired, c.p_value, c.mean_diff, c.ci95 = test.n, test.p_value, test.mean_diff, test.ci95
         c.effect_dz, c.test_note = test.effect_dz, test.reason
     for c, adj in zip(others, stats.holm([c.p_value for c in others])):
@@ -193,25 +270,38 @@ def _rank_and_test(column: Column, cells: list[Cell], done: pd.DataFrame, alpha:
         c.significant = None if adj is None else adj < alpha
 
 
+def _scores(cells: dict[tuple[str, str, str], Cell], methods: list[str], complete: list[Column]) -> np.ndarray:
+    """Settings x methods: exact fractions (object array) when every cell has counts, else floats."""
+    rows = [[cells[(m, *col.key)] for m in methods] for col in complete]
+    if all(c.exact for row in rows for c in row):
+        return np.array([[c.exact_mean for c in row] for row in rows], dtype=object)
+    return np.array([[c.mean for c in row] for row in rows], dtype=float)
+
+
 def _across(cells: dict[tuple[str, str, str], Cell], methods: list[str], columns: list[Column],
             alpha: float) -> AcrossSettings | None:
     complete = [col for col in columns if all((m, *col.key) in cells for m in methods)]
     if len(methods) < 2 or not complete:
         return None
-    scores = np.array([[cells[(m, *col.key)].mean for m in methods] for col in complete])
+    scores = _scores(cells, methods, complete)
     ranks = dict(zip(methods, map(float, stats.average_ranks(scores))))
-    friedman, note = None, ""
+    friedman, note, cd = None, "", None
     if len(methods) < 3:
-        note = "Friedman not run: it needs at least 3 methods"
+        note = "Friedman and the Nemenyi critical difference not computed: they need at least 3 methods"
     elif len(complete) < 2:
-        note = "Friedman not run: it needs at least 2 settings"
+        note = "Friedman and the Nemenyi critical difference not computed: they need at least 2 settings"
     else:
         friedman = stats.friedman_iman_davenport(scores)
+        cd = stats.nemenyi_cd(len(methods), len(complete), alpha)
         if friedman.indicative:
             note = f"indicative only: {len(complete)} settings < {stats.MIN_SETTINGS_FRIEDMAN}"
+    exceeded = [] if cd is None else [
+        (a, b, abs(ranks[a] - ranks[b])) for i, a in enumerate(methods) for b in methods[i + 1:]
+        if abs(ranks[a] - ranks[b]) > cd]
+    exceeded.sort(key=lambda e: -e[2])
     wilcoxon = stats.pairwise_wilcoxon(scores, methods, alpha)
-    cd = stats.nemenyi_cd(len(methods), len(complete), alpha) if len(methods) >= 2 else None
-    return AcrossSettings(methods, [c.key for c in complete], ranks, friedman, note, wilcoxon, cd)
+    return AcrossSettings(methods, [c.key for c in complete], ranks, friedman, note, wilcoxon, cd, exceeded,
+                          exact=scores.dtype == object)
 
 
 def _provenance(done: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -223,6 +313,21 @@ def _provenance(done: pd.DataFrame) -> dict[str, dict[str, str]]:
     return {m: {k: "/".join(sorted(v)) for k, v in sorted(d.items())} for m, d in sorted(out.items())}
 
 
+def _corrupt(frame: pd.DataFrame) -> list[str]:
+    if "status" not in frame.columns:
+        return []
+    bad = frame[frame["status"] == "corrupt"]
+    return [f"{r}: {why}" for r, why in zip(bad["run_id"], bad["reason"])]
+
+
+def _check_metric(done: pd.DataFrame, column: str, metric: str) -> None:
+    if column in done.columns and done[column].notna().any():
+        return
+    title = METRIC_TITLES.get(column, column)
+    raise NoisybenchError(f"--metric {metric}: no selected run records {column!r} ({title}); "
+                          "choose another metric, e.g. --metric val")
+
+
 def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0.05,
                       datasets: Sequence[str] | None = None, noises: Sequence[str] | None = None,
                       methods: Sequence[str] | None = None, published: bool = True) -> Leaderboard:
@@ -231,13 +336,14 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     Parameters
     ----------
     frame
-        One row per run.
+        One row per run. Display columns (``method_display``, ``dataset_display``, ``noise_display``)
+        are used when present; ``<metric>_correct`` / ``<metric>_total`` make ranks and ties exact.
     metric
         ``val`` (default), ``last``, ``mean-last`` or ``best`` (test-selected, leaky), or a column name.
     alpha
         Significance level of the paired t-tests (Holm-corrected per column) and pairwise Wilcoxon tests.
     datasets, noises, methods
-        Shell-style patterns selecting columns and rows (all when None).
+        Shell-style patterns selecting columns and rows (all when None); each must match something.
     published
         Attach matching published numbers (``noisybench/reporting/published.csv``).
 
@@ -250,10 +356,12 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     column = metric_column(metric)
     if frame.empty:
         raise NoisybenchError("no finished runs to report; run `noisybench run GRID --out DIR` first")
-    frame = filter_runs(frame, datasets, noises, methods)
+    corrupt = _corrupt(frame)
+    frame = filter_runs(frame[frame["status"] != "corrupt"], datasets, noises, methods)
     done = frame[frame["status"] == "done"]
     if done.empty:
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")
+    _check_metric(done, column, metric)
     done, tuned = select_tuned(done)
     done, superseded = drop_superseded(done)
     cells = _cells(done, column)
@@ -264,8 +372,9 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
         _rank_and_test(col, in_col, done, alpha)
     board = Leaderboard(metric=column, alpha=alpha, methods=method_order, columns=columns, cells=cells,
                         across=_across(cells, method_order, columns, alpha),
-                        failed_runs=int(frame["status"].isin(["failed", "corrupt"]).sum()),
-                        provenance=_provenance(done))
+                        failed_runs=int((frame["status"] == "failed").sum()) + len(corrupt), corrupt_runs=corrupt,
+                        provenance=_provenance(done), method_names=_display(done, "method_display", "method"),
+                        exact=all(c.exact for c in cells.values()))
     board.warnings = superseded + check_protocol(done, board)
     board.tuned = tuned
     if published:

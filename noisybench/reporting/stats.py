@@ -89,10 +89,26 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
+def rank_rows(scores: np.ndarray) -> np.ndarray:
+    """Rank of each method (columns) within each setting (rows); 1 = highest, ties averaged.
+
+    ``scores`` may be an object array of :class:`fractions.Fraction`: then ties are exact.
+    """
+    scores = np.asarray(scores)
+    if scores.dtype != object:
+        scores = scores.astype(float)
+    return np.vstack([stats.rankdata(-row, method="average") for row in scores]).astype(float)
+
+
 def average_ranks(scores: np.ndarray) -> np.ndarray:
     """Average rank of each method (columns) over settings (rows); rank 1 = highest score, ties averaged."""
-    ranks = np.vstack([stats.rankdata(-row, method="average") for row in np.asarray(scores, dtype=float)])
-    return ranks.mean(axis=0)
+    return rank_rows(scores).mean(axis=0)
+
+
+def differences(scores: np.ndarray, i: int, j: int) -> np.ndarray:
+    """``scores[:, i] - scores[:, j]`` as floats, subtracted exactly first when the scores are fractions."""
+    scores = np.asarray(scores)
+    return np.array([float(a - b) for a, b in zip(scores[:, i], scores[:, j])], dtype=float)
 
 
 @dataclass
@@ -126,7 +142,7 @@ def friedman_iman_davenport(scores: np.ndarray, seed: int = 0) -> FriedmanResult
         undefined; the exact permutation p ``(k!)^(1 - N)`` is used if no block has ties, else a
         Monte Carlo permutation p. ``indicative`` is True when N < 6.
     """
-    scores = np.asarray(scores, dtype=float)
+    scores = -rank_rows(scores)  # Friedman depends on within-row ranks only; this makes fraction ties exact
     n, k = scores.shape
     if k < 3 or n < 2:
         raise ValueError(f"Friedman needs >= 3 methods and >= 2 settings, got k={k}, N={n}")
@@ -165,38 +181,62 @@ def _permutation_friedman(scores: np.ndarray, chi2: float, seed: int) -> float:
 
 @dataclass
 class PairwiseWilcoxon:
-    """Pairwise Wilcoxon signed-rank tests over settings, Holm-corrected, or the reason they were not run."""
+    """Pairwise Wilcoxon signed-rank tests over settings, Holm-corrected, or the reason they were not run.
+
+    ``min_p_holm`` is the smallest Holm-adjusted p any pair could reach with these settings (every
+    difference nonzero and of one sign: exact p = 2 / 2^N, times the number of pairs); ``cannot_reach``
+    is True when even that is not below alpha, so no pair can be declared different whatever the data.
+    """
 
     pairs: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    min_p_holm: float | None = None
+    cannot_reach: bool = False
+    settings_needed: int | None = None
+
+
+def wilcoxon_min_p(n: int) -> float:
+    """Smallest two-sided exact Wilcoxon signed-rank p with ``n`` nonzero differences: ``2 / 2^n``."""
+    return min(1.0, 2.0 / 2.0 ** n)
+
+
+def settings_needed(m: int, alpha: float) -> int:
+    """Fewest settings N for which ``m`` Holm-corrected Wilcoxon tests can reach ``p < alpha``."""
+    n = 1
+    while m * wilcoxon_min_p(n) >= alpha:
+        n += 1
+    return n
 
 
 def pairwise_wilcoxon(scores: np.ndarray, methods: Sequence[str], alpha: float = 0.05) -> PairwiseWilcoxon:
     """Wilcoxon signed-rank (two-sided, scipy, ``zero_method="wilcox"``) for every pair, with Holm over all pairs.
 
     Refused (``reason`` set, no pairs) with fewer than 6 settings, where no p-value can fall below 0.05.
-    A pair whose number of nonzero differences is below 6 gets ``p = None`` ("not testable").
+    A pair whose number of nonzero differences is below 6 gets ``p = None`` ("not testable"). ``scores``
+    may hold fractions: differences are then exact, so equal gaps tie exactly.
     """
-    scores = np.asarray(scores, dtype=float)
-    n = scores.shape[0]
+    n = np.asarray(scores).shape[0]
+    m = len(methods) * (len(methods) - 1) // 2
+    reach = {"min_p_holm": min(1.0, m * wilcoxon_min_p(n)), "settings_needed": settings_needed(m, alpha)}
+    reach["cannot_reach"] = reach["min_p_holm"] >= alpha
     if n < MIN_SETTINGS_WILCOXON:
         return PairwiseWilcoxon(reason=f"pairwise Wilcoxon not run: {n} settings < {MIN_SETTINGS_WILCOXON} "
-                                       "(with fewer, no p-value can fall below 0.05)")
+                                       "(with fewer, no p-value can fall below 0.05)", **reach)
     pairs: list[dict[str, Any]] = []
     for i, j in itertools.combinations(range(len(methods)), 2):
-        d = scores[:, i] - scores[:, j]
+        d = differences(scores, i, j)
         nonzero = int(np.count_nonzero(d))
         p = None
         if nonzero >= MIN_SETTINGS_WILCOXON:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                p = float(stats.wilcoxon(scores[:, i], scores[:, j], zero_method="wilcox").pvalue)
+                p = float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
         pairs.append({"a": methods[i], "b": methods[j], "n": n, "n_nonzero": nonzero, "p_value": p,
                       "mean_diff": float(d.mean())})
     for pair, adj in zip(pairs, holm([p["p_value"] for p in pairs])):
         pair["p_holm"] = adj
         pair["significant"] = adj is not None and adj < alpha
-    return PairwiseWilcoxon(pairs=pairs)
+    return PairwiseWilcoxon(pairs=pairs, **reach)
 
 
 def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from noisybench.metrics import final_metrics
@@ -14,13 +15,26 @@ from noisybench.store import ResultStore
 GOLDEN = Path(__file__).parent / "golden"
 
 
-def fake_history(final: float, epochs: int = 4, diagnostics: bool = False) -> list[dict[str, Any]]:
-    """A history whose val-selected, last and mean-last metrics are all ``final`` (peak at the last epoch)."""
+def float32_percent(correct: int, total: int) -> float:
+    """Percent as the trainer computes it (a float32 mean): equal fractions, but float noise in sums."""
+    return float(np.float32(correct) / np.float32(total)) * 100.0
+
+
+def fake_history(final: float, epochs: int = 4, diagnostics: bool = False,
+                 counts: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """A history whose val-selected, last and mean-last metrics are all ``final`` (peak at the last epoch).
+
+    With ``counts = (correct, total)`` every epoch also records ``test_correct`` / ``test_total`` and the
+    last epoch's test accuracy is ``float32_percent(correct, total)`` (``final`` is then ignored).
+    """
     rows = []
     for e in range(epochs):
         acc = final - 2.0 * (epochs - 1 - e)
         row = {"epoch": e, "lr": 0.1, "train_loss": 1.0 / (e + 1), "val_acc": acc - 5.0, "test_acc": acc,
                "epoch_time": 0.01, "peak_mem_mb": 1.0}
+        if counts is not None:
+            correct = counts[0] - 20 * (epochs - 1 - e)
+            row.update(test_acc=float32_percent(correct, counts[1]), test_correct=correct, test_total=counts[1])
         if diagnostics:
             row.update(selected_frac=0.5 + 0.1 * e, select_precision=0.8 + 0.02 * e, select_recall=0.6 + 0.05 * e)
         rows.append(row)
@@ -30,7 +44,7 @@ def fake_history(final: float, epochs: int = 4, diagnostics: bool = False) -> li
 def write_run(root: Path, method: str, dataset: str, noise: str, seed: int, value: float, *, epochs: int = 4,
               profile: str = "cpu", hparam_sources: dict[str, str] | None = None, noise_hash: str | None = None,
               status: str = "done", diagnostics: bool = False, hparams: dict[str, Any] | None = None,
-              finished_at: str = "2026-01-01T00:00:00+00:00") -> str:
+              finished_at: str = "2026-01-01T00:00:00+00:00", counts: tuple[int, int] | None = None) -> str:
     """Write one finished run; its metrics all equal ``value`` (from a fake history)."""
     store = ResultStore(root)
     ident = f"{method}|{dataset}|{noise}|{seed}|{epochs}|{profile}|{hparam_sources}|{noise_hash}|{hparams}"
@@ -40,7 +54,7 @@ def write_run(root: Path, method: str, dataset: str, noise: str, seed: int, valu
               "hparam_sources": hparam_sources or {"lr_scale": "suite"}, "seed": seed,
               "train": {"profile": profile, "epochs": epochs}, "grid": "synthetic"}
     store.write_start(config, {"python": "test"})
-    history = fake_history(value, epochs, diagnostics)
+    history = fake_history(value, epochs, diagnostics, counts)
     store.write_history(run_id, history)
     record: dict[str, Any] = {"run_id": run_id, "config": config, "status": status, "wall_time": 1.0,
                               "finished_at": finished_at}

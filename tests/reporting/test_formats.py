@@ -23,7 +23,7 @@ def test_terminal_and_markdown_show_marks_n_and_statistics(synthetic_store: Path
     text = _report(synthetic_store, "table")
     assert "*84.67* ± 0.76 (n=3)" in text and "+70.17 ± 1.26† (n=3)" in text
     assert "ddof = 1" in text and "Holm" in text and "average rank" in text and "Friedman" in text
-    assert "Hyperparameter provenance: ce suite; co_teaching suite; gce suite." in text
+    assert "Hyperparameter provenance: CE suite; co_teaching suite; GCE suite." in text
     md = _report(synthetic_store, "md")
     assert "**84.67** ± 0.76 (n=3)" in md and "<u>70.17</u> ± 1.26† (n=3)" in md and "## Leaderboard" in md
     assert "### Hyperparameter provenance" in md and "lr_scale: suite" in md and "lr_scale: suite" not in text
@@ -35,8 +35,10 @@ def test_csv_long_wide_and_runs(synthetic_store: Path) -> None:
     row = long[(long.method == "gce") & (long.noise == "sym:0.5")].iloc[0]
     assert row["mean"] == pytest.approx(70.1666667) and row["place"] == 1
     wide = pd.read_csv(io.StringIO(_report(synthetic_store, "csv-wide")), index_col="method")
-    assert wide.loc["ce", "digits sym:0.2 mean"] == pytest.approx(81.1666667)
-    assert wide.loc["ce", "digits sym:0.2 n"] == 3
+    assert wide.loc["ce", "digits sym:0.2 val mean"] == pytest.approx(81.1666667)
+    assert wide.loc["ce", "digits sym:0.2 val n"] == 3
+    leaky = _report(synthetic_store, "csv-wide", metric="best").splitlines()[0]
+    assert leaky != _report(synthetic_store, "csv-wide").splitlines()[0] and "digits sym:0.2 best mean" in leaky
     runs = pd.read_csv(io.StringIO(_report(synthetic_store, "csv")))
     assert len(runs) == 36 and {"seed", "run_id", "val_selected", "hparam_sources"} <= set(runs.columns)
 
@@ -59,6 +61,7 @@ def test_json_has_every_cell_and_across_results(synthetic_store: Path) -> None:
 
 def test_cli_report_latex_to_file_and_warnings_on_stderr(synthetic_store: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "t").mkdir()
     out = tmp_path / "t" / "table.tex"
     assert main(["report", str(synthetic_store), "--format", "latex", "--standalone", "-o", str(out),
                  "--caption", "My runs.", "--methods", "ce,gce", "--noise", "sym:*"]) == 0
@@ -72,4 +75,5 @@ def test_cli_report_errors(tmp_path: Path, synthetic_store: Path, capsys: pytest
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["report", str(synthetic_store), "--datasets", "cifar*"]) == 2
-    assert "no dataset matches cifar*; available: digits, mnist1d" in capsys.readouterr().err
+    assert "--datasets: 'cifar*' matches no dataset in the results; available: digits, mnist1d" in \
+        capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
 from noisybench.reporting.latex import latex_escape
-from tests.reporting.conftest import GOLDEN
+from tests.reporting.conftest import GOLDEN, write_run
 
 UPDATE = os.environ.get("NOISYBENCH_UPDATE_GOLDEN") == "1"
 
@@ -44,13 +44,20 @@ def test_leaky_metric_table_matches_golden(synthetic_store: Path) -> None:
 
 def test_structure_conventions(synthetic_store: Path) -> None:
     text = _latex(synthetic_store)
-    for piece in ["\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-4} \\cmidrule(lr){5-5}",
-                  "\\multirow{2}{*}{Method}", "\\multicolumn{3}{c}{digits}", "co\\_teaching", "sym 20\\%",
-                  "\\textbf{84.67}{\\footnotesize$\\pm$0.76}",
-                  "\\underline{70.17}{\\footnotesize$\\pm$1.26}$^{\\dagger}$",
-                  "ddof $= 1$", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$", "(\\texttt{val})"]:
+    for piece in ["\\toprule", "\\midrule", "\\bottomrule", "\\cmidrule(lr){2-7} \\cmidrule(lr){8-9}",
+                  "\\begin{tabular}{@{}lr@{}lr@{}lr@{}lr@{}l@{}}", "Method & \\multicolumn{2}{c}{Sym.~20\\,\\%}",
+                  "\\multicolumn{6}{c}{Digits}", "co\\_teaching", "GCE &",
+                  "\\textbf{84.67} & {\\scriptsize$\\pm$0.76}",
+                  "\\underline{70.17} & {\\scriptsize$\\pm$1.26}$^{\\dagger}$",
+                  "sample standard deviation", "$n = 3$ seeds", "Holm correction", "$\\alpha = 0.05$",
+                  "(\\texttt{val})",
+                  "%   \\usepackage{booktabs}"]:
         assert piece in text, piece
     assert "|" not in text.split("\\begin{tabular}")[1]
+    caption = text.split("\\caption{")[1].split("\\label")[0]
+    assert "ddof" not in caption and "provenance" not in caption and "suite" not in caption  # provenance: a comment
+    assert "% Hyperparameter provenance: CE suite; co_teaching suite; GCE suite." in text
+    assert "multirow" not in text  # the fragment needs only the packages its comment names
 
 
 def test_escape() -> None:
@@ -101,3 +108,22 @@ def test_missing_pdflatex_fails_under_ci_and_skips_locally(monkeypatch: pytest.M
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         _pdflatex()
+
+
+def test_caption_escaped_seed_range_and_no_second_with_two_methods(tmp_path: Path) -> None:
+    for method, seeds in {"ce": (1, 2), "gce": (1, 2, 3)}.items():
+        for seed in seeds:
+            write_run(tmp_path, method, "digits", "sym:0.2", seed, 80.0 + seed + (method == "gce"))
+    text = _latex(tmp_path, caption="50% of 100_runs & more")
+    caption = text.split("\\caption{")[1]
+    assert caption.startswith("50\\% of 100\\_runs \\& more. ")
+    assert "$n = 2$--$3$ seeds" in caption  # not $n = 2--3$, which prints as a double minus
+    assert "\\underline" not in text and "second" not in caption  # two methods: no "second best"
+    assert "$^{\\ddagger}$: not tested" in caption  # CE has 2 matched seeds
+
+
+@pytest.mark.latex
+@pytest.mark.parametrize("layout", ["wide", "long", "per-dataset"])
+def test_every_layout_compiles_standalone(synthetic_store: Path, tmp_path: Path, layout: str) -> None:
+    pdf = compile_tex(_latex(synthetic_store, standalone=True, layout=layout), tmp_path)
+    assert pdf.read_bytes().startswith(b"%PDF")

@@ -18,8 +18,11 @@ from tests.reporting.test_stats import holm_reference
 def test_cells_are_mean_sample_std_and_n(synthetic_store: Path) -> None:
     board = build_leaderboard(load_results(synthetic_store))
     assert board.methods == ["ce", "co_teaching", "gce"]
-    assert [c.key for c in board.columns] == [("digits", "asym:0.4"), ("digits", "sym:0.2"), ("digits", "sym:0.5"),
+    # natural order: noise family (sym before asym), then rate
+    assert [c.key for c in board.columns] == [("digits", "sym:0.2"), ("digits", "sym:0.5"), ("digits", "asym:0.4"),
                                              ("mnist1d", "sym:0.2")]
+    assert [c.label for c in board.columns] == ["Sym. 20 %", "Sym. 50 %", "Asym. 40 %", "Sym. 20 %"]
+    assert board.method_label("gce") == "GCE" and board.method_label("co_teaching") == "co_teaching"
     for method, settings in SYNTHETIC.items():
         for (dataset, noise), values in settings.items():
             cell = board.cells[(method, dataset, noise)]
@@ -44,7 +47,7 @@ def test_places_and_every_p_value_against_scipy(synthetic_store: Path) -> None:
         for c, h in zip(others, holm_reference(raw)):
             assert c.significant == (h < 0.05) and c.not_worse == (h >= 0.05)
     # digits asym 40%: gce 70.5 best, ce 70.17 is not distinguishable, co_teaching 66.17 is.
-    col = board.columns[0]
+    col = board.columns[2]
     assert board.cell("ce", col).not_worse and not board.cell("co_teaching", col).not_worse
 
 
@@ -66,9 +69,14 @@ def test_no_test_below_three_seeds(tmp_path: Path) -> None:
     board = build_leaderboard(load_results(tmp_path))
     ce = board.cells[("ce", "blobs", "sym:0.2")]
     assert ce.p_value is None and ce.significant is None and not ce.not_worse and "not tested" in ce.test_note
-    from noisybench.reporting.formats import legend
+    assert ce.not_tested and not board.cells[("gce", "blobs", "sym:0.2")].not_tested
+    from noisybench.reporting.formats import NOT_TESTED, cell_text, legend
+    from noisybench.reporting.latex import latex_legend, render_latex
 
-    assert "No test where fewer than 3 seeds are matched" in legend(board)
+    assert f"{NOT_TESTED}: not tested (fewer than 3 seeds matched" in legend(board)
+    assert cell_text(ce, False).endswith(NOT_TESTED) and "†" not in legend(board)  # no cell was tested
+    assert "$^{\\ddagger}$: not tested" in latex_legend(board) and "51.00 & {\\scriptsize$\\pm$1.41}$^{\\ddagger}$" \
+        in render_latex(board)
 
 
 def test_across_settings_ranks_and_friedman(synthetic_store: Path) -> None:
@@ -88,8 +96,10 @@ def test_filters_select_rows_and_columns(synthetic_store: Path) -> None:
     board = build_leaderboard(frame, datasets=["digits"], noises=["sym:*"], methods=["ce", "g*"])
     assert board.methods == ["ce", "gce"]
     assert [c.key for c in board.columns] == [("digits", "sym:0.2"), ("digits", "sym:0.5")]
-    with pytest.raises(NoisybenchError, match="no method matches dividemix; available: ce, co_teaching, gce"):
+    with pytest.raises(NoisybenchError, match="'dividemix' matches no method in the results; available: ce, co_teac"):
         build_leaderboard(frame, methods=["dividemix"])
+    with pytest.raises(NoisybenchError, match="--methods: 'nosuch' matches no method"):  # not silently dropped
+        build_leaderboard(frame, methods=["ce", "nosuch"])
 
 
 def test_metric_choice_and_unknown_metric(synthetic_store: Path) -> None:
@@ -101,9 +111,9 @@ def test_metric_choice_and_unknown_metric(synthetic_store: Path) -> None:
 
 
 def test_noise_label() -> None:
-    assert noise_label("sym:0.5") == "sym 50%"
-    assert noise_label("human:aggre") == "human aggre"
-    assert noise_label("none") == "none"
+    assert noise_label("sym:0.5") == "Sym. 50 %"
+    assert noise_label("human:aggre") == "Human (aggre)"
+    assert noise_label("none") == "Clean"
 
 
 def test_six_settings_run_pairwise_wilcoxon_against_scipy(tmp_path: Path) -> None:
@@ -126,9 +136,10 @@ def test_six_settings_run_pairwise_wilcoxon_against_scipy(tmp_path: Path) -> Non
     assert a.friedman.f_id is None and a.friedman.p_value == pytest.approx(6.0 ** -6)
     from noisybench.reporting.plots import cd_diagram
 
-    fig = cd_diagram(board)
-    assert "no significant difference (Wilcoxon signed-rank, Holm" in fig.get_suptitle()
-    assert "INDICATIVE" not in fig.get_suptitle()
+    fig = cd_diagram(board, "wilcoxon")
+    assert "no significant difference (pairwise Wilcoxon signed-rank, Holm" in fig.get_suptitle()
+    assert "INDICATIVE" not in fig.get_suptitle() and "CD =" not in [t.get_text() for t in fig.axes[0].texts]
+    assert not a.wilcoxon.cannot_reach and a.wilcoxon.min_p_holm == pytest.approx(3 * 2 / 2 ** 7)
 
 
 def test_baseline_ce_is_the_first_row(tmp_path) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.config import parse_grid
-from noisybench.executors.slurm import SlurmOptions, make_slurm_executor, submit, wait
+from noisybench.executors.slurm import SlurmOptions, make_slurm_executor, queued_runs, submit, wait
 from noisybench.plan import expand_grid
 from noisybench.results import load_results
 from noisybench.runner import execute_run
@@ -104,12 +104,12 @@ def test_cancelled_job_is_recorded_as_cancelled(slurm_cluster: str, tmp_path: Pa
     options = SlurmOptions(partition=slurm_cluster, time=15)
     submission = submit(make_slurm_executor(out, options, "sl"), runs, out, options)
     _wait_for(lambda: _epochs(out, runs[0].run_id) >= 1, what="the job to train an epoch")
-    assert store_status(out).states["running"] == [runs[0].run_id]
+    assert store_status(out, queued=queued_runs).states["running"] == [runs[0].run_id]
     submission.jobs[0].cancel()
     records = wait(submission, out, poll=1.0)
     assert records[0]["status"] == "failed"
     assert records[0]["reason"].startswith(f"cancelled: Slurm job {submission.job_ids[0]} CANCELLED")
-    status = store_status(out)
+    status = store_status(out, queued=queued_runs)
     assert status.states["failed"] == [runs[0].run_id] and "cancelled" in status.reasons[runs[0].run_id]
 
 
@@ -154,13 +154,14 @@ def test_detach_returns_at_once_and_status_follows_from_the_store(slurm_cluster:
     assert main(["run", str(grid), "--out", str(out), "--executor", "slurm", "--detach",
                  "--partition", slurm_cluster, "--runs-per-task", "1"]) == 0
     assert time.time() - start < 10 and "detached" in capsys.readouterr().err
-    first = store_status(out).counts()
+    first = store_status(out, queued=queued_runs).counts()
     assert sum(first.values()) == 4 and first["done"] < 4 and first["queued"] + first["running"] > 0
     assert main(["run", str(grid), "--out", str(out), "--executor", "slurm", "--detach"]) == 0  # a second driver
     err = capsys.readouterr().err
     assert "already queued or running in Slurm jobs: not resubmitted" in err and "submitted" not in err.replace(
         "not resubmitted", "")
     assert len(list((out / "jobs").glob("*.json"))) == 1
-    _wait_for(lambda: store_status(out).counts()["done"] == 4, timeout=180, what="the detached jobs")
+    _wait_for(lambda: store_status(out, queued=queued_runs).counts()["done"] == 4, timeout=180,
+              what="the detached jobs")
     assert main(["run", str(grid), "--out", str(out), "--executor", "slurm"]) == 0  # nothing left to submit
     assert "4 already finished, 0 to run" in capsys.readouterr().err
