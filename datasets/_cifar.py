@@ -86,6 +86,10 @@ class CifarBase(Dataset):
         folder = self.data_dir()
         return [n for n, _ in (*self.train_files, *self.test_files, self.meta_file) if not (folder / n).is_file()]
 
+    def input_files(self) -> list[Path]:
+        folder = self.data_dir()
+        return [folder / n for n, _ in (*self.train_files, *self.test_files, self.meta_file)]
+
     def check_ready(self) -> None:
         missing = self.missing_files()
         if missing and not self.config.get("download"):

@@ -38,6 +38,9 @@ class CifarNMixin:
         super().check_ready()  # type: ignore[misc]
         self.label_path()
 
+    def input_files(self) -> list[Path]:
+        return [*super().input_files(), self.label_path()]  # type: ignore[misc]
+
     def label_path(self) -> Path:
         """The label file: ``[datasets.<name>] label_file``, else ``<root>/cifar-n/<file>`` or ``<root>/<file>``."""
         if self.config.get("label_file"):

@@ -27,11 +27,11 @@ def check_data_ready(runs: Sequence[Any]) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.config import load_grid
-    from noisybench.executors import ExecRequest, SlurmOptions, execute_plan, parse_sbatch_flags
+    from noisybench.executors import ExecRequest, execute_plan
+    from noisybench.fingerprint import fingerprints
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
-    from noisybench.report import render_report
-    from noisybench.runner import pending_runs
+    from noisybench.resume import select_runs
     from noisybench.store import ResultStore
 
     grid = load_grid(args.grid)
@@ -39,34 +39,68 @@ def _cmd_run(args: argparse.Namespace) -> int:
         grid.data_root = str(Path(args.data_dir).expanduser().resolve())
     runs = expand_grid(grid)
     check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
+    options = _slurm_options(args, grid)  # typos fail early
+    out = Path(args.out or Path("results") / grid.name)
+    store = ResultStore(out)
+    store.ensure_writable()
+    expected = fingerprints(runs)
+    store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    decision = select_runs(runs, store, expected, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
+                           keep_stale=args.keep_stale, force=_force_selection(args), log=log)
+    stale = f", {len(decision.stale)} stale" if decision.stale else ""
+    log(f"grid {grid.name!r}: {len(runs)} runs, {decision.finished} already finished{stale}, "
+        f"{len(decision.train)} to run")
+    request = ExecRequest(args.executor, decision.train, out, grid.name, options, args.workers or os.cpu_count() or 1,
+                          args.retry_failed, args.detach, ProgressPrinter(), log=log)
+    records = execute_plan(request)
+    if records is None:
+        return 0
+    return _closing_table(args, out, records, decision.current)
+
+
+def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
+    from noisybench.executors import SlurmOptions, parse_sbatch_flags
+
     overrides = {"partition": args.partition, "account": args.account, "qos": args.qos, "time": args.time,
                  "cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem, "runs_per_task": args.runs_per_task,
                  "array_parallelism": args.array_parallelism}
     if args.sbatch:
         overrides["sbatch"] = {**grid.slurm.get("sbatch", {}), **parse_sbatch_flags(args.sbatch)}
-    options = SlurmOptions.from_sources(grid.slurm, overrides, where=f"{grid.source}: [slurm]")  # typos fail early
-    out = Path(args.out or Path("results") / grid.name)
-    store = ResultStore(out)
-    store.ensure_writable()
-    store.record_plan(grid.name, {r.run_id: r.label() for r in runs})
-    todo = pending_runs(runs, store, args.retry_failed)
-    print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run",
-          file=sys.stderr)
-    request = ExecRequest(args.executor, todo, out, grid.name, options, args.workers or os.cpu_count() or 1,
-                          args.retry_failed, args.detach, ProgressPrinter(),
-                          log=lambda line: print(line, file=sys.stderr))
-    records = execute_plan(request)
-    if records is None:
-        return 0
+    return SlurmOptions.from_sources(grid.slurm, overrides, where=f"{grid.source}: [slurm]")
+
+
+def _force_selection(args: argparse.Namespace) -> Any:
+    from noisybench.resume import Selection
+
+    if not args.force:
+        if args.methods or args.datasets or args.noise:
+            raise NoisybenchError("--methods/--datasets/--noise select runs for --force; add --force")
+        return None
+    return Selection(_split(args.methods), _split(args.datasets), _split(args.noise))
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None
+
+
+def _closing_table(args: argparse.Namespace, out: Path, records: list, current: set[str]) -> int:
+    """Print the leaderboard of exactly this grid's current runs (not the whole store)."""
+    from noisybench.reporting import ReportOptions, make_report
+    from noisybench.results import load_results
+
     busy = sum(r["status"] == "running" for r in records)
     if busy:
         print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
               file=sys.stderr)
     failed = sum(r["status"] == "failed" for r in records)
-    if next(store.iter_results(), None) is None:
+    frame = load_results(out)
+    frame = frame[frame["run_id"].isin(current)]
+    if not (frame["status"] == "done").any():
         print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
         return 0
-    print(render_report(out, "table", args.metric))
+    text, _ = make_report(frame, ReportOptions(fmt="table", metric=args.metric), source=str(out))
+    print(text)
     return 1 if failed and args.strict else 0
 
 
@@ -158,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="output directory (default results/<grid name>)")
     run.add_argument("--workers", type=int, default=None, help="parallel local workers (default: CPU count)")
     run.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    run.add_argument("--rerun-stale", action="store_true",
+                     help="rerun finished runs whose code or input files changed since they ran (old folders kept)")
+    run.add_argument("--keep-stale", action="store_true", help="count stale runs as finished (reports mark them)")
+    run.add_argument("--force", action="store_true",
+                     help="rerun the finished runs selected by --methods/--datasets/--noise (all without them)")
+    run.add_argument("--methods", help="with --force: comma-separated method patterns")
+    run.add_argument("--datasets", help="with --force: comma-separated dataset patterns")
+    run.add_argument("--noise", help="with --force: comma-separated noise patterns, e.g. 'sym:*'")
     run.add_argument("--metric", default="val", help="metric of the closing table (val|last|mean-last|best)")
     run.add_argument("--strict", action="store_true", help="exit 1 when any run failed")
     run.add_argument("--data-dir", help="data root of real datasets (overrides the grid's [data] root)")
@@ -168,8 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--partition")
     slurm.add_argument("--account")
     slurm.add_argument("--qos")
-    slurm.add_argument("--time", help="time limit per array task: minutes or [D-]HH:MM:SS (default 60)")
-    slurm.add_argument("--cpus", type=int, help="CPUs per run (torch threads; default 1)")
+    slurm.add_argument("--time", help="time limit per array task, as sbatch reads --time: MM, MM:SS, HH:MM:SS, "
+                       "D-HH, D-HH:MM, D-HH:MM:SS or UNLIMITED (default 60)")
+    slurm.add_argument("--cpus", type=int, help="CPUs per array task (torch threads: [train] threads; default 1)")
     slurm.add_argument("--gpus", type=int, help="GPUs per run (default 0)")
     slurm.add_argument("--mem", type=float, help="memory per run in GB")
     slurm.add_argument("--array-parallelism", type=int, help="array tasks running at once (default 64)")

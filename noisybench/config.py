@@ -53,6 +53,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast, effective on CUDA only
     channels_last: bool = True  # channels_last memory format for 4-D inputs, effective on CUDA only
     compile: bool = False  # torch.compile the networks' forward
+    threads: int = 1  # torch CPU threads of the run (part of the run id: results depend on it)
     num_workers: int = 4  # DataLoader workers of streamed (on-disk) datasets; no effect on results
 
     @classmethod
@@ -77,6 +78,7 @@ class TrainConfig:
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
+            (isinstance(self.threads, int) and self.threads >= 1, "threads must be an integer >= 1 (CPU threads)"),
             (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda[:N]"),
         ]

@@ -163,6 +163,11 @@ class NoiseModel:
     def check(cls, spec: NoiseSpec, dataset_cls: Any) -> None:
         """Refuse, before anything runs, a spec that cannot apply to ``dataset_cls``."""
 
+    @classmethod
+    def input_files(cls, spec: NoiseSpec) -> list[Path]:
+        """Files the realisation reads (a label file); their sha256 goes into the run's fingerprint."""
+        return []
+
 
 def noise_seed(dataset_id: str, spec: NoiseSpec, seed: int) -> np.random.SeedSequence:
     """The seed sequence of one realisation: a pure function of dataset, spec and seed."""
@@ -467,6 +472,12 @@ class Human(NoiseModel):
     example = "aggre"
     sampler = "human"
     description = "human labels: a dataset's named label set, or a .npy/.txt/.csv label file"
+
+    @classmethod
+    def input_files(cls, spec: NoiseSpec) -> list[Path]:
+        if Path(spec.arg or "").suffix in {".npy", ".txt", ".csv"}:
+            return [Path(spec.arg or "").expanduser()]
+        return []
 
     @classmethod
     def check(cls, spec: NoiseSpec, dataset_cls: Any) -> None:

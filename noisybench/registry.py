@@ -12,6 +12,7 @@ by two plugins, from any two origins, is an error naming both.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import importlib.metadata
 import pkgutil
@@ -85,7 +86,8 @@ class Registry(Generic[T]):
         """Register ``obj`` under ``name``; refuse a taken name unless ``force``."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
-        origin = origin or Origin(getattr(obj, "__module__", "?"), self._loading_dist)
+        module = getattr(obj, "__module__", "?")
+        origin = origin or Origin(module, self._loading_dist or distribution_of(module))
         if name in self._items and not force and self._items[name] is not obj:
             raise PluginError(
                 f"{self.kind} {name!r} is registered twice: by {_describe(self._items[name])}"
@@ -161,6 +163,16 @@ class Registry(Generic[T]):
                 self._loading_dist = ""
             if obj not in self._items.values():
                 self.add(ep.name, obj, origin=Origin(getattr(obj, "__module__", ep.module), dist, ep.name))
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return dict(importlib.metadata.packages_distributions())
+
+
+def distribution_of(module: str) -> str:
+    """The installed distribution that provides ``module`` ("" when none does, e.g. a script)."""
+    return (_distributions().get(module.split(".")[0]) or [""])[0]
 
 
 def discover_modules(package: str) -> list[str]:

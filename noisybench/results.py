@@ -41,6 +41,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
+        "fingerprint": record.get("fingerprint_digest"),
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():
@@ -86,13 +87,21 @@ def load_results(root: str | Path) -> pd.DataFrame:
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
     reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, finished_at, hparams,
-    hparam_sources``, every metric (with ``<metric>_correct`` / ``<metric>_total`` counts when the
-    runs recorded them) and the display columns of :func:`add_display_columns`. A run whose final
-    record is damaged gets status ``corrupt`` and what is wrong as its reason (its other columns are empty).
+    hparam_sources, fingerprint, stale`` (code or inputs changed since it ran), every metric
+    (with ``<metric>_correct`` / ``<metric>_total`` counts when the runs recorded them) and the
+    display columns of :func:`add_display_columns`. A run whose final record is damaged gets
+    status ``corrupt`` and what is wrong as its reason (its other columns are empty).
     """
     rows = []
-    for stored in ResultStore(root).iter_stored():
-        rows.append(_row(stored.record) if stored.record is not None else _corrupt_row(stored.run_id, stored.problem))
+    store = ResultStore(root)
+    expected = store.planned_fingerprints()
+    for stored in store.iter_stored():
+        if stored.record is None:
+            rows.append(_corrupt_row(stored.run_id, stored.problem))
+            continue
+        row = _row(stored.record)
+        row["stale"] = stored.run_id in expected and row["fingerprint"] != expected[stored.run_id]
+        rows.append(row)
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
                "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time", "finished_at",
                "hparams", "hparam_sources", *METRICS.values(),

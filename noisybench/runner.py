@@ -15,6 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -46,6 +47,9 @@ class RunRecord(TypedDict, total=False):
     resumed_from_epoch: int
     traceback: str
     holder: dict[str, Any]
+    runtime: dict[str, Any]
+    fingerprint: dict[str, Any]
+    fingerprint_digest: str
 
 
 @lru_cache(maxsize=1)
@@ -117,6 +121,7 @@ def _busy_record(run: RunConfig, holder: ClaimInfo) -> RunRecord:
 
 
 def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> RunRecord:
+    from noisybench.fingerprint import digest, fingerprint
     from noisybench.trainer import Trainer
 
     store.write_start(run.to_dict(), environment())
@@ -135,9 +140,11 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
             time.sleep(delay)
 
     try:
+        record["fingerprint"] = fingerprint(run)
+        record["fingerprint_digest"] = digest(record["fingerprint"])
         out = Trainer(run, checkpoint=checkpoint, on_epoch=on_epoch).run()
         store.write_noise(run.run_id, out["noise"], out["noise_labels"])
-        record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]))
+        record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]), runtime=out["runtime"])
     except ClaimLostError as exc:  # another process owns the run now: leave the store to it
         return {**record, "status": "running", "reason": str(exc)}
     except Exception as exc:  # recorded, never raised: the grid goes on
@@ -165,16 +172,37 @@ def execute_runs(configs: list[dict[str, Any]], out_dir: str, retry_failed: bool
     return [execute_run(c, out_dir, retry_failed, raise_errors=raise_errors) for c in configs]
 
 
-def pending_runs(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False) -> list[RunConfig]:
-    """The runs without a valid final record (plus failed ones with ``retry_failed``)."""
-    todo = []
+@dataclass
+class Pending:
+    """What a plan still needs: runs to train, finished runs whose fingerprint changed, damaged runs."""
+
+    todo: list[RunConfig] = field(default_factory=list)
+    stale: list[RunConfig] = field(default_factory=list)
+    corrupt: list[tuple[RunConfig, str]] = field(default_factory=list)
+
+
+def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False,
+             expected: dict[str, str] | None = None) -> Pending:
+    """Sort ``runs`` into what to train, what is stale (finished, but its stored fingerprint digest
+    is not ``expected[run_id]``) and what is corrupt (to be moved aside and redone)."""
+    out = Pending()
     for run in runs:
         if not store.has_result(run.run_id):  # a stat first: fast on big grids
-            todo.append(run)
+            out.todo.append(run)
             continue
-        state = store.stored(run.run_id).state
-        if state == "corrupt" or (retry_failed and state == "failed"):
-            todo.append(run)
-    return todo
+        stored = store.stored(run.run_id)
+        if stored.record is None:
+            out.corrupt.append((run, stored.problem))
+            out.todo.append(run)
+        elif expected is not None and stored.record.get("fingerprint_digest") != expected.get(run.run_id):
+            out.stale.append(run)
+        elif retry_failed and stored.state == "failed":
+            out.todo.append(run)
+    return out
+
+
+def pending_runs(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False) -> list[RunConfig]:
+    """The runs without a valid final record (plus failed ones with ``retry_failed``); fingerprints unchecked."""
+    return classify(runs, store, retry_failed).todo
 
 

@@ -336,7 +336,8 @@ class Trainer:
         return ctx, method
 
     def run(self) -> dict[str, Any]:
-        """Train and evaluate; return ``{"metrics", "history", "noise", "noise_labels"}``."""
+        """Train and evaluate; return ``{"metrics", "history", "noise", "noise_labels", "runtime"}``."""
+        torch.set_num_threads(self.train.threads)  # the recipe's, whatever process runs it (resumes included)
         ctx, method = self.setup()
         history = self._resume(ctx, method)
         for epoch in range(len(history), self.train.epochs):
@@ -349,6 +350,7 @@ class Trainer:
             "history": history,
             "noise": ctx.data.noise.summary(),
             "noise_labels": ctx.data.noise.labels,
+            "runtime": {"device": str(self.device), "threads": torch.get_num_threads()},
         }
 
     def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:

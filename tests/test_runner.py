@@ -36,8 +36,8 @@ dim = 6
 
 
 def _cli(args: list[str], sleep: float = 0.0) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep)}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep)}
+    env.pop("OMP_NUM_THREADS", None)  # thread counts come from each run's recipe, not the environment
     return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -150,3 +150,26 @@ def test_sigkill_of_driver_loses_nothing_and_rerun_does_only_the_rest(tmp_path: 
     a, b = load_results(out), load_results(reference)
     for column in ["val_selected", "last", "mean_last_k"]:
         assert a[column].tolist() == b[column].tolist()
+    assert _histories(out) == _histories(reference)  # the resumed run's epochs too, bit for bit
+
+
+def _histories(out: Path) -> dict[str, list[dict]]:
+    volatile = {"epoch_time", "peak_mem_mb"}
+    return {r: [{k: v for k, v in row.items() if k not in volatile} for row in ResultStore(out).history(r)]
+            for r in ResultStore(out).run_ids()}
+
+
+def test_one_config_gives_identical_numbers_with_one_or_two_workers(tmp_path: Path) -> None:
+    """The run id pins the thread count (``[train] threads``), so the worker count cannot move a number."""
+    grid = tmp_path / "g.toml"
+    grid.write_text(GRID.replace("seeds = [1, 2, 3, 4, 5, 6]", "seeds = [1, 2]"))
+    for workers in (1, 2):
+        proc = _cli(["run", str(grid), "--out", str(tmp_path / f"w{workers}"), "--workers", str(workers)])
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()[-2000:]
+    one, two = load_results(tmp_path / "w1"), load_results(tmp_path / "w2")
+    assert one["run_id"].tolist() == two["run_id"].tolist()
+    assert one["val_selected"].tolist() == two["val_selected"].tolist() and one["last"].tolist() == two["last"].tolist()
+    assert _histories(tmp_path / "w1") == _histories(tmp_path / "w2")
+    runtime = [json.loads(p.read_text()).get("runtime") for p in (tmp_path / "w2").rglob("result.json")]
+    assert all(r == {"device": "cpu", "threads": 1} for r in runtime)

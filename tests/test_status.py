@@ -61,7 +61,7 @@ def test_status_command_shows_counts_and_reasons(store_with_every_state: tuple[P
     out, runs = store_with_every_state
     assert main(["status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.splitlines()[0] == "done: 1  running: 1  queued: 1  failed: 1  pending: 2"
+    assert text.splitlines()[0] == "done: 1  stale: 0  running: 1  queued: 1  failed: 1  pending: 2"
     assert f"failed  {runs[1].run_id}  blobs sym:0.2 ce seed=2  NonFiniteLossError: loss became nan" in text
     assert f"running {runs[2].run_id}" in text and "pending" not in text.splitlines()[1]
     assert main(["status", str(out), "--all"]) == 0
@@ -71,3 +71,9 @@ def test_status_command_shows_counts_and_reasons(store_with_every_state: tuple[P
 def test_status_of_missing_directory_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "holds no runs" in capsys.readouterr().err
+
+
+def test_stray_empty_folders_are_not_runs(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "runs" / "deadbeefdeadbeef").mkdir(parents=True)  # e.g. left by a copy or a crash before the config
+    assert store_status(out).counts() == {s: 0 for s in ("done", "stale", "running", "queued", "failed", "pending")}

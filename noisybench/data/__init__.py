@@ -92,6 +92,11 @@ class Dataset:
         """Raise :class:`~noisybench.errors.DataError` (with the expected layout) when files that
         :meth:`load` needs are missing. Cheap: existence checks only, run before a grid starts."""
 
+    def input_files(self) -> list[Path]:
+        """The files :meth:`load` reads (data and label files; empty for generated data). Their
+        sha256 goes into every run's fingerprint, so a replaced file makes the runs stale."""
+        return []
+
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Return a randomly augmented copy of the stored-format batch ``x`` (default: unchanged)."""
         return x

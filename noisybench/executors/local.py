@@ -19,11 +19,8 @@ from noisybench.registry import discover_modules
 from noisybench.runner import RunRecord, execute_run
 
 
-def _init_worker(threads: int, driver: int | None = None) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)
+def _init_worker(driver: int | None = None) -> None:
+    """Each run sets its own torch thread count (its recipe's ``threads``); workers only watch the driver."""
     if driver is not None:
         threading.Thread(target=_exit_with_driver, args=(driver,), name="driver-watch", daemon=True).start()
 
@@ -50,7 +47,6 @@ def run_local(
     total = len(runs)
     if total == 0:
         return records
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
     if workers <= 1:
         for run in runs:
             records.append(execute_run(run, out_dir, retry_failed))
@@ -60,7 +56,7 @@ def run_local(
     context = multiprocessing.get_context("forkserver")
     plugins = [*discover_modules("noisybench.methods"), *discover_modules("noisybench.datasets")]
     context.set_forkserver_preload(["noisybench.trainer", *plugins])
-    init = {"initializer": _init_worker, "initargs": (threads, os.getpid())}
+    init = {"initializer": _init_worker, "initargs": (os.getpid(),)}
     with ProcessPoolExecutor(workers, mp_context=context, **init) as pool:
         futures: list[Future] = [pool.submit(execute_run, r.to_dict(), str(out_dir), retry_failed) for r in runs]
         for future in as_completed(futures):

@@ -45,7 +45,7 @@ MAX_ARRAY = 1000  # Slurm's default MaxArraySize is 1001 (task ids 0..1000)
 class SlurmOptions:
     """Resources of one array task (= one run at a time) and how runs are packed into tasks.
 
-    ``time`` is the task's time limit in minutes; ``runs_per_task`` 0 means automatic (enough
+    ``time`` is the task's time limit in minutes (None: no limit); ``runs_per_task`` 0 means automatic (enough
     tasks to keep ``array_parallelism`` tasks busy four times over, grouped by dataset);
     ``sbatch`` holds extra ``#SBATCH`` flags (``{"constraint": "volta"}`` -> ``--constraint=volta``);
     ``setup`` shell lines run before the job (``module load ...``).
@@ -54,7 +54,7 @@ class SlurmOptions:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    time: int = 60
+    time: int | None = 60
     cpus: int = 1
     gpus: int = 0
     mem_gb: float | None = None
@@ -81,7 +81,8 @@ class SlurmOptions:
     def validate(self, where: str = "[slurm]") -> None:
         """Check ranges; raise :class:`ConfigError` naming the key."""
         checks = [
-            (self.time >= 1, "time must be at least 1 minute"), (self.cpus >= 1, "cpus must be >= 1"),
+            (self.time is None or self.time >= 1, "time must be at least 1 minute"),
+            (self.cpus >= 1, "cpus must be >= 1"),
             (self.gpus >= 0, "gpus must be >= 0"), (self.mem_gb is None or self.mem_gb > 0, "mem_gb must be > 0"),
             (self.array_parallelism >= 1, "array_parallelism must be >= 1"),
             (self.runs_per_task >= 0, "runs_per_task must be >= 0 (0 = automatic)"),
@@ -94,21 +95,39 @@ class SlurmOptions:
                 raise ConfigError(f"{where}: {message}")
 
 
-def parse_time_limit(value: Any, where: str = "[slurm]") -> int:
-    """Minutes from ``90``, ``"90"``, ``"1:30:00"`` (H:MM:SS), ``"2-00:00:00"`` or ``"1:30"`` (H:MM)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(value).strip())
-    if not match:
-        raise ConfigError(f"{where}: time {value!r} is not minutes nor [D-]HH:MM[:SS]; e.g. 120 or 2:00:00")
-    days, first, second, third = match.groups()
-    if second is None:
-        minutes = float(first)
-    elif third is None:
-        minutes = int(first) * 60 + int(second)
-    else:
-        minutes = int(first) * 60 + int(second) + int(third) / 60
-    return max(1, math.ceil(minutes + int(days or 0) * 1440))
+#: sbatch's words for "no time limit".
+UNLIMITED_WORDS = ("UNLIMITED", "INFINITE")
+_TIME_FORMS = (  # sbatch --time: the six forms of `man sbatch`, as (regex, [days, hours, minutes, seconds] groups)
+    (re.compile(r"(\d+)"), ("m",)),
+    (re.compile(r"(\d+):(\d+)"), ("m", "s")),
+    (re.compile(r"(\d+):(\d+):(\d+)"), ("h", "m", "s")),
+    (re.compile(r"(\d+)-(\d+)"), ("d", "h")),
+    (re.compile(r"(\d+)-(\d+):(\d+)"), ("d", "h", "m")),
+    (re.compile(r"(\d+)-(\d+):(\d+):(\d+)"), ("d", "h", "m", "s")),
+)
+_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_time_limit(value: Any, where: str = "[slurm]") -> int | None:
+    """A task's time limit in whole minutes, read as sbatch reads ``--time`` (None: no limit).
+
+    The six forms of ``man sbatch``: ``minutes``, ``minutes:seconds``, ``hours:minutes:seconds``,
+    ``days-hours``, ``days-hours:minutes``, ``days-hours:minutes:seconds``; seconds round up to a
+    whole minute as Slurm does; ``0``, ``UNLIMITED`` and ``INFINITE`` mean no limit. So ``"30:00"``
+    is 30 minutes, ``"1:30"`` 2 and ``"2-12"`` 3,600.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: time {value!r} is not a time limit; e.g. 120, 2:00:00 or 1-00:00:00")
+    text = str(value).strip()
+    if text.upper() in UNLIMITED_WORDS:
+        return None
+    for pattern, units in _TIME_FORMS:
+        match = pattern.fullmatch(text)
+        if match:
+            seconds = sum(int(v) * _SECONDS[u] for v, u in zip(match.groups(), units))
+            return None if seconds == 0 else math.ceil(seconds / 60)
+    raise ConfigError(f"{where}: time {value!r} is not an sbatch time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
+                      "D-HH:MM, D-HH:MM:SS or UNLIMITED); e.g. 120, 2:00:00 or 1-00:00:00")
 
 
 def parse_sbatch_flags(items: Sequence[str]) -> dict[str, str]:
@@ -135,10 +154,7 @@ class RunBatch(submitit.helpers.Checkpointable):
 
     def __call__(self) -> list[dict[str, Any]]:
         """Run the batch; returns one brief record per run."""
-        import torch
-
-        os.environ["OMP_NUM_THREADS"] = str(self.threads)
-        torch.set_num_threads(self.threads)
+        os.environ["OMP_NUM_THREADS"] = str(self.threads)  # torch's own count comes from each run's recipe
         records = execute_runs(self.configs, self.out_dir, self.retry_failed, raise_errors=self.raise_errors)
         return [brief(r) for r in records]
 
@@ -169,10 +185,11 @@ def make_slurm_executor(out_dir: str | Path, options: SlurmOptions, name: str) -
     """A submitit Slurm executor whose logs go to the store's ``slurm/<job id>/`` folder."""
     folder = ResultStore(out_dir).executor_folder("slurm") / "%j"
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
+    limit = options.time
     params: dict[str, Any] = {
-        "job_name": f"nb-{name}", "time": options.time, "cpus_per_task": options.cpus,
+        "job_name": f"nb-{name}", "time": "UNLIMITED" if limit is None else limit, "cpus_per_task": options.cpus,
         "array_parallelism": options.array_parallelism, "additional_parameters": dict(options.sbatch),
-        "setup": list(options.setup), "signal_delay_s": min(90, max(10, options.time * 60 // 10)),
+        "setup": list(options.setup), "signal_delay_s": 90 if limit is None else min(90, max(10, limit * 60 // 10)),
     }
     optional = {"partition": options.partition, "account": options.account, "qos": options.qos,
                 "gpus_per_node": options.gpus or None,

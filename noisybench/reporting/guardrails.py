@@ -27,7 +27,7 @@ class BoardFacts(Protocol):
         ...
 
 #: Run fields that must agree within one cell.
-PROTOCOL_FIELDS = ("epochs", "profile", "hparams", "hparam_sources")
+PROTOCOL_FIELDS = ("epochs", "profile", "hparams", "hparam_sources", "fingerprint")
 #: Fewer seeds than this get a low-power warning (landscape §6.4).
 WARN_SEEDS = 5
 
@@ -127,6 +127,10 @@ def check_protocol(done: pd.DataFrame, board: BoardFacts) -> list[str]:
                    "use it only to compare with papers that report it, never to rank methods")
     out += _cell_protocol(done)
     out += _seed_matching(done)
+    if "stale" in done.columns and done["stale"].fillna(False).astype(bool).any():
+        n = int(done["stale"].fillna(False).astype(bool).sum())
+        out.append(f"{n} run(s) are stale (their code or input files changed since they ran; kept with --keep-stale): "
+                   "rerun them with `noisybench run GRID --rerun-stale`")
     low = sorted({n for n in board.cell_sizes() if n < WARN_SEEDS})
     if low:
         out.append(f"cells with n = {', '.join(map(str, low))} seeds (< {WARN_SEEDS}): paired tests have little power; "

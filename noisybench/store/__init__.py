@@ -9,14 +9,16 @@ Layout of an output directory (nothing outside this package names these files)::
                         history.json      per-epoch records, rewritten every epoch
                         checkpoint.pt     last epoch's state (removed when the run finishes)
                         result.json       final record; its presence means "finished"
-    <out>/plans/<grid>.json               planned run ids of each grid (written before anything runs)
+    <out>/plans/<grid>.json               planned run ids of each grid, with their fingerprints (written first)
+    <out>/retired/<run_id>.<n>/           folders moved aside (corrupt, stale or forced reruns), never deleted
     <out>/jobs/<array id>.json            Slurm submissions: task id -> run ids
     <out>/claims/<run_id>.<generation>    atomic claims on runs (:mod:`noisybench.store.claims`)
     <out>/slurm/, <out>/debug/            submitit's job folders
 
-Every file is written atomically (:mod:`noisybench.io`). One policy for damaged files: a final
-record that cannot be read, is not a JSON object, or lacks its status counts as **corrupt**; a
-corrupt run is unfinished everywhere (``run`` redoes it, ``status`` lists it as pending with the
+Every file is written atomically (:mod:`noisybench.io`). One policy for damaged runs: a final
+record that cannot be read, is not a JSON object, lacks its status, names another run, or (when
+done) lacks its metrics or its noise artifacts counts as **corrupt**; a corrupt run is unfinished
+everywhere (``run`` moves its folder aside and redoes it, ``status`` lists it as pending with the
 reason, reports list it among their warnings) and nothing raises on it.
 """
 
@@ -42,7 +44,7 @@ from noisybench.io import (
 )
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 
-_RUNS, _PLANS, _JOBS = "runs", "plans", "jobs"
+_RUNS, _PLANS, _JOBS, _RETIRED = "runs", "plans", "jobs", "retired"
 _RESULT, _CONFIG, _ENVIRONMENT = "result.json", "config.json", "environment.json"
 _NOISE, _LABELS, _HISTORY, _CHECKPOINT = "noise.json", "noisy_labels.npy", "history.json", "checkpoint.pt"
 #: Final statuses a valid record may carry.
@@ -140,6 +142,11 @@ class ResultStore:
                 if entry.is_dir() and not entry.name.startswith("."):
                     yield entry.name
 
+    def has_started(self, run_id: str) -> bool:
+        """Whether the folder holds a config or a final record (an empty stray folder does not count)."""
+        folder = self.run_dir(run_id)
+        return (folder / _CONFIG).exists() or (folder / _RESULT).exists()
+
     # ---------------------------------------------------------------- final records
     def has_result(self, run_id: str) -> bool:
         """Whether a final record file exists (a stat, not a parse: fast on big grids)."""
@@ -154,10 +161,17 @@ class ResultStore:
             return StoredRecord(run_id, "missing")
         except (ValueError, OSError) as exc:
             return StoredRecord(run_id, "corrupt", None, f"unreadable {path}: {exc}")
-        problem = check_record(run_id, record)
+        problem = check_record(run_id, record) or self._missing_artifacts(run_id, record)
         if problem:
             return StoredRecord(run_id, "corrupt", None, f"{path}: {problem}")
         return StoredRecord(run_id, record["status"], record)
+
+    def _missing_artifacts(self, run_id: str, record: dict[str, Any]) -> str:
+        if record["status"] != "done":
+            return ""
+        folder = self.run_dir(run_id)
+        missing = [name for name in (_CONFIG, _NOISE, _LABELS, _HISTORY) if not (folder / name).is_file()]
+        return f"done run lacks {', '.join(missing)}" if missing else ""
 
     def result(self, run_id: str) -> dict[str, Any] | None:
         """The valid final record of ``run_id``, or None (unfinished or corrupt)."""
@@ -222,14 +236,32 @@ class ResultStore:
             return []
         return history if isinstance(history, list) else []
 
+    def retire(self, run_id: str) -> Path | None:
+        """Move the folder of ``run_id`` aside (never delete it) so the run can be redone; return where."""
+        folder = self.run_dir(run_id)
+        if not folder.exists():
+            return None
+        target_dir = self.root / _RETIRED
+        target_dir.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while (target_dir / f"{run_id}.{n}").exists():
+            n += 1
+        os.replace(folder, target_dir / f"{run_id}.{n}")
+        return target_dir / f"{run_id}.{n}"
+
     # ---------------------------------------------------------------- plans and submissions
-    def record_plan(self, grid_name: str, labels: dict[str, str]) -> None:
-        """Write the planned run ids of ``grid_name`` (run id -> short label)."""
-        atomic_write_json(self.root / _PLANS / f"{grid_name}.json", {"grid": grid_name, "runs": labels})
+    def record_plan(self, grid_name: str, labels: dict[str, str], fingerprints: dict[str, str] | None = None) -> None:
+        """Write the planned run ids of ``grid_name`` (run id -> short label, and fingerprint digest)."""
+        atomic_write_json(self.root / _PLANS / f"{grid_name}.json",
+                          {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {}})
 
     def planned(self) -> dict[str, str]:
         """Run id -> label of every recorded plan (unreadable plan files are skipped)."""
         return self._merge_json_tables(_PLANS, "runs")
+
+    def planned_fingerprints(self) -> dict[str, str]:
+        """Run id -> the fingerprint digest its latest plan expects."""
+        return self._merge_json_tables(_PLANS, "fingerprints")
 
     def record_submission(self, array_id: str, tasks: dict[str, list[str]], options: dict[str, Any],
                           submitted_at: float) -> None:
@@ -247,10 +279,17 @@ class ResultStore:
 
     def _merge_json_tables(self, folder: str, key: str) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        for path in sorted((self.root / folder).glob("*.json")):
+        for path in sorted((self.root / folder).glob("*.json"), key=_mtime):  # the newest file wins
             with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
                 merged.update(read_json(path).get(key, {}))
         return merged
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 __all__ = ["FINAL_STATUSES", "Checkpoint", "Claim", "ClaimInfo", "ClaimLostError", "ResultStore", "StoredRecord",

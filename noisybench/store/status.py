@@ -1,6 +1,7 @@
 """The state of every run of a results directory, from the store alone (no driver needed).
 
-States: ``done`` and ``failed`` (a valid final record exists), ``running`` (a live claim),
+States: ``done`` and ``failed`` (a valid final record exists), ``stale`` (a final record whose
+fingerprint is not the one the latest plan expects: code or input files changed), ``running`` (a live claim),
 ``queued`` (in a Slurm job the scheduler still lists), ``pending`` (planned but none of the
 above: not yet started, interrupted, or with a corrupt record; a rerun does it). Planned runs
 come from the plans that ``noisybench run`` records before it starts anything. Which tasks are
@@ -16,7 +17,7 @@ from pathlib import Path
 from noisybench.store import ResultStore
 from noisybench.store.claims import DEFAULT_TTL, holder_info, read_claims
 
-STATES = ("done", "running", "queued", "failed", "pending")
+STATES = ("done", "stale", "running", "queued", "failed", "pending")
 #: Given the recorded submissions (task id -> run ids), the run ids still queued, with their task id.
 QueuedFn = Callable[[dict[str, list[str]]], dict[str, str]]
 
@@ -47,14 +48,18 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
     """Classify every planned or started run of ``out_dir`` (see the module docstring)."""
     store = ResultStore(out_dir)
     result = StoreStatus(labels=store.planned())
-    run_ids = set(result.labels) | set(store.run_ids())
+    expected = store.planned_fingerprints()
+    run_ids = set(result.labels) | {r for r in store.run_ids() if store.has_started(r)}
     claims = read_claims(out_dir)
     me = holder_info()
     waiting = queued(store.submitted_tasks()) if queued is not None else {}
     for run_id in run_ids:
         stored = store.stored(run_id)
         claim = claims.get(run_id)
-        if stored.record is not None:
+        changed = run_id in expected and (stored.record or {}).get("fingerprint_digest") != expected[run_id]
+        if stored.record is not None and changed:
+            state, reason = "stale", "code or input files changed since it ran (run --rerun-stale or --keep-stale)"
+        elif stored.record is not None:
             state, reason = stored.state, stored.record.get("reason") or ""
         elif claim is not None and not claim.stale(ttl, me):
             state, reason = "running", claim.describe()

@@ -61,6 +61,7 @@ def write_run(root: Path, method: str, dataset: str, noise: str, seed: int, valu
     if status == "done":
         hash_ = noise_hash or hashlib.sha256(f"{dataset}|{noise}|{seed}".encode()).hexdigest()
         record.update(metrics=final_metrics(history, k=2), noise={"actual_rate": 0.2, "sha256": hash_})
+        store.write_noise(run_id, {"sha256": hash_, "actual_rate": 0.2}, np.zeros(4, dtype=np.int64))
     else:
         record["reason"] = "RuntimeError: boom"
     store.write_result(record)

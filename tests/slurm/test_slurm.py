@@ -94,7 +94,7 @@ def test_grid_through_sbatch_matches_a_local_run(slurm_cluster: str, tmp_path: P
     _wait_for(lambda: states() == [f"{array_id}_0|COMPLETED", f"{array_id}_1|COMPLETED"], timeout=60,
               what=f"sacct to report both tasks COMPLETED (last: {states()})")
     assert main(["status", str(out)]) == 0
-    assert capsys.readouterr().out.startswith("done: 4  running: 0  queued: 0  failed: 0  pending: 0")
+    assert capsys.readouterr().out.startswith("done: 4  stale: 0  running: 0  queued: 0  failed: 0  pending: 0")
 
 
 def test_cancelled_job_is_recorded_as_cancelled(slurm_cluster: str, tmp_path: Path,
@@ -165,3 +165,30 @@ def test_detach_returns_at_once_and_status_follows_from_the_store(slurm_cluster:
               what="the detached jobs")
     assert main(["run", str(grid), "--out", str(out), "--executor", "slurm"]) == 0  # nothing left to submit
     assert "4 already finished, 0 to run" in capsys.readouterr().err
+
+
+#: One of each of sbatch's six --time forms, plus no limit.
+TIME_FORMS = ["45", "30:00", "1:30", "1:30:00", "2-12", "1-1:00", "1-02:03:04", "UNLIMITED"]
+
+
+def _time_limit(job_id: str) -> str:
+    text = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True).stdout
+    return text.split("TimeLimit=", 1)[1].split()[0]
+
+
+def test_time_limits_mean_what_sbatch_means(slurm_cluster: str, tmp_path: Path) -> None:
+    """Each form through our options and submitit gives the TimeLimit that sbatch itself gives it."""
+    submitted: list[str] = []
+    try:
+        for form in TIME_FORMS:
+            table = {"time": form, "partition": slurm_cluster, "sbatch": {"hold": True}}
+            options = SlurmOptions.from_sources(table, {})
+            job = make_slurm_executor(tmp_path / form.replace(":", "_"), options, "time").submit(sum, [1, 2])
+            theirs = subprocess.run(["sbatch", "--parsable", "--hold", f"--time={form}", f"--partition={slurm_cluster}",
+                                     f"--output={tmp_path}/%j.out", "--wrap", "true"],
+                                    capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+            submitted += [job.job_id, theirs]
+            assert _time_limit(job.job_id) == _time_limit(theirs), form
+    finally:
+        if submitted:
+            subprocess.run(["scancel", *submitted], check=False)
