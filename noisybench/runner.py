@@ -44,6 +44,7 @@ class RunRecord(TypedDict, total=False):
     pid: int
     slurm_job: str | None
     resumed_from_epoch: int
+    runtime: dict[str, Any]
     traceback: str
     holder: dict[str, Any]
 
@@ -137,7 +138,7 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
     try:
         out = Trainer(run, checkpoint=checkpoint, on_epoch=on_epoch).run()
         store.write_noise(run.run_id, out["noise"], out["noise_labels"])
-        record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]))
+        record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]), runtime=out["runtime"])
     except ClaimLostError as exc:  # another process owns the run now: leave the store to it
         return {**record, "status": "running", "reason": str(exc)}
     except Exception as exc:  # recorded, never raised: the grid goes on
