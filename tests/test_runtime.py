@@ -170,3 +170,15 @@ def test_applied_sets_and_restores_the_global_switches() -> None:
         raise ValueError
     assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
             torch.backends.cudnn.benchmark) == before
+
+
+@pytest.mark.parametrize("arch", ["airbench", "preact_resnet18", "resnet34", "vgg19_bn", "resnet50"])
+def test_every_image_architecture_can_run_deterministically_on_cuda(arch: str) -> None:
+    """No adaptive pooling (which raises under torch's deterministic mode on CUDA) survives the swap."""
+    from noisybench.archs import create_model
+
+    net = create_model(arch, (3, 32, 32), 10)
+    keys = list(net.state_dict())
+    assert deterministic_pooling(net) >= 1
+    assert not any(isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) for m in net.modules())
+    assert list(net.state_dict()) == keys
