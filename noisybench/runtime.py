@@ -102,11 +102,13 @@ class Runtime:
 
         Also resets the device's peak-memory counter, so ``peak_mem_mb`` is this run's alone.
         """
+        fill = torch.utils.deterministic
         saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                 torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+                 torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, fill.fill_uninitialized_memory)
         if self.deterministic and self.torch_device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_DETERMINISTIC)
         torch.use_deterministic_algorithms(self.deterministic)
+        fill.fill_uninitialized_memory = False  # a debugging aid (NaN-filled torch.empty); it costs a memory pass
         torch.backends.cudnn.deterministic = self.deterministic
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         if self.torch_device.type == "cuda":
@@ -116,6 +118,7 @@ class Runtime:
         finally:
             torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
+            fill.fill_uninitialized_memory = saved[4]
 
 
 def resolve_runtime(train: TrainConfig) -> Runtime:
