@@ -305,7 +305,7 @@ class DivideMix(Method):
         lam = max(lam, 1 - lam)
         inputs = torch.cat([x1, x2, u1, u2])
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
-        perm = torch.randperm(len(inputs), generator=ctx.generator).to(inputs.device)
+        perm = torch.randperm(len(inputs), generator=ctx.device_generator, device=inputs.device)
         # Web-scale protocol: only the labelled rows are mixed and trained (partners from all rows).
         rows = 2 * len(x_raw) if self.hp["mix_labelled_only"] else len(inputs)
         logits = net(lam * inputs[:rows] + (1 - lam) * inputs[perm[:rows]])
@@ -316,7 +316,8 @@ class DivideMix(Method):
             loss_x, _, loss_reg = mixmatch_loss(logits, mixed, rows)
             loss_u = torch.zeros((), device=logits.device)
         weight = self.hp["lambda_u"] * ramp
-        self._sums += torch.stack([loss_x.detach(), loss_u.detach(), torch.tensor(weight, device=ctx.device)])
+        # new_full fills on the device (no host-to-device copy per step, unlike torch.tensor)
+        self._sums += torch.stack([loss_x.detach(), loss_u.detach(), loss_x.new_full((), weight)])
         self._steps += 1
         return loss_x + weight * loss_u + loss_reg
 

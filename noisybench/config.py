@@ -26,6 +26,8 @@ else:  # pragma: no cover
 SCHEMA_VERSION = 1
 #: TrainConfig fields that cannot change a run's numbers, so they stay out of its id.
 RESULT_NEUTRAL_TRAIN_KEYS = frozenset({"num_workers"})
+#: torch.compile backends ``[train] compile`` may name (``true`` means inductor).
+COMPILE_BACKENDS = frozenset({"inductor", "eager", "aot_eager", "cudagraphs"})
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,10 @@ class TrainConfig:
     mean_last_k: int = 10
     eval_batch_size: int = 2048
     device: str = "auto"
-    amp: bool = True  # bf16 autocast, effective on CUDA only
+    amp: bool | str = "auto"  # bf16 autocast: "auto" = CUDA with compute capability >= 8.0; true = anywhere
     channels_last: bool = True  # channels_last memory format for 4-D inputs, effective on CUDA only
-    compile: bool = False  # torch.compile the networks' forward
+    compile: bool | str = False  # torch.compile the networks' forward; true = inductor, or a backend name
+    deterministic: bool = True  # deterministic algorithms (see noisybench.runtime); false = cudnn.benchmark
     threads: int = 1  # torch CPU threads of the run (part of the run id: results depend on it)
     num_workers: int = 4  # DataLoader workers of streamed (on-disk) datasets; no effect on results
 
@@ -81,6 +84,11 @@ class TrainConfig:
             (isinstance(self.threads, int) and self.threads >= 1, "threads must be an integer >= 1 (CPU threads)"),
             (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
              "device must be auto, cpu or cuda[:N]"),
+            (isinstance(self.amp, bool) or self.amp == "auto",
+             f"amp must be \"auto\" (bf16 on CUDA with compute capability >= 8.0), true or false, got {self.amp!r}"),
+            (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile in COMPILE_BACKENDS),
+             f"compile must be true, false or a backend ({', '.join(sorted(COMPILE_BACKENDS))}), got {self.compile!r}"),
+            (isinstance(self.deterministic, bool), f"deterministic must be true or false, got {self.deterministic!r}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -4,8 +4,9 @@ The run id pins the configuration. The fingerprint pins the rest: the suite's nu
 (trainer, contract, data preparation, noise, metrics), each plugin the run uses (method, dataset,
 noise model, architecture: its module, distribution, version and a hash of its source, including
 the modules of its own package that it imports) and the sha256 of every input file it
-reads (label files, dataset files). A finished run whose stored fingerprint differs from the
-current one is **stale**: ``noisybench run`` names it and reruns it only when asked.
+reads (label files, dataset files), and where it computes (device type, precision, determinism).
+A finished run whose stored fingerprint differs from the current one is **stale**:
+``noisybench run`` names it and reruns it only when asked.
 
 The suite's git commit and version are recorded too (in each run's environment), but they do not
 make a run stale: a commit that changes no numeric code must not invalidate results.
@@ -28,7 +29,7 @@ from noisybench.registry import DATASETS, METHODS, MODELS, NOISES, Registry
 #: Modules whose code decides every run's numbers (plugins are fingerprinted one by one).
 CORE_MODULES = (
     "noisybench.trainer", "noisybench.method", "noisybench.data", "noisybench.data.prepare",
-    "noisybench.data.streaming", "noisybench.noise", "noisybench.seeds", "noisybench.metrics",
+    "noisybench.data.streaming", "noisybench.noise", "noisybench.seeds", "noisybench.metrics", "noisybench.runtime",
 )
 
 
@@ -69,17 +70,21 @@ def _fingerprint(run: RunConfig, memo: dict[Any, Any]) -> dict[str, Any]:
         "noise": part(NOISES, spec.family),
         "arch": part(MODELS, run.train.arch or dataset.default_arch),
         "inputs": {str(p): file_hash(p) for p in [*_dataset_files(dataset), *noise_files]},
-        "device": _device_type(run.train.device),
+        "runtime": _runtime(run, memo),
     }
 
 
-def _device_type(device: str) -> str:
-    """Where the run computes (``auto`` resolved here): a CPU and a GPU run of one id differ in numbers."""
-    if device != "auto":
-        return device.split(":")[0]
-    import torch
+def _runtime(run: RunConfig, memo: dict[Any, Any]) -> dict[str, Any]:
+    """Where and how the run computes on this machine (device type, precision, determinism): a CPU and a
+    GPU run of one id, or a bf16 and an fp32 one, differ in numbers."""
+    from noisybench.runtime import resolve_runtime
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    key = ("runtime", run.train.device, str(run.train.amp), run.train.deterministic)
+    if key not in memo:
+        resolved = resolve_runtime(run.train)
+        memo[key] = {"device": resolved.torch_device.type, "precision": resolved.precision,
+                     "deterministic": resolved.deterministic}
+    return memo[key]
 
 
 def digest(fp: dict[str, Any]) -> str:

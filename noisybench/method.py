@@ -22,7 +22,7 @@ epoch counts published for another schedule go through :func:`scale_epochs`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -36,19 +36,30 @@ from noisybench.facts import Setting
 SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
 
 
-@dataclass
 class Batch:
     """One training batch. ``index`` addresses per-sample state (positions 0..N-1).
 
     ``x`` is the network input of the training view (augmented when the recipe augments, then
     preprocessed); ``raw`` is the stored form, from which ``ctx.augment(raw)`` makes further
-    random views. ``y`` holds the observed (noisy) labels.
+    random views. ``y`` holds the observed (noisy) labels. ``x`` may be given as a function that
+    builds it, called when ``x`` is first read (batches whose input a method never reads cost nothing).
     """
 
-    x: torch.Tensor
-    raw: torch.Tensor
-    y: torch.Tensor
-    index: torch.Tensor
+    __slots__ = ("_x", "raw", "y", "index")
+
+    def __init__(self, x: torch.Tensor | Callable[[], torch.Tensor], raw: torch.Tensor, y: torch.Tensor,
+                 index: torch.Tensor) -> None:
+        self._x, self.raw, self.y, self.index = x, raw, y, index
+
+    @property
+    def x(self) -> torch.Tensor:
+        """The network input (built on first access when given as a function)."""
+        if not isinstance(self._x, torch.Tensor):
+            self._x = self._x()
+        return self._x
+
+    def __repr__(self) -> str:
+        return f"Batch(size={len(self.index)}, raw={tuple(self.raw.shape)}, device={self.index.device})"
 
 
 class TrainContext(Protocol):
@@ -62,8 +73,10 @@ class TrainContext(Protocol):
     num_classes : C.
     batch_size : the recipe's batch size.
     y_noisy : the observed training labels (N,), aligned with batch indices.
-    epoch_indices : this epoch's training indices (all of them, or the dataset's per-epoch draw).
-    generator : a torch generator reseeded from (seed, epoch) at every epoch start.
+    epoch_indices : this epoch's training indices on ``device`` (all of them, or the dataset's per-epoch draw).
+    generator : a torch generator (on the CPU) reseeded from (seed, epoch) at every epoch start.
+    device_generator : a torch generator on ``device``, reseeded likewise (the same object as
+        ``generator`` on the CPU); draws on the device need no host-device copy.
     rng : a numpy generator reseeded from (seed, epoch) at every epoch start.
     last_val_acc : noisy-validation accuracy of the epoch just evaluated (in :meth:`Method.end_epoch`).
     """
@@ -76,6 +89,7 @@ class TrainContext(Protocol):
     y_noisy: torch.Tensor
     epoch_indices: torch.Tensor
     generator: torch.Generator
+    device_generator: torch.Generator
     rng: np.random.Generator
     last_val_acc: float
 

@@ -45,6 +45,7 @@ class RunRecord(TypedDict, total=False):
     pid: int
     slurm_job: str | None
     resumed_from_epoch: int
+    runtime: dict[str, Any]
     traceback: str
     holder: dict[str, Any]
     runtime: dict[str, Any]

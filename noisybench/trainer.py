@@ -13,8 +13,9 @@ killed run resumes from the last epoch, since each epoch's random streams derive
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import math
-import resource
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
@@ -27,10 +28,11 @@ from noisybench.archs import create_model
 from noisybench.config import RunConfig, TrainConfig
 from noisybench.data import Dataset
 from noisybench.data.prepare import PreparedData, prepare_data
-from noisybench.data.streaming import is_streamed, iter_batches
+from noisybench.data.streaming import BatchStreamer, is_streamed
 from noisybench.errors import NonFiniteLossError
 from noisybench.method import Batch, Method, create_method
 from noisybench.metrics import final_metrics
+from noisybench.runtime import Runtime, accelerate, peak_memory_mb, resolve_runtime
 from noisybench.seeds import stream
 
 
@@ -52,9 +54,13 @@ class TrainerContext:
     def __init__(
         self, data: PreparedData, dataset: Dataset, nets: list[nn.Module],
         optimizers: list[torch.optim.Optimizer], train: TrainConfig, seed: int, device: torch.device,
+        runtime: Runtime | None = None,
     ) -> None:
         self.data, self.dataset, self.nets, self.optimizers = data, dataset, nets, optimizers
         self.train, self.seed, self.device = train, seed, device
+        if runtime is None:
+            runtime = resolve_runtime(dataclasses.replace(train, device=str(device)))
+        self.runtime = runtime
         self.epoch = 0
         self.last_val_acc = float("nan")
         self.epochs = train.epochs
@@ -63,12 +69,13 @@ class TrainerContext:
         self.num_train = len(data.y_train)
         self.generator = torch.Generator()
         self.rng = np.random.default_rng(0)
-        self._device_generator = torch.Generator(device=device) if device.type != "cpu" else self.generator
+        self.device_generator = torch.Generator(device=device) if device.type != "cpu" else self.generator
         self._loss_sum = torch.zeros((), device=device)
         self._loss_count = 0
-        self._channels_last = train.channels_last and device.type == "cuda"
-        self._amp = train.amp and device.type == "cuda"
-        self._epoch_index: torch.Tensor | None = None
+        self._channels_last = self.runtime.channels_last
+        self._epoch_index = torch.arange(self.num_train, device=device)
+        self._y_host = data.y_train.cpu().numpy()
+        self._streamer = BatchStreamer(device, train.num_workers)
 
     @property
     def y_noisy(self) -> torch.Tensor:
@@ -81,29 +88,33 @@ class TrainerContext:
         seq = stream("epoch", self.seed, epoch)
         seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
         self.generator.manual_seed(seed)
-        if self._device_generator is not self.generator:
-            self._device_generator.manual_seed(seed)
+        if self.device_generator is not self.generator:
+            self.device_generator.manual_seed(seed)
         self.rng = np.random.default_rng(seq)
         torch.manual_seed(seed)
         self._loss_sum = torch.zeros((), device=self.device)
         self._loss_count = 0
-        subset = self.dataset.epoch_indices(self.data.y_train.cpu().numpy(), epoch,
+        subset = self.dataset.epoch_indices(self._y_host, epoch,
                                             np.random.default_rng(stream("epoch-subset", self.seed, epoch)))
-        self._epoch_index = None if subset is None else torch.as_tensor(np.asarray(subset, dtype=np.int64))
+        if subset is not None:  # one host-to-device copy per epoch
+            self._epoch_index = torch.as_tensor(np.asarray(subset, dtype=np.int64)).to(self.device)
+        elif len(self._epoch_index) != self.num_train:
+            self._epoch_index = torch.arange(self.num_train, device=self.device)
 
     @property
     def epoch_indices(self) -> torch.Tensor:
-        """This epoch's training indices (CPU): all of them, or the dataset's per-epoch subset."""
-        return self._epoch_index if self._epoch_index is not None else torch.arange(self.num_train)
+        """This epoch's training indices (on the device): all of them, or the dataset's per-epoch subset."""
+        return self._epoch_index
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """bf16 autocast on CUDA when the profile enables ``amp``; a no-op otherwise.
+        """Autocast at the run's precision (a no-op in fp32).
 
-        The networks' forward passes already run under it (see :func:`accelerate`); methods may
-        use it for other heavy tensor work.
+        The networks' forward passes already run under it (see :func:`noisybench.runtime.accelerate`);
+        methods may use it for other heavy tensor work.
         """
-        if self._amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        dtype = self.runtime.autocast_dtype
+        if dtype is not None:
+            return torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +126,7 @@ class TrainerContext:
         """Network input of a fresh random view of stored-format ``raw`` (no augmentation
         when the profile disables it)."""
         if self.train.augment:
-            raw = self.dataset.augment(raw, self._device_generator)
+            raw = self.dataset.augment(raw, self.device_generator)
         return self._input(self.dataset.preprocess(raw))
 
     def prepare(self, raw: torch.Tensor) -> torch.Tensor:
@@ -131,17 +142,27 @@ class TrainerContext:
         The default is the whole training set, or the subset the dataset draws for this epoch
         (:meth:`noisybench.data.Dataset.epoch_indices`, e.g. Clothing1M's class-balanced draw).
         Streamed datasets are decoded by DataLoader workers; batches look the same either way.
+        The indices are shuffled on the device with :attr:`device_generator`, so a pass copies nothing
+        between host and device per step (streamed data: one index copy per pass). Without
+        ``augment``, ``Batch.x`` is built only if it is read.
         """
         bs = batch_size or self.batch_size
-        idx = self.epoch_indices if indices is None else indices.cpu()
+        idx = self.epoch_indices if indices is None else indices
+        if idx.device != self.device:
+            idx = idx.to(self.device)
         if shuffle:
-            idx = idx[torch.randperm(len(idx), generator=self.generator)]
+            idx = idx[torch.randperm(len(idx), generator=self.device_generator, device=self.device)]
         stop = len(idx) - (len(idx) % bs if drop_last else 0)
         batches = [idx[start : start + bs] for start in range(0, stop, bs)]
-        raws = iter_batches(self.data.x_train, batches, self.device, self.train.num_workers)
+        x = self.data.x_train
+        raws = self._streamer.fetch(x, batches) if is_streamed(x) else (x[b] for b in batches)
         for b, raw in zip(batches, raws):
-            b = b.to(self.device)
-            yield Batch(self.augment(raw) if augment else self.prepare(raw), raw, self.data.y_train[b], b)
+            view = self.augment(raw) if augment else functools.partial(self.prepare, raw)
+            yield Batch(view, raw, self.data.y_train[b], b)
+
+    def close(self) -> None:
+        """Release the run's resources (persistent DataLoader workers)."""
+        self._streamer.close()
 
     def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
         """Zero the grads, backpropagate ``loss`` and step the chosen optimisers (default all)."""
@@ -184,12 +205,11 @@ class TrainerContext:
         if not is_streamed(x):
             return torch.cat([fn(self.prepare(x[i : i + bs])) for i in range(0, len(x), bs)])
         batches = [torch.arange(i, min(i + bs, len(x))) for i in range(0, len(x), bs)]
-        raws = iter_batches(x, batches, self.device, self.train.num_workers)
-        return torch.cat([fn(self.prepare(raw)) for raw in raws])
+        return torch.cat([fn(self.prepare(raw)) for raw in self._streamer.fetch(x, batches)])
 
     def predict_train(self, net: nn.Module, indices: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of ``net`` on the un-augmented training set (or its rows ``indices``), in eval mode."""
-        x = self.data.x_train if indices is None else self.data.x_train[indices.cpu()]
+        x = self.data.x_train if indices is None else self.data.x_train[indices]
         with self.eval_mode([net]):
             return self.logits_on(net, x)
 
@@ -203,13 +223,6 @@ def lr_at(train: TrainConfig, epoch: int) -> float:
     return train.lr
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` means CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     """The profile's optimiser for ``net``."""
     if train.optimizer == "adam":
@@ -218,44 +231,6 @@ def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.Optimizer
         net.parameters(), lr=train.lr, momentum=train.momentum,
         weight_decay=train.weight_decay, nesterov=train.nesterov,
     )
-
-
-class _Bf16Forward:
-    """Forward hooks running a module under bf16 autocast and returning float32 outputs.
-
-    Only the networks' forward passes use bf16; losses, per-sample state and everything a
-    method does with the logits stay in float32.
-    """
-
-    def __init__(self, device_type: str) -> None:
-        self.device_type = device_type
-        self._active: list[torch.autocast] = []
-
-    def enter(self, module: nn.Module, args: Any) -> None:
-        cm = torch.autocast(self.device_type, dtype=torch.bfloat16)
-        cm.__enter__()
-        self._active.append(cm)
-
-    def leave(self, module: nn.Module, args: Any, output: Any) -> Any:
-        self._active.pop().__exit__(None, None, None)
-        return output.float() if isinstance(output, torch.Tensor) and output.is_floating_point() else output
-
-
-def accelerate(net: nn.Module, train: TrainConfig, device: torch.device, image_input: bool) -> None:
-    """The fast-path options a profile asks for, applied in place to ``net``.
-
-    On CUDA: channels_last memory format (image nets) and bf16 autocast of the forward pass
-    (``amp``). Anywhere: ``compile`` compiles the module's call in place (``nn.Module.compile``),
-    so state-dict keys and checkpoints are unchanged.
-    """
-    if train.channels_last and device.type == "cuda" and image_input:
-        net.to(memory_format=torch.channels_last)
-    if train.amp and device.type == "cuda":
-        hooks = _Bf16Forward(device.type)
-        net.register_forward_pre_hook(hooks.enter)
-        net.register_forward_hook(hooks.leave)
-    if train.compile:
-        net.compile()
 
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
@@ -311,7 +286,8 @@ class Trainer:
         self.train = config.train
         self.checkpoint = checkpoint
         self.on_epoch = on_epoch
-        self.device = resolve_device(self.train.device)
+        self.runtime = resolve_runtime(self.train)
+        self.device = self.runtime.torch_device
         self._clean: torch.Tensor | None = None
 
     def setup(self) -> tuple[TrainerContext, Method]:
@@ -329,28 +305,36 @@ class Trainer:
             for _ in range(method.num_networks)
         ]
         for net in nets:
-            accelerate(net, self.train, self.device, len(in_shape) == 3)
+            accelerate(net, self.runtime, len(in_shape) == 3)
         optimizers = [build_optimizer(n, self.train) for n in nets]
-        ctx = TrainerContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device)
+        ctx = TrainerContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device, self.runtime)
         method.setup(ctx)
         return ctx, method
 
     def run(self) -> dict[str, Any]:
-        """Train and evaluate; return ``{"metrics", "history", "noise", "noise_labels", "runtime"}``."""
+        """Train and evaluate; return ``{"metrics", "history", "noise", "noise_labels", "runtime"}``.
+
+        ``runtime`` is :meth:`noisybench.runtime.Runtime.record`: the device, precision and
+        determinism the run resolved to on this machine.
+        """
         torch.set_num_threads(self.train.threads)  # the recipe's, whatever process runs it (resumes included)
-        ctx, method = self.setup()
-        history = self._resume(ctx, method)
-        for epoch in range(len(history), self.train.epochs):
-            history.append(self._run_epoch(ctx, method, epoch))
-            self._save(ctx, method, history)
-            if self.on_epoch:
-                self.on_epoch(history)
+        with self.runtime.applied():
+            ctx, method = self.setup()
+            try:
+                history = self._resume(ctx, method)
+                for epoch in range(len(history), self.train.epochs):
+                    history.append(self._run_epoch(ctx, method, epoch))
+                    self._save(ctx, method, history)
+                    if self.on_epoch:
+                        self.on_epoch(history)
+            finally:
+                ctx.close()
         return {
             "metrics": final_metrics(history, self.train.mean_last_k),
             "history": history,
             "noise": ctx.data.noise.summary(),
             "noise_labels": ctx.data.noise.labels,
-            "runtime": {"device": str(self.device), "threads": torch.get_num_threads()},
+            "runtime": {**self.runtime.record(), "threads": torch.get_num_threads()},
         }
 
     def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:
@@ -372,7 +356,7 @@ class Trainer:
         row.update(method.end_epoch(ctx, epoch))
         row.update(belief_stats(method, ctx.y_noisy, self._clean))
         row["epoch_time"] = time.perf_counter() - start
-        row["peak_mem_mb"] = _peak_memory_mb(self.device)
+        row["peak_mem_mb"] = peak_memory_mb(self.device)
         return row
 
     def _evaluate(self, ctx: TrainerContext, method: Method) -> dict[str, float]:
@@ -443,9 +427,3 @@ def belief_stats(method: Method, y_noisy: torch.Tensor, clean: torch.Tensor | No
             stats["select_precision"] = tp / max(1.0, float(selected.sum()))
             stats["select_recall"] = tp / max(1.0, float(truly_clean.sum()))
     return stats
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

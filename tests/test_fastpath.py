@@ -1,6 +1,8 @@
-"""Fast-path options of the trainer: amp / channels_last are CUDA-only, compile keeps results and checkpoints."""
+"""Fast-path options: the CPU default is plain fp32; amp + compile run anywhere; checkpoints keep their keys."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -8,7 +10,10 @@ import torch
 from noisybench.config import TrainConfig, parse_grid
 from noisybench.errors import ConfigError
 from noisybench.plan import expand_grid
-from noisybench.trainer import Trainer, accelerate, topk_accuracy
+from noisybench.runner import execute_run
+from noisybench.runtime import Runtime, accelerate, resolve_runtime
+from noisybench.store import ResultStore
+from noisybench.trainer import Trainer, topk_accuracy
 
 
 def _run(**train) -> dict:
@@ -21,16 +26,40 @@ def _run(**train) -> dict:
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_amp_and_channels_last_apply_on_cuda_only(device: str) -> None:
-    """``accelerate`` is given the device: on CUDA it converts the net and hooks bf16 in; on CPU nothing."""
-    train = TrainConfig(amp=True, channels_last=True)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten())
-    accelerate(net, train, torch.device(device), image_input=True)  # converts in place; no kernel runs
+def test_channels_last_and_default_amp_apply_on_cuda_only(device: str) -> None:
+    """The CPU default leaves the network alone; on CUDA (Ampere+) it is converted and its forward wrapped."""
+    if device == "cpu":
+        runtime = resolve_runtime(TrainConfig(device="cpu"))
+    else:  # no GPU needed: converting a module's memory format runs no kernel
+        runtime = Runtime(device="cuda", device_name="gpu", capability="8.0", precision="bf16", channels_last=True,
+                          compile=None, deterministic=True, cudnn_benchmark=False, torch_version=torch.__version__)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    accelerate(net, runtime, image_input=True)
     weight = net[0].weight
     on_cuda = device == "cuda"
     assert weight.is_contiguous(memory_format=torch.channels_last) == on_cuda
     assert weight.is_contiguous() != on_cuda
-    assert bool(net._forward_pre_hooks) == on_cuda and bool(net._forward_hooks) == on_cuda
+    assert ("forward" in vars(net)) == on_cuda
+    assert isinstance(net[1], torch.nn.AdaptiveAvgPool2d) != on_cuda  # deterministic pooling on CUDA
+
+
+def test_grid_with_amp_and_compile_runs_to_finite_metrics_on_cpu(tmp_path) -> None:
+    """bf16 autocast plus torch.compile (eager backend), the combination the GPU uses, through the runner."""
+    grid = parse_grid({
+        "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce", "dividemix"], "noise": ["sym:0.2"], "seeds": [0]},
+        "train": {"profile": "cpu", "epochs": 2, "device": "cpu", "amp": True, "compile": "eager",
+                  "arch": "airbench", "arch_kwargs": {"widths": [8, 16, 16], "stem": 8}, "batch_size": 64},
+        "methods": {"dividemix": {"warmup": 1}},
+        "datasets": {"cifar-synthetic": {"n_train": 256, "n_test": 64}},
+    })
+    for run in expand_grid(grid):
+        record = execute_run(run, tmp_path, claim=False, raise_errors=True)
+        assert record["status"] == "done", record.get("reason")
+        assert record["runtime"]["precision"] == "bf16" and record["runtime"]["compile"] == "eager"
+        history = ResultStore(tmp_path).history(run.run_id)
+        assert len(history) == 2
+        assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["test_acc"]) for row in history)
+    assert not torch.is_autocast_enabled("cpu")
 
 
 def test_cifar_batches_stay_uint8_until_preprocess() -> None:
@@ -70,26 +99,3 @@ def test_topk_accuracy_and_config_validation() -> None:
     assert topk_accuracy(logits, labels, 5) == 100.0
     with pytest.raises(ConfigError, match="num_workers"):
         TrainConfig.from_dict({"num_workers": -1})
-
-
-def test_bf16_forward_hooks_compute_in_bf16_and_return_float32() -> None:
-    from noisybench.trainer import _Bf16Forward
-
-    class Probe(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = torch.nn.Linear(4, 3)
-            self.inner_dtype = None
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            out = self.lin(x)
-            self.inner_dtype = out.dtype
-            return out
-
-    net = Probe()
-    hooks = _Bf16Forward("cpu")  # CPU autocast supports bf16 too; the trainer enables it on CUDA only
-    net.register_forward_pre_hook(hooks.enter)
-    net.register_forward_hook(hooks.leave)
-    out = net(torch.randn(5, 4))
-    assert net.inner_dtype == torch.bfloat16 and out.dtype == torch.float32
-    assert not torch.is_autocast_enabled("cpu")  # the context was left

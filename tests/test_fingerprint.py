@@ -25,7 +25,7 @@ def test_plugins_are_pinned_with_the_modules_of_their_package_they_import() -> N
         _package_imports("noisybench.datasets.cifar10n")
     fp = fingerprint(_runs()[0])
     assert fp["method"]["module"] == "noisybench.methods.ce" and fp["arch"]["module"] == "noisybench.archs.mlp"
-    assert fp["device"] in {"cpu", "cuda"} and fp["inputs"] == {}
+    assert fp["runtime"]["device"] in {"cpu", "cuda"} and fp["inputs"] == {}
 
 
 def test_seeds_share_a_fingerprint_and_methods_do_not() -> None:

@@ -172,4 +172,4 @@ def test_one_config_gives_identical_numbers_with_one_or_two_workers(tmp_path: Pa
     assert one["val_selected"].tolist() == two["val_selected"].tolist() and one["last"].tolist() == two["last"].tolist()
     assert _histories(tmp_path / "w1") == _histories(tmp_path / "w2")
     runtime = [json.loads(p.read_text()).get("runtime") for p in (tmp_path / "w2").rglob("result.json")]
-    assert all(r == {"device": "cpu", "threads": 1} for r in runtime)
+    assert all((r["device"], r["threads"], r["precision"]) == ("cpu", 1, "fp32") for r in runtime)

@@ -84,18 +84,84 @@ def iter_batches(
 ) -> Iterator[torch.Tensor]:
     """Yield ``x[b]`` on ``device`` for every index tensor ``b`` of ``batches``, in order.
 
-    In-memory tensors are indexed directly (on their device); an :class:`ImageList` is decoded
-    by a DataLoader with ``num_workers`` worker processes (0: in this process) and pinned memory
-    on CUDA.
+    In-memory tensors are indexed directly (on their device; indices already there are not
+    copied); an :class:`ImageList` is decoded by a one-off DataLoader with ``num_workers`` worker
+    processes (0: in this process) and pinned memory on CUDA. A trainer keeps its workers across
+    passes with a :class:`BatchStreamer` instead.
     """
     if not is_streamed(x):
         for b in batches:
-            yield x[b.to(x.device)]  # type: ignore[index]
+            yield x[b if b.device == x.device else b.to(x.device)]  # type: ignore[index]
         return
-    lists = [b.cpu().tolist() for b in batches]
-    loader = torch.utils.data.DataLoader(
-        x, batch_sampler=lists, num_workers=num_workers, pin_memory=device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers else None,
-    )
-    for batch in loader:
-        yield batch.to(device, non_blocking=True)
+    streamer = BatchStreamer(device, num_workers, persistent=False)
+    yield from streamer.fetch(x, batches)
+
+
+def _host_lists(batches: Sequence[torch.Tensor]) -> list[list[int]]:
+    """The index batches as Python lists, with one device-to-host copy for all of them."""
+    if not batches:
+        return []
+    flat = torch.cat(list(batches)).cpu().tolist()
+    out, start = [], 0
+    for b in batches:
+        out.append(flat[start : start + len(b)])
+        start += len(b)
+    return out
+
+
+class _Batches:
+    """A batch sampler whose batches are replaced before every pass (so a loader, and its workers, persist)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class BatchStreamer:
+    """Decodes batches of :class:`ImageList` rows through DataLoaders whose workers persist across passes.
+
+    One loader per image list and concurrent pass (DivideMix reads two streams of the training
+    list at once); a pass that is abandoned (a generator closed early) returns its loader to the
+    pool. ``persistent=False`` builds a fresh loader (and fresh workers) for every pass.
+    """
+
+    def __init__(self, device: torch.device, num_workers: int = 0, persistent: bool = True) -> None:
+        self.device, self.num_workers = device, num_workers
+        self.persistent = persistent and num_workers > 0
+        self._idle: dict[int, list[tuple[ImageList, _Batches, torch.utils.data.DataLoader]]] = {}
+
+    def _loader(self, x: ImageList) -> tuple[ImageList, _Batches, torch.utils.data.DataLoader]:
+        pool = self._idle.get(id(x), [])
+        if pool:
+            return pool.pop()
+        sampler = _Batches()
+        loader = torch.utils.data.DataLoader(
+            x, batch_sampler=sampler, num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=self.persistent, prefetch_factor=4 if self.num_workers else None,
+        )
+        return x, sampler, loader
+
+    def fetch(self, x: ImageList, batches: Sequence[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Yield the decoded rows ``x[b]`` on the device for every index tensor ``b`` of ``batches``."""
+        entry = self._loader(x)
+        entry[1].batches = _host_lists(batches)
+        try:
+            for batch in entry[2]:
+                yield batch.to(self.device, non_blocking=True)
+        finally:
+            if self.persistent:
+                self._idle.setdefault(id(x), []).append(entry)
+
+    def close(self) -> None:
+        """Stop every persistent worker."""
+        for pool in self._idle.values():
+            for _, _, loader in pool:
+                iterator = getattr(loader, "_iterator", None)
+                if iterator is not None:
+                    iterator._shutdown_workers()
+        self._idle.clear()
