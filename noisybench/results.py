@@ -33,7 +33,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "reason": record.get("reason"),
         "noise_rate_actual": noise.get("actual_rate"),
         "noise_hash": noise.get("sha256"),
-        "profile": train.get("profile"),
+        "protocol": train.get("protocol") or _legacy_protocol(train.get("profile")),
         "epochs": train.get("epochs"),
         "wall_time": record.get("wall_time"),
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
@@ -49,11 +49,18 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _legacy_protocol(profile: str | None) -> str | None:
+    """Protocol of a run stored before protocols existed: its profile was one recipe for every method."""
+    if profile is None:
+        return None
+    return profile if profile == "fast" else "shared"
+
+
 def load_results(root: str | Path) -> pd.DataFrame:
     """One row per finished run (done or failed) of a results directory, plus one per corrupt record.
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
-    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, hparams,
+    reason, noise_rate_actual, noise_hash, protocol, epochs, wall_time, hparams,
     hparam_sources, finished_at`` and every metric. A run whose final record is damaged gets
     status ``corrupt`` and what is wrong as its reason (its other columns are empty).
     """
@@ -64,7 +71,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
         else:
             rows.append({"run_id": stored.run_id, "status": "corrupt", "reason": stored.problem})
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
-               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time",
+               "noise_rate_actual", "noise_hash", "protocol", "epochs", "wall_time",
                "hparams", "hparam_sources", "finished_at", *METRICS.values()]
     frame = pd.DataFrame(rows)
     if frame.empty:

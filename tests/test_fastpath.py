@@ -14,7 +14,7 @@ from noisybench.trainer import Trainer, accelerate, topk_accuracy
 def _run(**train) -> dict:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["sym:0.2"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 1, **train},
+        "train": {"protocol": "cpu", "epochs": 1, **train},
         "datasets": {"cifar-synthetic": {"n_train": 300, "n_test": 60}},
     })
     return Trainer(expand_grid(grid)[0]).run()
@@ -36,7 +36,7 @@ def test_amp_and_channels_last_apply_on_cuda_only(device: str) -> None:
 def test_cifar_batches_stay_uint8_until_preprocess() -> None:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["none"], "seeds": [0]},
-        "train": {"profile": "cpu"}, "datasets": {"cifar-synthetic": {"n_train": 100, "n_test": 20}},
+        "train": {"protocol": "cpu"}, "datasets": {"cifar-synthetic": {"n_train": 100, "n_test": 20}},
     })
     ctx, _ = Trainer(expand_grid(grid)[0]).setup()
     assert ctx.data.x_train.dtype == torch.uint8
@@ -51,7 +51,7 @@ def test_compile_gives_the_same_run_and_plain_checkpoint_keys() -> None:
     plain = _run(arch="mlp", arch_kwargs={"hidden": [16]})
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["sym:0.2"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 1, "arch": "mlp", "arch_kwargs": {"hidden": [16]}, "compile": True},
+        "train": {"protocol": "cpu", "epochs": 1, "arch": "mlp", "arch_kwargs": {"hidden": [16]}, "compile": True},
         "datasets": {"cifar-synthetic": {"n_train": 300, "n_test": 60}},
     })
     trainer = Trainer(expand_grid(grid)[0])
