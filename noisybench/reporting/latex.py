@@ -96,6 +96,8 @@ def latex_tabular(board: Leaderboard) -> str:
         cells = " & ".join(latex_cell(board.cell(method, c), show_n) for c in board.columns)
         lines.append(f"{latex_escape(method)} & {cells} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
+    if any(p["kind"] != "published" for p in board.published):
+        lines.append("\\par{\\footnotesize $^{o}$ published, other protocol or metric: not comparable.}")
     return "\n".join(lines)
 
 
@@ -109,9 +111,11 @@ def published_tabular(board: Leaderboard) -> str:
         paper = f"{p['value']:g}" + (f"{{\\footnotesize$\\pm${p['std']:.2f}}}" if p["std"] is not None else "")
         ours = f"{fmt_num(p['ours_mean'])}{{\\footnotesize$\\pm${fmt_num(p['ours_std']).replace('–', '--')}}}"
         lines.append(" & ".join([latex_escape(p["method"]), latex_escape(p["dataset"]), latex_escape(p["noise"]), ours,
-                                 paper, latex_escape(p["metric"]),
+                                 paper + ("" if p["kind"] == "published" else "$^{o}$"), latex_escape(p["metric"]),
                                  f"{latex_escape(p['source'])} ({latex_escape(p['tag'])})"]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
+    if any(p["kind"] != "published" for p in board.published):
+        lines.append("\\par{\\footnotesize $^{o}$ published, other protocol or metric: not comparable.}")
     return "\n".join(lines)
 
 

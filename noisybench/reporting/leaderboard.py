@@ -97,6 +97,7 @@ class Leaderboard:
     published: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
     failed_runs: int = 0
+    protocols: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (method, dataset, noise) -> protocol
 
     @property
     def metric_name(self) -> str:
@@ -223,6 +224,14 @@ def _provenance(done: pd.DataFrame) -> dict[str, dict[str, str]]:
     return {m: {k: "/".join(sorted(v)) for k, v in sorted(d.items())} for m, d in sorted(out.items())}
 
 
+def _protocols(done: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """The protocol of each (method, dataset, noise) cell's runs ("a + b" when they differ)."""
+    if "protocol" not in done:
+        return {}
+    grouped = done.groupby(["method", "dataset", "noise"])["protocol"]
+    return {key: " + ".join(sorted({str(p) for p in values})) for key, values in grouped}
+
+
 def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0.05,
                       datasets: Sequence[str] | None = None, noises: Sequence[str] | None = None,
                       methods: Sequence[str] | None = None, published: bool = True) -> Leaderboard:
@@ -267,6 +276,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
                         failed_runs=int(frame["status"].isin(["failed", "corrupt"]).sum()),
                         provenance=_provenance(done))
     board.warnings = superseded + check_protocol(done, board)
+    board.protocols = _protocols(done)
     board.tuned = tuned
     if published:
         from noisybench.reporting.published import match_published
