@@ -145,9 +145,43 @@ def mixmatch_loss(
     probs = F.softmax(logits, dim=1)
     loss_x = soft_cross_entropy(logits[:num_labelled], mixed_targets[:num_labelled]).mean()
     loss_u = ((probs[num_labelled:] - mixed_targets[num_labelled:]) ** 2).mean()
-    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device)
+    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device, dtype=probs.dtype)
     loss_reg = (prior * torch.log(prior / probs.mean(dim=0))).sum()
     return loss_x, loss_u, loss_reg
+
+
+def co_guess_targets(probs: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Co-guessing (``Train_cifar.py`` ``train``): sharpen(mean of the given softmax outputs, T).
+
+    Parameters
+    ----------
+    probs
+        Softmax outputs (B, C) of both networks on both augmented views of the unlabelled batch.
+    temperature
+        Sharpening temperature T.
+    """
+    return sharpen(sum(probs) / len(probs), temperature)
+
+
+def co_refine_targets(
+    w: torch.Tensor, labels: torch.Tensor, probs: list[torch.Tensor], temperature: float
+) -> torch.Tensor:
+    """Co-refinement: sharpen(w e_y + (1 - w) pbar, T), pbar = mean of the current net's softmax over the views.
+
+    Parameters
+    ----------
+    w
+        Clean probabilities (B,) from the other network's GMM.
+    labels
+        Observed labels (B,).
+    probs
+        Softmax outputs (B, C) of the network being trained, one per augmented view.
+    temperature
+        Sharpening temperature T.
+    """
+    p_bar = sum(probs) / len(probs)
+    one_hot = F.one_hot(labels, p_bar.shape[1]).to(p_bar.dtype)
+    return sharpen(w[:, None] * one_hot + (1 - w[:, None]) * p_bar, temperature)
 
 
 def _lambda_u(setting: Setting) -> HParam:

@@ -222,3 +222,15 @@ def test_clothing1m_each_network_draws_its_own_balanced_subsets(tmp_path, monkey
     Trainer(expand_grid(grid)[0]).run()
     assert len(warm) == 2 and all(len(w) == 28 for w in warm) and warm[0] != warm[1]
     assert len(pools) == 2 and pools[0] != pools[1]  # two networks, two separate draws
+
+
+def test_paper_tags_only_where_the_paper_ran() -> None:
+    """The confidence penalty follows the official `asym` rule; pair-flip values are not the paper's."""
+    asym = DivideMix.default_hparams(setting("cifar10", "asym", 0.4, 10, 300))
+    pair = DivideMix.default_hparams(setting("cifar10", "pairflip", 0.4, 10, 300))
+    c100_asym = DivideMix.default_hparams(setting("cifar100", "asym", 0.4, 100, 300))
+    assert (asym["conf_penalty"].value, asym["conf_penalty"].source) == (True, "paper")
+    assert asym["lambda_u"].source == "paper"
+    assert (pair["conf_penalty"].value, pair["conf_penalty"].source) == (False, "suite")
+    assert pair["lambda_u"].source == "suite" and pair["p_threshold"].source == "paper-default"
+    assert c100_asym["p_threshold"].source == "paper-default" and c100_asym["lambda_u"].source == "suite"
