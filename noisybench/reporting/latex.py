@@ -9,7 +9,7 @@ column's best, and a caption stating N, ddof, the test, the correction, alpha an
 from __future__ import annotations
 
 from noisybench.metrics import METRIC_TITLES
-from noisybench.reporting.formats import fmt_num, n_summary, provenance_summary
+from noisybench.reporting.formats import fmt_num, n_summary, protocol_summary, provenance_summary
 from noisybench.reporting.leaderboard import Cell, Column, Leaderboard
 from noisybench.reporting.stats import MIN_SEEDS_TTEST
 
@@ -83,6 +83,8 @@ def latex_legend(board: Leaderboard) -> str:
         parts.append(f"No test (and no mark) with fewer than {MIN_SEEDS_TTEST} matched seeds.")
     if provenance_summary(board):
         parts.append(latex_escape(provenance_summary(board)))
+    if board.protocols:
+        parts.append(f"Protocol: {latex_escape(protocol_summary(board))}.")
     if board.leaky:
         parts.append("Test-selected numbers are optimistic and not valid for ranking.")
     return " ".join(parts)
@@ -96,8 +98,6 @@ def latex_tabular(board: Leaderboard) -> str:
         cells = " & ".join(latex_cell(board.cell(method, c), show_n) for c in board.columns)
         lines.append(f"{latex_escape(method)} & {cells} \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
-    if any(p["kind"] != "published" for p in board.published):
-        lines.append("\\par{\\footnotesize $^{o}$ published, other protocol or metric: not comparable.}")
     return "\n".join(lines)
 
 
