@@ -42,7 +42,7 @@ def _grid(n_train: int, n_test: int, train: dict[str, Any]) -> Any:
     return expand_grid(parse_grid({
         "name": "bench", "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["sym:0.2"],
                                   "seeds": [0]},
-        "train": {"profile": "fast", "val_fraction": 0.0, **train},
+        "train": {"protocol": "fast", "val_fraction": 0.0, **train},
         "datasets": {"cifar-synthetic": {"n_train": n_train, "n_test": n_test}},
     }))[0]
 

@@ -62,7 +62,7 @@ def _run(device: str, sizes: Sizes, method: str = "ce", epochs: int = 3, n_train
     grid = parse_grid({
         "name": "gpu-smoke",
         "grid": {"datasets": ["cifar-synthetic"], "methods": [method], "noise": ["sym:0.4"], "seeds": [0]},
-        "train": {"profile": "fast", "device": device, "epochs": epochs, "batch_size": sizes.batch,
+        "train": {"protocol": "fast", "device": device, "epochs": epochs, "batch_size": sizes.batch,
                   "arch": "airbench", "arch_kwargs": sizes.arch_kwargs, "val_fraction": 0.1, **train},
         "datasets": {"cifar-synthetic": {"n_train": n_train or sizes.n_train, "n_test": sizes.n_test}},
     })

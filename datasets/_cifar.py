@@ -1,5 +1,5 @@
 """What the CIFAR datasets share (``cifar10``, ``cifar100``, ``cifar-synthetic`` and the CIFAR-N
-versions): torchvision's python pickles (methods.md §9.1), class maps, profiles.
+versions): torchvision's python pickles (methods.md §9.1), class maps, recipes.
 
 Images are kept as uint8 (N, 3, 32, 32); the trainer moves them to the device once, and
 :meth:`augment` (random crop with 4-pixel padding, horizontal flip) and :meth:`preprocess`
@@ -40,10 +40,11 @@ def superclass_map(coarse: list[int]) -> dict[int, int]:
     return mapping
 
 
-def _cifar_profiles(paper: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _cifar_recipes(shared: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``shared`` recipe (methods.md §2: ELR's CIFAR recipe, adopted for every method) and ``fast``."""
     fast = {"arch": "airbench", "epochs": 30, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
             "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "mean_last_k": 5}
-    return {"paper": {"batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "augment": True, **paper}, "fast": fast}
+    return {"shared": {"batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "augment": True, **shared}, "fast": fast}
 
 
 class CifarBase(Dataset):
@@ -58,7 +59,6 @@ class CifarBase(Dataset):
     torchvision_class: ClassVar[str] = ""
     mean: ClassVar[tuple[float, float, float]] = (0.5, 0.5, 0.5)
     std: ClassVar[tuple[float, float, float]] = (0.25, 0.25, 0.25)
-    default_profile = "paper"
     default_arch = "resnet34"
     val_fraction = 0.1
     params: ClassVar[dict[str, Any]] = {"download": False}

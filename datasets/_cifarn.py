@@ -18,7 +18,8 @@ from noisybench.data import DataSplits
 from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
 from noisybench.errors import ConfigError, DataError
 
-_PAPER = {"arch": "resnet34", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
+#: Shared CIFAR-N recipe (methods.md §2: the cifar-10-100n official ``main.py``).
+_SHARED = {"arch": "resnet34", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
           "weight_decay": 5e-4, "schedule": "step", "milestones": [60], "gamma": 0.1, "augment": True}
 
 

@@ -52,14 +52,13 @@ class Animal10N(ImageDataset):
 
     num_classes = 10
     default_arch = "vgg19_bn"
-    default_profile = "paper"
     required = ("training", "testing")
     layout = LAYOUT
     crop = 64
     flip = True
     params = {"size": 64}
-    profiles = {
-        "paper": {"arch": "vgg19_bn", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
+    recipes = {
+        "shared": {"arch": "vgg19_bn", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1,
                   "momentum": 0.0, "weight_decay": 1e-3, "schedule": "step", "milestones": [50, 75], "gamma": 0.2,
                   "augment": True},
         "fast": {"arch": "airbench", "epochs": 30, "batch_size": 256, "optimizer": "sgd", "lr": 0.1,

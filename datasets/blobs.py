@@ -23,8 +23,8 @@ class Blobs(Dataset):
     num_classes = 5
     default_arch = "mlp"
     params = {"n_samples": 3000, "dim": 20, "classes": 5, "separation": 2.0, "test_fraction": 0.25, "seed": 0}
-    profiles = {
-        "cpu": {"epochs": 20, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine",
+    recipes = {
+        "shared": {"epochs": 20, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine",
                 "arch_kwargs": {"hidden": [128]}},
     }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from noisybench import facts
-from noisybench.datasets._cifar import CIFAR10_ASYM_MAP, CifarBase, _cifar_profiles
+from noisybench.datasets._cifar import CIFAR10_ASYM_MAP, CifarBase, _cifar_recipes
 from noisybench.registry import register_dataset
 
 
@@ -27,5 +27,5 @@ class CIFAR10(CifarBase):
     mean = (0.4914, 0.4822, 0.4465)
     std = (0.2023, 0.1994, 0.2010)
     asym_maps = {"default": CIFAR10_ASYM_MAP}
-    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
+    recipes = _cifar_recipes({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
                                 "schedule": "step", "milestones": [40, 80], "gamma": 0.01})

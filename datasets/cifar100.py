@@ -6,7 +6,7 @@ import numpy as np
 
 from noisybench import facts
 from noisybench.data import DataSplits
-from noisybench.datasets._cifar import CIFAR100_BLOCK5_MAP, CIFAR100_COARSE, CifarBase, _cifar_profiles, superclass_map
+from noisybench.datasets._cifar import CIFAR100_BLOCK5_MAP, CIFAR100_COARSE, CifarBase, _cifar_recipes, superclass_map
 from noisybench.errors import DataError
 from noisybench.registry import register_dataset
 
@@ -31,7 +31,7 @@ class CIFAR100(CifarBase):
     mean = (0.5071, 0.4867, 0.4408)
     std = (0.2675, 0.2565, 0.2761)
     asym_maps = {"default": CIFAR100_BLOCK5_MAP, "superclass": superclass_map(CIFAR100_COARSE)}
-    profiles = _cifar_profiles({"arch": "resnet34", "epochs": 150, "lr": 0.02, "weight_decay": 1e-3,
+    recipes = _cifar_recipes({"arch": "resnet34", "epochs": 150, "lr": 0.02, "weight_decay": 1e-3,
                                 "schedule": "step", "milestones": [80, 120], "gamma": 0.01})
 
     def load(self) -> DataSplits:

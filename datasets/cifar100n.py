@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from noisybench import facts
 from noisybench.data import DataSplits
-from noisybench.datasets._cifarn import _PAPER, CifarNMixin
+from noisybench.datasets._cifarn import _SHARED, CifarNMixin
 from noisybench.datasets.cifar100 import CIFAR100
 from noisybench.registry import register_dataset
 
@@ -20,7 +20,7 @@ class CIFAR100N(CifarNMixin, CIFAR100):
     label_keys = {"noisy": "noisy_label", "clean": "clean_label"}
     human_label_sets = tuple(label_keys)
     params = {"download": False, "label_file": ""}
-    profiles = {**CIFAR100.profiles, "paper": _PAPER}
+    recipes = {**CIFAR100.recipes, "shared": _SHARED}
 
     def load(self) -> DataSplits:
         return self.attach_labels(super().load())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from noisybench import facts
 from noisybench.data import DataSplits
-from noisybench.datasets._cifarn import _PAPER, CifarNMixin
+from noisybench.datasets._cifarn import _SHARED, CifarNMixin
 from noisybench.datasets.cifar10 import CIFAR10
 from noisybench.registry import register_dataset
 
@@ -21,7 +21,7 @@ class CIFAR10N(CifarNMixin, CIFAR10):
                   "random3": "random_label3", "worst": "worse_label", "clean": "clean_label"}
     human_label_sets = tuple(label_keys)
     params = {"download": False, "label_file": ""}
-    profiles = {**CIFAR10.profiles, "paper": _PAPER}
+    recipes = {**CIFAR10.recipes, "shared": _SHARED}
 
     def load(self) -> DataSplits:
         return self.attach_labels(super().load())

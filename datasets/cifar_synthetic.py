@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from noisybench.data import DataSplits
-from noisybench.datasets._cifar import CIFAR10_ASYM_MAP, CifarBase, _cifar_profiles
+from noisybench.datasets._cifar import CIFAR10_ASYM_MAP, CifarBase, _cifar_recipes
 from noisybench.errors import ConfigError
 from noisybench.registry import register_dataset
 
@@ -28,7 +28,7 @@ class CifarSynthetic(CifarBase):
     std = (0.25, 0.25, 0.25)
     asym_maps = {"default": CIFAR10_ASYM_MAP}
     params = {"n_train": 5000, "n_test": 1000, "classes": 10, "signal": 0.5, "seed": 0}
-    profiles = {**_cifar_profiles({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
+    recipes = {**_cifar_recipes({"arch": "resnet34", "epochs": 120, "lr": 0.02, "weight_decay": 1e-3,
                                    "schedule": "step", "milestones": [40, 80], "gamma": 0.01}),
                 "cpu": {"arch": "airbench", "arch_kwargs": {"widths": [16, 32, 32]}, "epochs": 2, "batch_size": 128,
                         "lr": 0.05, "nesterov": True, "schedule": "cosine", "mean_last_k": 1}}

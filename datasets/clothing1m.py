@@ -43,7 +43,6 @@ class Clothing1M(ImageDataset):
 
     num_classes = 14
     default_arch = "resnet50"
-    default_profile = "paper"
     required = ("noisy_label_kv.txt", "clean_label_kv.txt", "noisy_train_key_list.txt", "clean_val_key_list.txt",
                 "clean_test_key_list.txt")
     layout = LAYOUT
@@ -52,8 +51,8 @@ class Clothing1M(ImageDataset):
     std = (0.3113, 0.3192, 0.3214)
     val_fraction = 0.01
     params = {"subset": 0, "subset_seed": 0, "epoch_samples": 0, "image_size": 256, "crop": 224}
-    profiles = {
-        "paper": {"arch": "resnet50", "arch_kwargs": {"pretrained": WEIGHTS}, "epochs": 15, "batch_size": 64,
+    recipes = {
+        "shared": {"arch": "resnet50", "arch_kwargs": {"pretrained": WEIGHTS}, "epochs": 15, "batch_size": 64,
                   "optimizer": "sgd", "lr": 0.002, "momentum": 0.9, "weight_decay": 1e-3, "schedule": "step",
                   "milestones": [7], "gamma": 0.1, "augment": True, "eval_batch_size": 256},
         "fast": {"arch": "resnet50", "arch_kwargs": {"pretrained": WEIGHTS}, "epochs": 5, "batch_size": 64,

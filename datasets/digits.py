@@ -24,8 +24,8 @@ class Digits(Dataset):
     num_classes = 10
     default_arch = "mlp"
     asym_maps = {"default": MNIST_ASYM_MAP}
-    profiles = {
-        "cpu": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
+    recipes = {
+        "shared": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
     }
 
     def load(self) -> DataSplits:

@@ -28,8 +28,8 @@ class MNIST1D(Dataset):
     default_arch = "cnn1d"
     asym_maps = {"default": MNIST_ASYM_MAP}
     params = {"num_samples": 10000, "seed": 42}
-    profiles = {
-        "cpu": {"epochs": 30, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
+    recipes = {
+        "shared": {"epochs": 30, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
     }
 
     def load(self) -> DataSplits:

@@ -60,16 +60,15 @@ class WebVision(ImageDataset):
 
     num_classes = 50
     default_arch = "resnet50"
-    default_profile = "paper"
     required = ("info/train_filelist_google.txt", "info/val_filelist.txt", "val_images_256", "imagenet")
     layout = LAYOUT
     report_top5 = True
     crop = 224
     val_fraction = 0.05
     params = {"classes": 50, "image_size": 256, "crop": 224}
-    profiles = {
+    recipes = {
         # The papers use InceptionResNetV2 (not in torchvision); the suite substitutes ResNet-50 from scratch.
-        "paper": {"arch": "resnet50", "epochs": 100, "batch_size": 32, "optimizer": "sgd", "lr": 0.02,
+        "shared": {"arch": "resnet50", "epochs": 100, "batch_size": 32, "optimizer": "sgd", "lr": 0.02,
                   "momentum": 0.9, "weight_decay": 5e-4, "schedule": "step", "milestones": [50], "gamma": 0.1,
                   "augment": True, "eval_batch_size": 256},
         "fast": {"arch": "resnet50", "epochs": 30, "batch_size": 64, "optimizer": "sgd", "lr": 0.05,

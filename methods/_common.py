@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -11,6 +12,11 @@ from noisybench.facts import NoiseKind, Setting
 def is_class_conditional(setting: Setting) -> bool:
     """True for noise that follows a class map (asymmetric, pair-flip)."""
     return setting.noise_kind is NoiseKind.CLASS_CONDITIONAL
+
+
+def is_published_asym(setting: Setting) -> bool:
+    """True for noise along the dataset's own asymmetric class map (what the papers call "asym")."""
+    return is_class_conditional(setting) and setting.class_map == "dataset"
 
 
 def is_symmetric(setting: Setting) -> bool:
@@ -41,3 +47,18 @@ def sharpen(probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """Rows of ``probs`` raised to 1/T and renormalised (MixMatch's sharpening)."""
     powered = probs ** (1.0 / temperature)
     return powered / powered.sum(dim=1, keepdim=True)
+
+
+def balanced_draw(labels: np.ndarray, num_samples: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """Positions of a class-balanced random subset: shuffle, then keep each sample while its class has
+    fewer than ``num_samples / num_classes`` and the subset fewer than ``num_samples`` (the DivideMix
+    web-scale loader's rule); returned in shuffled order."""
+    order = rng.permutation(len(labels))
+    counts = np.zeros(num_classes, dtype=np.int64)
+    keep = []
+    for i in order:
+        c = int(labels[i])
+        if counts[c] < num_samples / num_classes and len(keep) < num_samples:
+            keep.append(i)
+            counts[c] += 1
+    return np.asarray(keep, dtype=np.int64)

@@ -16,8 +16,22 @@ L_reg = KL(uniform || mean prediction). The test prediction sums both networks' 
 Suite choices (``a`` in the spec): the GMM gets a ``random_state`` drawn from the run's
 per-epoch stream; batches of fewer than two samples are skipped (batch norm needs two); when
 fewer than two samples pass the threshold, the two with the highest w form X; when U has fewer
-than two samples, U is drawn from the whole training set. Epoch-based values (W, rampup) scale
-with the run's epochs on datasets the paper never ran.
+than two samples, U is drawn from the whole training set. Epoch-based values (W, rampup) keep
+their paper values on the paper's own schedule (``protocol = "paper"``) and scale with the run's
+epochs otherwise (``suite``).
+
+Confidence penalty: on for the dataset's own asymmetric map only, as the official code
+(``noise_mode == 'asym'``); off for symmetric noise and, a suite choice, for pair-flip,
+instance-dependent and human noise. On the CLOTHING_1M family the official script draws, for **each network
+separately**, a fresh class-balanced warm-up subset (``warmup_samples`` = 64,000) and, every later
+epoch, a fresh class-balanced subset (``epoch_samples`` = 32,000) on which that network's GMM and
+the other network's labelled/unlabelled split are computed.
+
+Paper recipes (``protocol = "paper"``): CIFAR: PreAct ResNet-18, 300 epochs, SGD lr 0.02 (/10 from
+epoch 150), wd 5e-4, batch 64 + 64. The official loop runs ``num_epochs + 1`` = 301 passes; the
+suite runs the 300 the paper states. CLOTHING_1M: pretrained ResNet-50, 80 epochs, lr 0.002 (/10
+from 40), wd 1e-3. WEB_VISION: timm's Inception-ResNet-v2, 80 epochs, lr 0.01 (/10 from 40),
+wd 5e-4.
 """
 
 from __future__ import annotations
@@ -31,11 +45,23 @@ import torch
 import torch.nn.functional as F
 
 from noisybench.errors import ConfigError
-from noisybench.facts import CIFAR_10, CIFAR_10N, CIFAR_100, CIFAR_100N, CLOTHING_1M, WEB_SCALE, Setting
-from noisybench.method import HParam, Method, TrainContext, scale_epochs
+from noisybench.facts import (
+    CIFAR_10,
+    CIFAR_10N,
+    CIFAR_100,
+    CIFAR_100N,
+    CLOTHING_1M,
+    WEB_SCALE,
+    WEB_VISION,
+    NoiseKind,
+    Setting,
+)
+from noisybench.method import HParam, Method, TrainContext, epoch_hparam, recipe
 from noisybench.methods._common import (
+    balanced_draw,
     entropy_from_logits,
     is_class_conditional,
+    is_published_asym,
     is_symmetric,
     nearest_rate,
     sharpen,
@@ -58,6 +84,13 @@ WARMUP = {CIFAR_10: 10, CIFAR_100: 30}
 PUBLISHED = (CIFAR_10, CIFAR_100)
 #: Length of the reference schedule that W and the ramp belong to (``num_epochs`` = 300).
 PAPER_EPOCHS = 300
+#: Length of the web-scale scripts' schedule that their 1 warm-up epoch belongs to.
+WEB_EPOCHS = 80
+#: CLOTHING_1M script: per-network class-balanced draws, warm-up 1000 x 64 and per epoch 1000 x 32.
+CLOTHING_DRAWS = {"warmup_samples": 64000, "epoch_samples": 32000}
+_CIFAR_RECIPE = dict(arch="preact_resnet18", epochs=PAPER_EPOCHS, optimizer="sgd", lr=0.02, momentum=0.9,
+                     nesterov=False, weight_decay=5e-4, schedule="step", milestones=[150], gamma=0.1,
+                     batch_size=128, augment=True)
 #: Share of the run's epochs for W and the lambda_u ramp on datasets the paper never ran.
 WARMUP_FRACTION = 0.25
 RAMPUP_FRACTION = 0.1
@@ -112,9 +145,43 @@ def mixmatch_loss(
     probs = F.softmax(logits, dim=1)
     loss_x = soft_cross_entropy(logits[:num_labelled], mixed_targets[:num_labelled]).mean()
     loss_u = ((probs[num_labelled:] - mixed_targets[num_labelled:]) ** 2).mean()
-    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device)
+    prior = torch.full((logits.shape[1],), 1.0 / logits.shape[1], device=logits.device, dtype=probs.dtype)
     loss_reg = (prior * torch.log(prior / probs.mean(dim=0))).sum()
     return loss_x, loss_u, loss_reg
+
+
+def co_guess_targets(probs: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """Co-guessing (``Train_cifar.py`` ``train``): sharpen(mean of the given softmax outputs, T).
+
+    Parameters
+    ----------
+    probs
+        Softmax outputs (B, C) of both networks on both augmented views of the unlabelled batch.
+    temperature
+        Sharpening temperature T.
+    """
+    return sharpen(sum(probs) / len(probs), temperature)
+
+
+def co_refine_targets(
+    w: torch.Tensor, labels: torch.Tensor, probs: list[torch.Tensor], temperature: float
+) -> torch.Tensor:
+    """Co-refinement: sharpen(w e_y + (1 - w) pbar, T), pbar = mean of the current net's softmax over the views.
+
+    Parameters
+    ----------
+    w
+        Clean probabilities (B,) from the other network's GMM.
+    labels
+        Observed labels (B,).
+    probs
+        Softmax outputs (B, C) of the network being trained, one per augmented view.
+    temperature
+        Sharpening temperature T.
+    """
+    p_bar = sum(probs) / len(probs)
+    one_hot = F.one_hot(labels, p_bar.shape[1]).to(p_bar.dtype)
+    return sharpen(w[:, None] * one_hot + (1 - w[:, None]) * p_bar, temperature)
 
 
 def _lambda_u(setting: Setting) -> HParam:
@@ -127,8 +194,24 @@ def _lambda_u(setting: Setting) -> HParam:
         return HParam(150.0, "suite")  # not run by the authors (methods.md §6.2)
     table = LAMBDA_U[(CIFAR_100 if setting.family == CIFAR_100 else CIFAR_10, asym)]
     value, exact = nearest_rate(setting.noise_rate, table)
-    published = setting.family in PUBLISHED and exact and (is_symmetric(setting) or asym)
+    published = setting.family in PUBLISHED and exact and (is_symmetric(setting) or is_published_asym(setting))
     return HParam(value, "paper" if published else "suite")
+
+
+def _conf_penalty(setting: Setting) -> HParam:
+    """On for the dataset's asymmetric map only (official ``noise_mode == 'asym'``); off otherwise."""
+    if is_published_asym(setting):
+        return HParam(True, "paper" if setting.family in PUBLISHED else "suite")
+    if setting.noise_kind in (NoiseKind.SYMMETRIC, NoiseKind.NONE):
+        return HParam(False, "paper-default")
+    return HParam(False, "suite")  # pair-flip, instance-dependent, human: no paper says
+
+
+def _p_threshold(setting: Setting, high: bool) -> HParam:
+    """0.6 at 90 % symmetric noise, else 0.5; ``paper`` only in settings the paper ran."""
+    ran = (setting.family in PUBLISHED and is_symmetric(setting)) or (
+        setting.family == CIFAR_10 and is_published_asym(setting))
+    return HParam(0.6 if high else 0.5, "paper" if ran else "paper-default")
 
 
 def _web_scale_hparams(setting: Setting) -> dict[str, HParam]:
@@ -136,12 +219,15 @@ def _web_scale_hparams(setting: Setting) -> dict[str, HParam]:
     epoch, lambda_u = 0, alpha = 0.5, batch 32 + 32, and with lambda_u = 0 only the labelled rows are
     mixed (their partners come from all rows). The :data:`~noisybench.facts.CLOTHING_1M` script warms
     up with the confidence penalty, the other one with CE only."""
+    draws = CLOTHING_DRAWS if setting.family == CLOTHING_1M else {}
     return {
-        "warmup": HParam(1, "paper"), "rampup": HParam(16, "paper-default"), "lambda_u": HParam(0.0, "paper"),
+        "warmup": epoch_hparam(1, setting, "paper", WEB_EPOCHS),
+        "rampup": epoch_hparam(16, setting, "paper-default", WEB_EPOCHS), "lambda_u": HParam(0.0, "paper"),
         "p_threshold": HParam(0.5, "paper-default"), "T": HParam(0.5, "paper-default"),
         "alpha": HParam(0.5, "paper"), "batch_size": HParam(32, "paper"),
         "conf_penalty": HParam(setting.family == CLOTHING_1M, "paper"),
         "loss_history": HParam(1, "paper"), "mix_labelled_only": HParam(True, "paper"),
+        **{key: HParam(draws.get(key, 0), "paper") for key in CLOTHING_DRAWS},
     }
 
 
@@ -154,6 +240,17 @@ class DivideMix(Method):
     hparams = {
         "warmup": 10, "rampup": 16, "lambda_u": 25.0, "p_threshold": 0.5, "T": 0.5, "alpha": 4.0,
         "batch_size": None, "conf_penalty": False, "loss_history": 1, "mix_labelled_only": False,
+        "warmup_samples": 0, "epoch_samples": 0,
+    }
+    paper_recipes = {
+        CIFAR_10: recipe(**_CIFAR_RECIPE),
+        CIFAR_100: recipe(**_CIFAR_RECIPE),
+        CLOTHING_1M: recipe(arch="resnet50", epochs=WEB_EPOCHS, optimizer="sgd", lr=0.002, momentum=0.9,
+                            nesterov=False, weight_decay=1e-3, schedule="step", milestones=[40], gamma=0.1,
+                            batch_size=64, augment=True),
+        WEB_VISION: recipe(arch="inception_resnet_v2", epochs=WEB_EPOCHS, optimizer="sgd", lr=0.01, momentum=0.9,
+                           nesterov=False, weight_decay=5e-4, schedule="step", milestones=[40], gamma=0.1,
+                           batch_size=64, augment=True),
     }
 
     @classmethod
@@ -165,21 +262,21 @@ class DivideMix(Method):
         high = (setting.noise_rate or 0.0) >= 0.9 and is_symmetric(setting)
         if on_cifar_images:
             # W and the ramp belong to the 300-epoch schedule: keep their share of other lengths.
-            source = "paper-default" if cifar else "suite"
-            warmup = scale_epochs(WARMUP[setting.images], PAPER_EPOCHS, setting.epochs, source)
-            rampup = scale_epochs(16, PAPER_EPOCHS, setting.epochs, source)
+            warmup = epoch_hparam(WARMUP[setting.images], setting, "paper", PAPER_EPOCHS)
+            rampup = epoch_hparam(16, setting, "paper", PAPER_EPOCHS)
         else:
             warmup = HParam(max(1, int(round(WARMUP_FRACTION * setting.epochs))), "suite")
             rampup = HParam(max(1, int(round(RAMPUP_FRACTION * setting.epochs))), "suite")
         return {
             "warmup": warmup, "rampup": rampup, "lambda_u": _lambda_u(setting),
-            "p_threshold": HParam(0.6 if high else 0.5, "paper" if cifar else "paper-default"),
+            "p_threshold": _p_threshold(setting, high),
             "T": HParam(0.5, "paper-default"), "alpha": HParam(4.0, "paper-default"),
             "batch_size": HParam(64 if on_cifar_images else None,
                                  "paper-default" if cifar else "suite"),
-            "conf_penalty": HParam(not is_symmetric(setting), "paper-default"),
+            "conf_penalty": _conf_penalty(setting),
             "loss_history": HParam(5 if high else 1, "paper-default"),
             "mix_labelled_only": HParam(False, "paper-default"),
+            "warmup_samples": HParam(0, "paper-default"), "epoch_samples": HParam(0, "paper-default"),
         }
 
     @classmethod
@@ -195,6 +292,8 @@ class DivideMix(Method):
              "batch_size must be null (half the profile's batch size) or an integer >= 2"),
             (isinstance(values["loss_history"], int) and values["loss_history"] >= 1,
              "loss_history must be an integer >= 1"),
+            *((isinstance(values[key], int) and values[key] >= 0,
+               f"{key} must be an integer >= 0 (0: every sample of the epoch)") for key in CLOTHING_DRAWS),
         ]
         for ok, message in checks:
             if not ok:
@@ -213,19 +312,28 @@ class DivideMix(Method):
         if epoch < self.hp["warmup"]:
             self.selected = None
             for k in range(2):
-                self._warmup(ctx, k)
+                self._warmup(ctx, k, self._draw(ctx, self.hp["warmup_samples"]))
             return {"train_loss": ctx.mean_loss()}
-        pool = ctx.epoch_indices.to(ctx.device)  # all samples, or the dataset's draw for this epoch
-        clean_prob = [self._clean_probability(ctx, k, pool) for k in range(2)]
-        self.selected = [(pool, p > self.hp["p_threshold"]) for p in clean_prob]
-        for k in range(2):
-            self._train_net(ctx, epoch, k, pool, clean_prob[1 - k])
+        # Each network's pool: the epoch's samples, or its own class-balanced draw (CLOTHING_1M script).
+        pools = [self._draw(ctx, self.hp["epoch_samples"]).to(ctx.device) for _ in range(2)]
+        clean_prob = [self._clean_probability(ctx, k, pools[k]) for k in range(2)]
+        self.selected = [(pool, p > self.hp["p_threshold"]) for pool, p in zip(pools, clean_prob)]
+        for k in range(2):  # network k trains on the other network's pool and division
+            self._train_net(ctx, epoch, k, pools[1 - k], clean_prob[1 - k])
         means = (self._sums / max(1, self._steps)).tolist()
         return {"train_loss": ctx.mean_loss(), "loss_x": means[0], "loss_u": means[1], "lambda_u_eff": means[2]}
 
-    def _warmup(self, ctx: TrainContext, k: int) -> None:
+    def _draw(self, ctx: TrainContext, num_samples: int) -> torch.Tensor:
+        """``num_samples`` of the epoch's samples, class-balanced by noisy label (all of them for 0)."""
+        pool = ctx.epoch_indices
+        if not num_samples:
+            return pool
+        labels = ctx.y_noisy.cpu()[pool].numpy()
+        return pool[torch.as_tensor(balanced_draw(labels, num_samples, ctx.num_classes, ctx.rng))]
+
+    def _warmup(self, ctx: TrainContext, k: int, indices: torch.Tensor) -> None:
         net = ctx.nets[k]
-        for batch in ctx.train_batches(2 * self.b):
+        for batch in ctx.train_batches(2 * self.b, indices=indices):
             if len(batch.index) < 2:
                 continue
             logits = net(batch.x)

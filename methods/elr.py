@@ -6,9 +6,15 @@ t_i <- beta t_i + (1 - beta) p_hat_i / sum(p_hat_i) (no gradient, before the los
 L = mean CE(e_y, p) + lambda mean log(1 - <t_i, p_hat_i>), where CE uses the raw logits and the
 regulariser the clamped probabilities with gradient.
 
-Hyperparameters (``beta``, ``lam``): CIFAR values from the official configs (``paper``); every
-other dataset reuses the CIFAR-10 values of the same noise type (``suite``). ELR has no
-epoch-based hyperparameter.
+Hyperparameters (``beta``, ``lam``): CIFAR values from the official configs (``paper``) for the
+noise the paper ran (symmetric, and the dataset's asymmetric map); other noise (pair-flip,
+instance-dependent, human) and every other dataset reuse the nearest CIFAR row (``suite``). ELR has
+no epoch-based hyperparameter.
+
+Paper recipes (``protocol = "paper"``): ELR's CIFAR configs (ResNet-34, lr 0.02, wd 1e-3, x0.01 at
+40/80 of 120 epochs, or 80/120 of 150); on the CLOTHING_1M and WEB_VISION families the official ELR+ configs
+of the same repository without the second network (``paper-default``), with timm's
+Inception-ResNet-v2 on WEB_VISION.
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from noisybench.errors import ConfigError
-from noisybench.facts import CIFAR_10, CIFAR_100, Setting
-from noisybench.method import Batch, HParam, Method, TrainContext
-from noisybench.methods._common import is_class_conditional, is_symmetric
+from noisybench.facts import CIFAR_10, CIFAR_100, CLOTHING_1M, WEB_VISION, Setting
+from noisybench.method import Batch, HParam, Method, TrainContext, recipe
+from noisybench.methods._common import is_class_conditional, is_published_asym, is_symmetric
 from noisybench.registry import register_method
 
 CLAMP = 1e-4
@@ -94,11 +100,25 @@ class ELR(Method):
     display_name = "ELR"
 
     hparams = {"beta": 0.7, "lam": 3.0}
+    paper_recipes = {
+        CIFAR_10: recipe(arch="resnet34", epochs=120, optimizer="sgd", lr=0.02, momentum=0.9, nesterov=False,
+                         weight_decay=1e-3, schedule="step", milestones=[40, 80], gamma=0.01, batch_size=128,
+                         augment=True),
+        CIFAR_100: recipe(arch="resnet34", epochs=150, optimizer="sgd", lr=0.02, momentum=0.9, nesterov=False,
+                          weight_decay=1e-3, schedule="step", milestones=[80, 120], gamma=0.01, batch_size=128,
+                          augment=True),
+        CLOTHING_1M: recipe("paper-default", arch="resnet50", epochs=15, optimizer="sgd", lr=0.002, momentum=0.9,
+                            nesterov=False, weight_decay=1e-3, schedule="step", milestones=[7], gamma=0.1,
+                            batch_size=64, augment=True),
+        WEB_VISION: recipe("paper-default", arch="inception_resnet_v2", epochs=100, optimizer="sgd", lr=0.02,
+                           momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="step", milestones=[50],
+                           gamma=0.1, batch_size=32, augment=True),
+    }
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
         symmetric = not is_class_conditional(setting)
-        published = setting.family in PUBLISHED and (is_symmetric(setting) or is_class_conditional(setting))
+        published = setting.family in PUBLISHED and (is_symmetric(setting) or is_published_asym(setting))
         base = CIFAR_100 if setting.images == CIFAR_100 else CIFAR_10
         beta, lam = PAPER_VALUES[(base, symmetric)]
         source = "paper" if published else "suite"  # other datasets reuse the nearest CIFAR row

@@ -1,14 +1,27 @@
 """GCE: generalized cross-entropy L_q and its truncated variant (``methods.md`` §4).
 
-Zhang & Sabuncu, NeurIPS 2018 (arXiv 1805.07836). L_q(p, y) = (1 - p_y^q) / q. The truncated
-variant (``truncated = true``) alternates ordinary epochs on the weighted loss with a prune step
-that keeps sample i iff p_{i, y_i} > k under the best-noisy-validation weights (suite choice,
-where the unofficial code leaks the test set), evaluated without augmentation.
+Zhang & Sabuncu, NeurIPS 2018 (arXiv 1805.07836). L_q(p, y) = (1 - p_y^q) / q, with p_y^q
+computed as exp(q log_softmax(z)_y): exact and finite at extreme logits.
+
+Truncated variant (``truncated = true``), as in the code the suite follows (AlanChou/Truncated-Loss
+``main.py`` and ``TruncatedLoss.py``): every batch minimises mean_i [w_i L_q(p_i) - L_q(k) w_i]
+(the second term is constant in the weights of the network, but it is part of the logged loss).
+At the **start** of epoch e (0-based), before that epoch trains, when e + 1 >= ``start_prune``
+and (e + 1) mod ``prune_every`` = 0, the weights are recomputed from the **best checkpoint so far**
+(strictly best noisy-validation accuracy, earlier epochs winning ties; the reference uses the test
+set, the suite the noisy validation split), evaluated without augmentation: w_i = 1 iff
+L_q(p_i) < L_q(k), i.e. p_{i, y_i} > k.
+
+Suite rule for a prune that would keep **no** sample (all p_y <= k; it happens on short or
+hard runs): training on an all-zero weight vector would silently stop learning, so the prune is
+skipped and the previous weights stay; the epoch's history records ``prune_skipped = 1``. Each
+epoch also records ``kept_frac``, the share of samples with w_i = 1.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import torch
@@ -16,17 +29,77 @@ import torch.nn.functional as F
 
 from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10, CIFAR_100, Setting
-from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
+from noisybench.method import Batch, HParam, Method, TrainContext, recipe
 from noisybench.registry import register_method
 
 #: First prune epoch of the unofficial code's CIFAR commands (every 10 epochs after it; methods.md §4).
 PRUNE_START = {CIFAR_10: 40, CIFAR_100: 80}
+PRUNE_EVERY = 10
 
 
 def gce_loss(logits: torch.Tensor, labels: torch.Tensor, q: float) -> torch.Tensor:
-    """Per-sample L_q = (1 - p_y^q) / q."""
-    p_y = F.softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
-    return (1 - p_y.clamp_min(1e-12) ** q) / q
+    """Per-sample L_q = (1 - p_y^q) / q, with p_y^q = exp(q * log_softmax(logits)_y).
+
+    Parameters
+    ----------
+    logits
+        Network outputs (B, C), any floating dtype.
+    labels
+        Observed labels (B,).
+    q
+        Exponent in (0, 1].
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) losses in the dtype of ``logits``.
+    """
+    log_p_y = F.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    return -torch.expm1(q * log_p_y) / q
+
+
+def lq_threshold(k: float, q: float) -> float:
+    """L_q(k) = (1 - k^q) / q, the truncation level."""
+    return (1.0 - k**q) / q
+
+
+def truncated_gce_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, q: float, k: float
+) -> torch.Tensor:
+    """Batch loss of truncated L_q: mean_i [w_i L_q(p_i, y_i) - L_q(k) w_i] (``TruncatedLoss.forward``).
+
+    Parameters
+    ----------
+    logits, labels
+        Network outputs (B, C) and observed labels (B,).
+    weights
+        The current w_i of the batch rows (B,), 0 or 1.
+    q, k
+        Exponent and truncation threshold.
+    """
+    weights = weights.to(logits.dtype)
+    return (gce_loss(logits, labels, q) * weights - lq_threshold(k, q) * weights).mean()
+
+
+def truncated_weights(logits: torch.Tensor, labels: torch.Tensor, q: float, k: float) -> torch.Tensor:
+    """The prune step (``TruncatedLoss.update_weight``): w_i = 1 iff L_q(k) > L_q(p_i, y_i), i.e. p_y > k.
+
+    Returns
+    -------
+    torch.Tensor
+        (B,) weights in the dtype of ``logits``.
+    """
+    return (gce_loss(logits, labels, q) < lq_threshold(k, q)).to(logits.dtype)
+
+
+def _prune_schedule(setting: Setting) -> tuple[HParam, HParam]:
+    """(start_prune, prune_every): the unofficial code's on its own schedule, else the run's first lr
+    milestone (a third of the run without one) and about twelve prunes per run (suite)."""
+    paper_start = PRUNE_START.get(setting.family)
+    if paper_start is not None and setting.paper_schedule:
+        return HParam(paper_start, "paper-default"), HParam(PRUNE_EVERY, "paper-default")
+    start = setting.milestones[0] if setting.milestones else max(1, setting.epochs // 3)
+    return HParam(max(1, int(start)), "suite"), HParam(max(1, round(setting.epochs / 12)), "suite")
 
 
 @register_method("gce")
@@ -35,18 +108,20 @@ class GCE(Method):
     display_name = "GCE"
 
     hparams = {"q": 0.7, "truncated": False, "k": 0.5, "start_prune": None, "prune_every": None}
+    #: The unofficial code's README commands (methods.md §4): ResNet-34, SGD lr 0.01, wd 1e-4, batch 128.
+    paper_recipes = {
+        CIFAR_10: recipe(arch="resnet34", epochs=120, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
+                         weight_decay=1e-4, schedule="step", milestones=[40, 80], gamma=0.1, batch_size=128,
+                         augment=True),
+        CIFAR_100: recipe(arch="resnet34", epochs=150, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False,
+                          weight_decay=1e-4, schedule="step", milestones=[80, 120], gamma=0.1, batch_size=128,
+                          augment=True),
+    }
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        """CIFAR: the unofficial code's prune schedule (:data:`PRUNE_START`), scaled when the run is not
-        the paper's length; other datasets: first third of training, ~12 prunes (suite)."""
-        paper_start = PRUNE_START.get(setting.family)
-        if paper_start is not None and setting.paper_epochs:
-            start = scale_epochs(paper_start, setting.paper_epochs, setting.epochs, "paper-default")
-            every = scale_epochs(10, setting.paper_epochs, setting.epochs, "paper-default")
-        else:
-            start = HParam(max(1, setting.epochs // 3), "suite")
-            every = HParam(max(1, round(setting.epochs / 12)), "suite")
+        """q and k of the paper; the prune schedule of :func:`_prune_schedule`."""
+        start, every = _prune_schedule(setting)
         return {
             "q": HParam(0.7, "paper-default"),
             "k": HParam(0.5, "paper-default"),
@@ -61,27 +136,39 @@ class GCE(Method):
             raise ConfigError(f"[methods.gce] q must be in (0, 1], got {values['q']}")
         if not 0 < values["k"] < 1:
             raise ConfigError(f"[methods.gce] k must be in (0, 1), got {values['k']}")
+        for key in ("start_prune", "prune_every"):
+            value = values[key]
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"[methods.gce] {key} must be an integer >= 1 (epochs), got {value!r}")
 
     def setup(self, ctx: TrainContext) -> None:
         self.weights = torch.ones(ctx.num_train, device=ctx.device)
-        self.best_val = -1.0
+        self.best_val = -math.inf
         self.best_state: dict[str, torch.Tensor] | None = None
 
-    def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
-        loss = gce_loss(ctx.nets[0](batch.x), batch.y, self.hp["q"])
+    def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+        stats: dict[str, float] = {}
         if self.hp["truncated"]:
-            loss = loss * self.weights[batch.index]
-        return loss.mean()
+            due = epoch + 1 >= self.hp["start_prune"] and (epoch + 1) % self.hp["prune_every"] == 0
+            if due and self.best_state is not None:
+                stats["prune_skipped"] = float(not self._prune(ctx))
+            stats["kept_frac"] = float(self.weights.mean())
+        return {**super().train_epoch(ctx, epoch), **stats}
+
+    def training_step(self, ctx: TrainContext, batch: Batch, epoch: int) -> torch.Tensor:
+        logits = ctx.nets[0](batch.x)
+        if self.hp["truncated"]:
+            return truncated_gce_loss(logits, batch.y, self.weights[batch.index], self.hp["q"], self.hp["k"])
+        return gce_loss(logits, batch.y, self.hp["q"]).mean()
 
     def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        if not self.hp["truncated"]:
-            return {}
-        if ctx.last_val_acc >= self.best_val:
-            self.best_val = ctx.last_val_acc
-            self.best_state = copy.deepcopy(ctx.nets[0].state_dict())
-        due = epoch + 1 >= self.hp["start_prune"] and (epoch + 1) % self.hp["prune_every"] == 0
-        if due and self.best_state is not None:
-            self._prune(ctx)
+        """Keep the best checkpoint so far: strictly better noisy-val accuracy (the latest model without a
+        validation split)."""
+        if self.hp["truncated"]:
+            val = ctx.last_val_acc
+            if math.isnan(val) or val > self.best_val:
+                self.best_val = -math.inf if math.isnan(val) else val
+                self.best_state = copy.deepcopy(ctx.nets[0].state_dict())
         return {}
 
     def selection(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -89,12 +176,15 @@ class GCE(Method):
             return None
         return torch.arange(len(self.weights), device=self.weights.device), self.weights > 0
 
-    def _prune(self, ctx: TrainContext) -> None:
+    def _prune(self, ctx: TrainContext) -> bool:
+        """Recompute the weights from the best checkpoint; False (weights kept) when none would survive."""
         net = copy.deepcopy(ctx.nets[0])
         net.load_state_dict(self.best_state)
-        probs = F.softmax(ctx.predict_train(net), dim=1)
-        p_y = probs.gather(1, ctx.y_noisy[:, None]).squeeze(1)
-        self.weights = (p_y > self.hp["k"]).float()
+        weights = truncated_weights(ctx.predict_train(net).float(), ctx.y_noisy, self.hp["q"], self.hp["k"])
+        if not bool(weights.any()):
+            return False
+        self.weights = weights.to(self.weights.dtype)
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         if not self.hp["truncated"]:

@@ -1,4 +1,4 @@
-"""The ``noisybench`` command: run, report, list, status."""
+"""The ``noisybench`` command: run, plan, report, list, status."""
 
 from __future__ import annotations
 
@@ -102,6 +102,14 @@ def _closing_table(args: argparse.Namespace, out: Path, records: list, current: 
     text, _ = make_report(frame, ReportOptions(fmt="table", metric=args.metric), source=str(out))
     print(text)
     return 1 if failed and args.strict else 0
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from noisybench.config import load_grid
+    from noisybench.plan import expand_grid, render_plan
+
+    sys.stdout.write(render_plan(expand_grid(load_grid(args.grid)), args.format))
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -220,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     slurm.add_argument("--sbatch", action="append", metavar="KEY=VALUE",
                        help="extra sbatch flag, repeatable: --sbatch constraint=volta --sbatch exclusive")
     run.set_defaults(func=_cmd_run)
+    pln = sub.add_parser("plan", help="show every run's protocol, recipe and hyperparameters (with provenance) "
+                                      "without training or reading data")
+    pln.add_argument("grid", help="grid file (TOML)")
+    pln.add_argument("--format", default="table", choices=["table", "json"])
+    pln.set_defaults(func=_cmd_plan)
     rep = sub.add_parser("report", help="leaderboard of a results directory")
     rep.add_argument("dir")
     rep.add_argument("--format", default="table",

@@ -32,9 +32,14 @@ COMPILE_BACKENDS = frozenset({"inductor", "eager", "aot_eager", "cudagraphs"})
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The shared trainer's budget and optimiser (a recipe); datasets define named profiles of it."""
+    """The shared trainer's budget and optimiser (a recipe) and the protocol that chose it.
 
-    profile: str = "cpu"
+    ``protocol`` is ``"shared"`` (the dataset's one recipe for every method; the default),
+    ``"paper"`` (the method's own published recipe, falling back to ``shared``) or the name of
+    another shared recipe the dataset declares (``"fast"``). It is part of the run id.
+    """
+
+    protocol: str = "shared"
     arch: str | None = None
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 40
@@ -63,6 +68,8 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], where: str = "[train]") -> TrainConfig:
         """Build from a dict, refusing unknown keys with a suggestion."""
         names = [f.name for f in dataclasses.fields(cls)]
+        if "profile" in values:
+            raise ConfigError(legacy_profile_message(values["profile"], where))
         for key in values:
             if key not in names:
                 raise ConfigError(f"{where}: unknown key {key!r}.{suggest(key, names)} Known keys: {', '.join(names)}")
@@ -122,6 +129,7 @@ class RunConfig:
     hparam_sources: dict[str, str]
     seed: int
     train: TrainConfig
+    train_sources: dict[str, str] = field(default_factory=dict)  # provenance of each recipe value
     grid: str = ""
     data_root: str | None = None
     schema: int = SCHEMA_VERSION
@@ -146,7 +154,8 @@ class RunConfig:
         return {
             "run_id": self.run_id, "dataset": self.dataset.to_dict(), "noise": self.noise, "method": self.method,
             "hparams": dict(self.hparams), "hparam_sources": dict(self.hparam_sources), "seed": self.seed,
-            "train": self.train.to_dict(), "grid": self.grid, "data_root": self.data_root, "schema": self.schema,
+            "train": self.train.to_dict(), "train_sources": dict(self.train_sources), "grid": self.grid,
+            "data_root": self.data_root, "schema": self.schema,
             "sweep": dict(self.sweep),
         }
 
@@ -157,12 +166,28 @@ class RunConfig:
         fields = {k: v for k, v in values.items() if k in names}
         dataset = fields["dataset"]
         fields["dataset"] = DatasetRef(dataset["name"], dict(dataset.get("params") or {}))
-        fields["train"] = TrainConfig.from_dict(dict(fields["train"]))
+        train = dict(fields["train"])
+        if "profile" in train:  # stored before protocols existed: every method shared the dataset's recipe
+            profile = train.pop("profile")
+            train["protocol"] = profile if profile == "fast" else "shared"
+        fields["train"] = TrainConfig.from_dict(train)
         return cls(**fields)
 
     def label(self) -> str:
         """Short human-readable description."""
         return f"{self.dataset.name} {self.noise} {self.method} seed={self.seed}"
+
+
+def legacy_profile_message(profile: Any, where: str) -> str:
+    """The error for a grid's old ``[train] profile`` key, naming its replacement."""
+    if profile == "paper":
+        hint = ('protocol = "shared" (what profile = "paper" ran: one recipe per dataset for every method) '
+                'or protocol = "paper" (each method\'s own published recipe)')
+    elif profile in ("cpu", "shared", None):
+        hint = 'protocol = "shared"'
+    else:
+        hint = f'protocol = "{profile}"'
+    return f"{where}: profile was replaced by protocol; write {hint}"
 
 
 GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep"}

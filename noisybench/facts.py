@@ -31,6 +31,12 @@ CIFAR_100N = "CIFAR-100N"
 ANIMAL_10N = "ANIMAL-10N"
 CLOTHING_1M = "Clothing1M"
 WEB_VISION = "mini-WebVision"
+#: The two protocols a run can follow (README "Protocols"): one recipe per dataset for every method,
+#: or each method's own published recipe. Datasets may declare further shared recipes (e.g. ``fast``).
+SHARED = "shared"
+PAPER = "paper"
+PROTOCOLS = (SHARED, PAPER)
+
 #: Families of web-scale real-noise benchmarks (one class-balanced draw per epoch, pretrained or large nets).
 WEB_SCALE = frozenset({CLOTHING_1M, WEB_VISION})
 
@@ -40,7 +46,12 @@ class Setting:
     """What a method may condition its hyperparameters on.
 
     ``dataset`` and ``noise_family`` are the names, for messages only: decide on ``family``,
-    ``base_family``, ``noise_kind``, ``noise_rate`` and ``noise_arg``.
+    ``base_family``, ``noise_kind``, ``class_map``, ``noise_rate`` and ``noise_arg``.
+
+    ``protocol`` is the run's protocol; ``paper_epochs`` is the length of the method's own
+    published schedule for this family (None without one); ``paper_schedule`` is true when the
+    run trains on exactly that schedule (``protocol = "paper"`` with the paper's recipe and no
+    epoch override), so epoch-based hyperparameters keep their paper values.
     """
 
     dataset: str
@@ -52,9 +63,12 @@ class Setting:
     family: str = ""
     base_family: str = ""
     train_size: int | None = None
-    profile: str = "paper"
-    paper_epochs: int | None = None  # epochs of the dataset's `paper` profile, to scale epoch-based hparams
+    protocol: str = SHARED
+    paper_epochs: int | None = None  # epochs of the method's own recipe for this family, to scale epoch-based hparams
     noise_arg: str | None = None  # the spec's argument when it is not a rate, e.g. "worst" in human:worst
+    paper_schedule: bool = False
+    class_map: str = ""  # which class map class-conditional noise follows: "dataset" (asym), "pair", ...
+    milestones: tuple[int, ...] = ()  # the run's step-schedule lr milestones (none for other schedules)
 
     @property
     def images(self) -> str:

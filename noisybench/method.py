@@ -117,6 +117,36 @@ class TrainContext(Protocol):
         ...
 
 
+#: The :class:`~noisybench.config.TrainConfig` fields a recipe decides (what ``noisybench plan`` shows).
+RECIPE_KEYS = ("arch", "arch_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
+               "schedule", "milestones", "gamma", "batch_size", "augment")
+
+
+def recipe(source: str = "paper", **values: Any) -> dict[str, HParam]:
+    """A published training recipe: ``TrainConfig`` field values that share one provenance ``source``.
+
+    Merge dicts to give single values another tag: ``{**recipe(lr=0.01), **recipe("paper-default", ...)}``.
+    """
+    unknown = sorted(set(values) - set(RECIPE_KEYS))
+    if unknown:
+        raise ValueError(f"recipe: unknown key(s) {', '.join(unknown)}; recipe keys: {', '.join(RECIPE_KEYS)}")
+    return {key: HParam(value, source) for key, value in values.items()}
+
+
+def epoch_hparam(value: int, setting: Setting, source: str, reference_epochs: int | None = None) -> HParam:
+    """An epoch count (warm-up, ramp, prune start) published for the method's own schedule.
+
+    On that schedule (``setting.paper_schedule``: protocol ``paper``, the paper's recipe, epochs
+    not overridden) the value is kept with ``source``. Otherwise it is scaled to the run's length
+    (:func:`scale_epochs` against ``reference_epochs``, default ``setting.paper_epochs``) and tagged
+    ``suite``, even where the lengths happen to agree: the schedule is not the paper's.
+    """
+    if setting.paper_schedule:
+        return HParam(value, source)
+    reference = reference_epochs or setting.paper_epochs or setting.epochs
+    return HParam(scale_epochs(value, reference, setting.epochs, "suite").value, "suite")
+
+
 def scale_epochs(value: int, reference_epochs: int, epochs: int, source: str) -> HParam:
     """An epoch count (warm-up, E_w, ramp, prune start) published for a ``reference_epochs`` schedule.
 
@@ -151,12 +181,16 @@ class Method:
     display_name : name printed in reports and figures (``DivideMix``); the registry name when empty.
     num_networks : how many networks the trainer builds (``ctx.nets``), each with an optimiser.
     hparams : generic defaults; :meth:`default_hparams` refines them per setting.
+    paper_recipes : the method's own published training recipe per dataset family
+        (:mod:`noisybench.facts`), each a dict of :func:`recipe` values with provenance. Runs under
+        ``protocol = "paper"`` use it; a family without one falls back to the dataset's shared recipe.
     """
 
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     num_networks: ClassVar[int] = 1
     hparams: ClassVar[dict[str, Any]] = {}
+    paper_recipes: ClassVar[dict[str, dict[str, HParam]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -154,6 +154,9 @@ class NoiseModel:
     sampler: ClassVar[str] = "exact"
     description: ClassVar[str] = ""
     kind: ClassVar[NoiseKind] = NoiseKind.SYMMETRIC
+    #: For class-conditional noise, the class map it follows: ``"dataset"`` (the dataset's own
+    #: asymmetric map, what papers call "asym"), ``"superclass"`` or ``"pair"`` (i -> i + 1).
+    class_map: ClassVar[str] = ""
 
     def corrupt(self, ctx: NoiseContext) -> np.ndarray:
         """Return the noisy labels (int64, same length as ``ctx.labels``)."""
@@ -354,6 +357,7 @@ class Asymmetric(MatrixNoise):
 
     description = "asymmetric, exact: rate r of each mapped class goes to its target class"
     variant: ClassVar[str] = "default"
+    class_map = "dataset"
 
     @classmethod
     def check(cls, spec: NoiseSpec, dataset_cls: Any) -> None:
@@ -369,6 +373,7 @@ class AsymmetricSuperclass(Asymmetric):
 
     description = "asymmetric within true super-classes (CIFAR-100), exact; distinct from asym's block-of-5"
     variant = "superclass"
+    class_map = "superclass"
 
 
 @register_noise("asym-draw")
@@ -386,6 +391,7 @@ class AsymmetricDivideMix(NoiseModel):
     kind = NoiseKind.CLASS_CONDITIONAL
 
     sampler = "dividemix"
+    class_map = "dataset"
     description = "DivideMix asymmetric: floor(rN) samples of any class, mapped; about r/2 wrong"
     check = Asymmetric.check  # type: ignore[assignment]
 
@@ -405,6 +411,7 @@ class PairFlip(MatrixNoise):
     kind = NoiseKind.CLASS_CONDITIONAL
 
     description = "pair-flip, exact: r of class i becomes (i + 1) mod C"
+    class_map = "pair"
 
     def matrix(self, ctx: NoiseContext) -> np.ndarray:
         return pairflip_matrix(ctx.num_classes, ctx.spec.rate)

@@ -3,36 +3,84 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any
 
-from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig
+from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig, legacy_profile_message
 from noisybench.errors import ConfigError, suggest
-from noisybench.facts import Setting
+from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
+from noisybench.method import RECIPE_KEYS
 from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.registry import DATASETS, METHODS, NOISES
 
 
-def resolve_train(dataset_cls: Any, overrides: dict[str, Any], source: str = "[train]") -> TrainConfig:
-    """The dataset's profile (``[train] profile``, else its default) plus grid overrides."""
-    profile = overrides.get("profile", dataset_cls.default_profile)
-    if profile not in dataset_cls.profiles:
-        raise ConfigError(
-            f"{source}: dataset {dataset_cls.name!r} has no profile {profile!r}."
-            f"{suggest(profile, dataset_cls.profiles)} Profiles: {', '.join(dataset_cls.profiles)}"
-        )
-    values = {**dataset_cls.profiles[profile], **overrides, "profile": profile}
+@dataclass(frozen=True)
+class Recipe:
+    """A resolved training recipe: the run's :class:`TrainConfig`, each value's provenance, and
+    whether it is the method's published schedule (``paper_schedule``) or a fallback (``note``)."""
+
+    train: TrainConfig
+    sources: dict[str, str]
+    paper_schedule: bool
+    paper_epochs: int | None
+    note: str = ""
+
+
+def protocols(dataset_cls: Any) -> list[str]:
+    """Protocol names a grid may choose for ``dataset_cls``: shared, paper, then its other recipes."""
+    return [*PROTOCOLS, *(name for name in dataset_cls.recipes if name not in PROTOCOLS)]
+
+
+def resolve_train(dataset_cls: Any, method_cls: Any, overrides: dict[str, Any],
+                  source: str = "[train]") -> Recipe:
+    """The recipe of ``method_cls`` on ``dataset_cls`` under the grid's ``[train]`` table.
+
+    ``protocol = "shared"`` (default) or another shared recipe name: the dataset's recipe.
+    ``protocol = "paper"``: the method's :attr:`~noisybench.method.Method.paper_recipes` entry for
+    the dataset's family, over the shared recipe; without one, the shared recipe, tagged ``suite``.
+    Other ``[train]`` keys override any recipe and are tagged ``user``.
+    """
+    overrides = dict(overrides)
+    if "profile" in overrides:
+        raise ConfigError(legacy_profile_message(overrides["profile"], source))
+    protocol = overrides.pop("protocol", SHARED)
+    names = protocols(dataset_cls)
+    if protocol not in names:
+        raise ConfigError(f"{source}: protocol {protocol!r} is not available for dataset {dataset_cls.name!r}."
+                          f"{suggest(str(protocol), names)} Protocols: {', '.join(names)}")
+    shared = dataset_cls.recipes[SHARED if protocol == PAPER else protocol]
+    published = method_cls.paper_recipes.get(dataset_cls.family) if dataset_cls.family else None
+    values = dict(shared)
+    sources = {key: "suite" for key in shared}
+    note = ""
+    if protocol == PAPER and published is None:
+        note = f"{method_cls.name} has no published recipe for {dataset_cls.name}; shared recipe (suite)"
+    elif protocol == PAPER:
+        if "arch" in published and published["arch"].value != shared.get("arch"):
+            values.pop("arch_kwargs", None)  # the shared network's options do not fit another network
+            sources.pop("arch_kwargs", None)
+        values.update({key: hp.value for key, hp in published.items()})
+        sources.update({key: hp.source for key, hp in published.items()})
+    values.update(overrides)
+    sources.update({key: "user" for key in overrides})
     values.setdefault("val_fraction", dataset_cls.val_fraction)
-    return TrainConfig.from_dict(values, where=source)
+    train = TrainConfig.from_dict({**values, "protocol": protocol}, where=source)
+    paper_epochs = published["epochs"].value if published is not None and "epochs" in published else None
+    on_paper = protocol == PAPER and published is not None and "epochs" not in overrides
+    return Recipe(train, {k: sources[k] for k in sorted(sources)}, on_paper, paper_epochs, note)
 
 
-def make_setting(dataset_cls: Any, spec: NoiseSpec, num_classes: int, train: TrainConfig,
+def make_setting(dataset_cls: Any, spec: NoiseSpec, num_classes: int, recipe: Recipe,
                  dataset_name: str | None = None) -> Setting:
     """The :class:`Setting` a method resolves its hyperparameters for: the dataset's and noise model's facts."""
+    noise = NOISES.get(spec.family)
+    train = recipe.train
     return Setting(
         dataset=dataset_name or dataset_cls.name, noise_family=spec.family, noise_rate=spec.rate,
-        num_classes=num_classes, epochs=train.epochs, noise_kind=NOISES.get(spec.family).kind,
-        family=dataset_cls.family, base_family=dataset_cls.base_family, profile=train.profile,
-        paper_epochs=dataset_cls.profiles.get("paper", {}).get("epochs"), noise_arg=spec.arg,
+        num_classes=num_classes, epochs=train.epochs, noise_kind=noise.kind, class_map=noise.class_map,
+        family=dataset_cls.family, base_family=dataset_cls.base_family, protocol=train.protocol,
+        paper_epochs=recipe.paper_epochs, paper_schedule=recipe.paper_schedule, noise_arg=spec.arg,
+        milestones=tuple(train.milestones) if train.schedule == "step" else (),
     )
 
 
@@ -50,7 +98,7 @@ def sweep_points(grid: Grid, method: str) -> list[dict[str, Any]]:
 def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
 
-    Names, noise specs, profiles and hyperparameters are all validated before anything runs.
+    Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs.
     """
     specs = [parse_noise(n) for n in grid.noise]
     method_classes = [METHODS.get(m) for m in grid.methods]
@@ -71,11 +119,12 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
     for ds_name, ds_cls in zip(grid.datasets, dataset_classes):
         params = dict(grid.dataset_params.get(ds_name, {}))
         num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
-        train = resolve_train(ds_cls, grid.train, f"{grid.source}: [train]")
+        recipes = {m.name: resolve_train(ds_cls, m, grid.train, f"{grid.source}: [train]") for m in method_classes}
         for spec in specs:
             NOISES.get(spec.family).check(spec, ds_cls)
-            setting = make_setting(ds_cls, spec, num_classes, train, ds_name)
             for method_cls in method_classes:
+                recipe = recipes[method_cls.name]
+                setting = make_setting(ds_cls, spec, num_classes, recipe, ds_name)
                 for point in sweep_points(grid, method_cls.name):
                     overrides = {**grid.method_params.get(method_cls.name, {}), **point}
                     hparams, sources = method_cls.resolve_hparams(setting, overrides)
@@ -84,7 +133,66 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                         runs.append(RunConfig(
                             dataset=DatasetRef(ds_name, dict(sorted(params.items()))),
                             noise=str(spec), method=method_cls.name, hparams=hparams,
-                            hparam_sources=sources, seed=seed, train=train,
+                            hparam_sources=sources, seed=seed, train=recipe.train,
+                            train_sources=dict(recipe.sources),
                             grid=grid.name, data_root=grid.data_root, sweep=dict(point),
                         ))
     return runs
+
+
+def describe_runs(runs: list[RunConfig]) -> list[dict[str, Any]]:
+    """Every distinct configuration of ``runs`` (seeds grouped): protocol, recipe and hyperparameters,
+    each value with its provenance, as ``noisybench plan`` shows them. Loads no data."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for run in runs:
+        key = (run.dataset.name, repr(sorted(run.dataset.params.items())), run.noise, run.method,
+               repr(sorted(run.sweep.items())))
+        if key in groups:
+            groups[key]["seeds"].append(run.seed)
+            groups[key]["run_ids"].append(run.run_id)
+            continue
+        train = run.train.to_dict()
+        if train["arch"] is None:
+            train["arch"] = DATASETS.get(run.dataset.name).default_arch
+        recipe = {k: {"value": train[k], "source": run.train_sources.get(k, "suite")} for k in RECIPE_KEYS}
+        paper_sources = {"paper", "paper-default"}
+        note = ""
+        if run.train.protocol == PAPER and not paper_sources & set(run.train_sources.values()):
+            note = f"{run.method} has no published recipe for {run.dataset.name}: shared recipe (suite)"
+        groups[key] = {
+            "dataset": run.dataset.name, "noise": run.noise, "method": run.method, "protocol": run.train.protocol,
+            "seeds": [run.seed], "run_ids": [run.run_id], "epochs": run.train.epochs, "note": note,
+            "recipe": recipe, "sweep": dict(run.sweep),
+            "hparams": {k: {"value": v, "source": run.hparam_sources.get(k, "suite")} for k, v in run.hparams.items()},
+        }
+    return list(groups.values())
+
+
+def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
+    """``noisybench plan`` output: ``table`` (one block per configuration) or ``json``."""
+    import json
+
+    groups = describe_runs(runs)
+    total = {"num_runs": len(runs), "num_epochs": sum(r.train.epochs for r in runs)}
+    if fmt == "json":
+        return json.dumps({"configurations": groups, "total": total}, indent=1, sort_keys=True, default=str) + "\n"
+    from tabulate import tabulate
+
+    blocks = []
+    for g in groups:
+        seeds = ", ".join(str(s) for s in g["seeds"])
+        head = (f"== {g['dataset']} | {g['noise']} | {g['method']} | protocol {g['protocol']} | "
+                f"seeds {seeds} ({len(g['seeds'])} runs x {g['epochs']} epochs) ==")
+        rows = [("recipe", k, _show(v["value"]), v["source"]) for k, v in g["recipe"].items()]
+        rows += [("hparam", k, _show(v["value"]), v["source"]) for k, v in sorted(g["hparams"].items())]
+        lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
+        lines.append(tabulate(rows, headers=["", "key", "value", "source"], tablefmt="simple"))
+        blocks.append("\n".join(lines))
+    blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

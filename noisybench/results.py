@@ -34,7 +34,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "reason": record.get("reason"),
         "noise_rate_actual": noise.get("actual_rate"),
         "noise_hash": noise.get("sha256"),
-        "profile": train.get("profile"),
+        "protocol": train.get("protocol") or _legacy_protocol(train.get("profile")),
         "epochs": train.get("epochs"),
         "wall_time": record.get("wall_time"),
         "finished_at": record.get("finished_at", ""),
@@ -82,11 +82,18 @@ def add_display_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _legacy_protocol(profile: str | None) -> str | None:
+    """Protocol of a run stored before protocols existed: its profile was one recipe for every method."""
+    if profile is None:
+        return None
+    return profile if profile == "fast" else "shared"
+
+
 def load_results(root: str | Path) -> pd.DataFrame:
     """One row per finished run (done or failed) of a results directory, plus one per corrupt record.
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
-    reason, noise_rate_actual, noise_hash, profile, epochs, wall_time, finished_at, hparams,
+    reason, noise_rate_actual, noise_hash, protocol, epochs, wall_time, finished_at, hparams,
     hparam_sources, fingerprint, stale`` (code or inputs changed since it ran), every metric
     (with ``<metric>_correct`` / ``<metric>_total`` counts when the runs recorded them) and the
     display columns of :func:`add_display_columns`. A run whose final record is damaged gets
@@ -103,7 +110,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
         row["stale"] = stored.run_id in expected and row["fingerprint"] != expected[stored.run_id]
         rows.append(row)
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
-               "noise_rate_actual", "noise_hash", "profile", "epochs", "wall_time", "finished_at",
+               "noise_rate_actual", "noise_hash", "protocol", "epochs", "wall_time", "finished_at",
                "hparams", "hparam_sources", *METRICS.values(),
                "method_display", "dataset_display", "noise_display", "noise_order"]
     frame = pd.DataFrame(rows)

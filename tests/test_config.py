@@ -74,7 +74,8 @@ def test_unknown_or_bad_keys_name_file_and_key(tmp_path: Path, edit: tuple[str, 
         (("epochs = 3", "epochs = 3\n[methods.gce]\nqq = 1"), ConfigError, r"unknown hyperparameter 'qq'.*'q'"),
         (("epochs = 3", "epochs = 3\n[methods.gce]\nq = 2.0"), ConfigError, r"q must be in \(0, 1\]"),
         (("epochs = 3", "epochs = 0"), ConfigError, "epochs must be >= 1"),
-        (("epochs = 3", 'profile = "gpu"'), ConfigError, "no profile 'gpu'"),
+        (("epochs = 3", 'protocol = "gpu"'), ConfigError, "no.*protocol 'gpu'|protocol 'gpu' is not available"),
+        (("epochs = 3", 'profile = "paper"'), ConfigError, 'profile was replaced by protocol.*protocol = "shared"'),
     ],
 )
 def test_bad_names_and_values(tmp_path: Path, edit: tuple[str, str], error: type, match: str) -> None:

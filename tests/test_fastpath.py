@@ -19,7 +19,7 @@ from noisybench.trainer import Trainer, topk_accuracy
 def _run(**train) -> dict:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["sym:0.2"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 1, **train},
+        "train": {"protocol": "cpu", "epochs": 1, **train},
         "datasets": {"cifar-synthetic": {"n_train": 300, "n_test": 60}},
     })
     return Trainer(expand_grid(grid)[0]).run()
@@ -47,7 +47,7 @@ def test_grid_with_amp_and_compile_runs_to_finite_metrics_on_cpu(tmp_path) -> No
     """bf16 autocast plus torch.compile (eager backend), the combination the GPU uses, through the runner."""
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce", "dividemix"], "noise": ["sym:0.2"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 2, "device": "cpu", "amp": True, "compile": "eager",
+        "train": {"protocol": "cpu", "epochs": 2, "device": "cpu", "amp": True, "compile": "eager",
                   "arch": "airbench", "arch_kwargs": {"widths": [8, 16, 16], "stem": 8}, "batch_size": 64},
         "methods": {"dividemix": {"warmup": 1}},
         "datasets": {"cifar-synthetic": {"n_train": 256, "n_test": 64}},
@@ -65,7 +65,7 @@ def test_grid_with_amp_and_compile_runs_to_finite_metrics_on_cpu(tmp_path) -> No
 def test_cifar_batches_stay_uint8_until_preprocess() -> None:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["none"], "seeds": [0]},
-        "train": {"profile": "cpu"}, "datasets": {"cifar-synthetic": {"n_train": 100, "n_test": 20}},
+        "train": {"protocol": "cpu"}, "datasets": {"cifar-synthetic": {"n_train": 100, "n_test": 20}},
     })
     ctx, _ = Trainer(expand_grid(grid)[0]).setup()
     assert ctx.data.x_train.dtype == torch.uint8
@@ -80,7 +80,7 @@ def test_compile_gives_the_same_run_and_plain_checkpoint_keys() -> None:
     plain = _run(arch="mlp", arch_kwargs={"hidden": [16]})
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": ["ce"], "noise": ["sym:0.2"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 1, "arch": "mlp", "arch_kwargs": {"hidden": [16]}, "compile": True},
+        "train": {"protocol": "cpu", "epochs": 1, "arch": "mlp", "arch_kwargs": {"hidden": [16]}, "compile": True},
         "datasets": {"cifar-synthetic": {"n_train": 300, "n_test": 60}},
     })
     trainer = Trainer(expand_grid(grid)[0])

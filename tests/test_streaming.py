@@ -41,7 +41,7 @@ DATASETS.add("clothing1m-in-memory", InMemoryClothing, force=True)
 def _run(dataset: str, root: Path, workers: int, **params) -> list[dict]:
     grid = parse_grid({
         "grid": {"datasets": [dataset], "methods": ["ce"], "noise": ["none"], "seeds": [3]},
-        "train": {"profile": "fast", "arch": "airbench", "arch_kwargs": {"widths": [8, 8, 8], "stem": 8},
+        "train": {"protocol": "fast", "arch": "airbench", "arch_kwargs": {"widths": [8, 8, 8], "stem": 8},
                   "epochs": 2, "batch_size": 8, "val_fraction": 0.0, "num_workers": workers},
         "datasets": {dataset: {"image_size": 20, "crop": 16, **params}}, "data": {"root": str(root)},
     })
@@ -74,7 +74,7 @@ def test_epoch_samples_limit_each_epoch(tmp_path: Path) -> None:
     root = write_clothing1m(tmp_path / "images", n_noisy=70, n_val=14, n_test=14)
     grid = parse_grid({
         "grid": {"datasets": ["clothing1m"], "methods": ["ce"], "noise": ["none"], "seeds": [0]},
-        "train": {"profile": "fast", "arch": "mlp", "arch_kwargs": {"hidden": [8]}, "epochs": 2,
+        "train": {"protocol": "fast", "arch": "mlp", "arch_kwargs": {"hidden": [8]}, "epochs": 2,
                   "batch_size": 4, "val_fraction": 0.0, "num_workers": 0, "augment": False},
         "datasets": {"clothing1m": {"image_size": 8, "crop": 8, "epoch_samples": 28}},
         "data": {"root": str(root)},

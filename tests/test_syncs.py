@@ -38,7 +38,7 @@ def test_counter_sees_reads_copies_and_masks_but_not_device_work() -> None:
 def _steps_and_syncs(method: str, hparams: dict[str, Any]) -> tuple[list[int], int]:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": [method], "noise": ["sym:0.4"], "seeds": [0]},
-        "train": {"profile": "cpu", "epochs": 3, "device": "cpu", "arch": "mlp", "arch_kwargs": {"hidden": [16]},
+        "train": {"protocol": "cpu", "epochs": 3, "device": "cpu", "arch": "mlp", "arch_kwargs": {"hidden": [16]},
                   "batch_size": 32},
         "methods": {method: hparams} if hparams else {},
         "datasets": {"cifar-synthetic": {"n_train": 300, "n_test": 40}},

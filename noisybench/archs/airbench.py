@@ -1,7 +1,7 @@
 """``airbench``: a small fast CIFAR net in the style of the airbench speed-run networks (Jordan 2024).
 
 Conv stem, three conv groups with max-pooling, BN and GELU, a global max-pool and a scaled
-linear head. The ``fast`` profiles use it.
+linear head. The ``fast`` recipes use it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _conv_bn(in_ch: int, out_ch: int) -> list[nn.Module]:
 @register_model("airbench")
 def airbench(in_shape: tuple[int, ...], num_classes: int, widths: Sequence[int] = (64, 256, 256),
              stem: int = 24, scale: float = 1 / 9) -> nn.Module:
-    """Fast small CIFAR net in the airbench style (the ``fast`` profiles' network).
+    """Fast small CIFAR net in the airbench style (the ``fast`` recipes' network).
 
     A 2x2 conv stem, three groups of (conv, max-pool, BN, GELU, conv, BN, GELU) with ``widths``
     channels, a global max-pool and a bias-free linear head scaled by ``scale``.

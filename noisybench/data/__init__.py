@@ -1,7 +1,7 @@
 """The dataset plugin contract and the split every method shares.
 
 A dataset plugin (one file in ``datasets/``) subclasses :class:`Dataset`, declares its classes,
-default architecture and training profiles, and implements :meth:`Dataset.load`. The suite then
+default architecture and training recipes, and implements :meth:`Dataset.load`. The suite then
 applies the noise model and carves the noisy validation split the same way for every method
 (:func:`noisybench.data.prepare.prepare_data`).
 """
@@ -50,8 +50,10 @@ class Dataset:
     display_name : name printed in reports and figures (``CIFAR-10``); the registry name when empty.
     num_classes : number of classes.
     default_arch : registry name of the default architecture.
-    profiles : named training profiles (dicts of :class:`noisybench.config.TrainConfig` fields);
-        ``default_profile`` is used when a grid does not choose one.
+    recipes : named training recipes (dicts of :class:`noisybench.config.TrainConfig` fields).
+        ``"shared"`` is required: the one recipe every method uses under ``protocol = "shared"``
+        (the default) and the fallback of ``protocol = "paper"`` where a method has no published
+        recipe. Further names (``"fast"``) are other shared recipes, never paper ones.
     asym_maps : class maps for asymmetric noise: ``{"default": {src: dst}}``; ``asym`` uses
         ``"default"``, ``asym-<variant>`` uses ``<variant>``.
     val_fraction : share of the training set held out (stratified) as noisy validation.
@@ -66,8 +68,7 @@ class Dataset:
     display_name: ClassVar[str] = ""
     num_classes: ClassVar[int] = 0
     default_arch: ClassVar[str] = "mlp"
-    profiles: ClassVar[dict[str, dict[str, Any]]] = {}
-    default_profile: ClassVar[str] = "cpu"
+    recipes: ClassVar[dict[str, dict[str, Any]]] = {}
     asym_maps: ClassVar[dict[str, dict[int, int]]] = {}
     val_fraction: ClassVar[float] = 0.1
     params: ClassVar[dict[str, Any]] = {}

@@ -55,12 +55,20 @@ def marks_text(board: Leaderboard, best: str = "bold", second: str = "underlined
     return parts
 
 
+def protocol_summary(board: Leaderboard) -> str:
+    """Which protocol produced the numbers: ``shared`` (one recipe per dataset), ``paper`` (each method's own)."""
+    meaning = {"shared": "one recipe per dataset for every method", "paper": "each method's own published recipe"}
+    names = sorted(set(board.protocols.values()))
+    return "; ".join(f"{n} ({meaning[n]})" if n in meaning else n for n in names)
+
+
 def legend(board: Leaderboard, best: str = "bold", second: str = "underlined", marker: str = DAGGER) -> str:
     """The caption / legend text: metric, N, the std, the test, the correction and alpha."""
     title = METRIC_TITLES.get(board.metric, board.metric)
     leaky = " TEST-SELECTED (leaky): not a valid basis for ranking." if board.leaky else ""
     parts = [
         f"Metric: {title} ({board.metric_name}).{leaky}",
+        *([f"Protocol: {protocol_summary(board)}."] if board.protocols else []),
         f"Cells: mean ± sample std (ddof = 1) over seeds; {n_summary(board)}.",
         *marks_text(board, best, second, marker),
     ]
@@ -160,8 +168,10 @@ def across_lines(board: Leaderboard) -> list[str]:
 
 
 def published_frame(board: Leaderboard) -> pd.DataFrame:
-    """Our value beside each matching published value."""
-    rows = [{"method": board.method_label(p["method"]), "setting": f"{p['dataset']} {p['noise']}",
+    """Our value beside each published value of the same setting: matching ones first, then those of another
+    protocol or metric ("published, other protocol")."""
+    rows = [{"kind": p["kind"], "method": board.method_label(p["method"]), "setting": f"{p['dataset']} {p['noise']}",
+             "our protocol": p["ours_protocol"],
              f"ours ({board.metric_name})": f"{fmt_num(p['ours_mean'])} ± {fmt_num(p['ours_std'])} (n={p['ours_n']})",
              "paper": f"{p['value']:g}" + (f" ± {p['std']:.2f}" if p["std"] is not None else ""),
              "paper metric": p["metric"] + ("" if p["same_metric"] else " (differs)"),
@@ -208,6 +218,7 @@ def long_frame(board: Leaderboard) -> pd.DataFrame:
         if (c.dataset, c.noise) not in {col.key for col in board.columns}:
             continue
         rows.append({"method": c.method, "dataset": c.dataset, "noise": c.noise, "metric": board.metric_name,
+                     "protocol": board.protocols.get((c.method, c.dataset, c.noise), ""),
                      "mean": c.mean, "std": c.std, "n": c.n, "place": c.place, "p_value": c.p_value,
                      "p_holm": c.p_holm, "significant": c.significant, "not_worse_marker": c.not_worse,
                      "not_tested": c.not_tested, "n_paired": c.n_paired, "mean_diff_to_best": c.mean_diff,

@@ -1,6 +1,6 @@
 """Protocol guardrails: warnings printed with every report (issue 5, item 7; landscape §6.4).
 
-- runs in one cell that differ in protocol (epochs, profile, hyperparameters or their provenance);
+- runs in one cell that differ in protocol (epochs, protocol, hyperparameters or their provenance);
 - methods whose runs in one setting use different seeds, or the same seed with a different noise realisation
   (such pairs are refused by the paired tests);
 - a metric that selects on the test set; cells with fewer than 5 seeds; failed runs.
@@ -27,7 +27,7 @@ class BoardFacts(Protocol):
         ...
 
 #: Run fields that must agree within one cell.
-PROTOCOL_FIELDS = ("epochs", "profile", "hparams", "hparam_sources", "fingerprint")
+PROTOCOL_FIELDS = ("epochs", "protocol", "hparams", "hparam_sources", "fingerprint")
 #: Fewer seeds than this get a low-power warning (landscape §6.4).
 WARN_SEEDS = 5
 

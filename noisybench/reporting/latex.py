@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from noisybench.metrics import METRIC_TITLES
-from noisybench.reporting.formats import fmt_num, provenance_summary
+from noisybench.reporting.formats import fmt_num, protocol_summary, provenance_summary
 from noisybench.reporting.leaderboard import Cell, Column, Leaderboard
 from noisybench.reporting.stats import MIN_SEEDS_TTEST
 
@@ -118,6 +118,8 @@ def latex_legend(board: Leaderboard) -> str:
                      "unmarked: significantly worse.")
     if any(c.not_tested for c in cells):
         parts.append(f"{NOT_TESTED}: not tested (fewer than {MIN_SEEDS_TTEST} seeds matched with the best).")
+    if board.protocols:
+        parts.append(f"Protocol: {latex_escape(protocol_summary(board))}.")
     if board.leaky:
         parts.append("Test-selected numbers are optimistic and not valid for ranking.")
     return " ".join(parts)
@@ -189,9 +191,12 @@ def published_tabular(board: Leaderboard) -> str:
         paper = f"{p['value']:g}" + (f"{{\\footnotesize$\\pm${p['std']:.2f}}}" if p["std"] is not None else "")
         ours = f"{fmt_num(p['ours_mean'])}{{\\footnotesize$\\pm${fmt_num(p['ours_std']).replace('–', '--')}}}"
         lines.append(" & ".join([latex_escape(board.method_label(p["method"])), latex_escape(p["dataset"]),
-                                 latex_escape(p["noise"]), ours, paper, latex_escape(p["metric"]),
+                                 latex_escape(p["noise"]), ours, paper + ("" if p["kind"] == "published" else "$^{o}$"),
+                                 latex_escape(p["metric"]),
                                  f"{latex_escape(p['source'])} ({latex_escape(p['tag'])})"]) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}"]
+    if any(p["kind"] != "published" for p in board.published):
+        lines.append("\\par{\\footnotesize $^{o}$ published, other protocol or metric: not comparable.}")
     return "\n".join(lines)
 
 

@@ -141,6 +141,7 @@ class Leaderboard:
     corrupt_runs: list[str] = field(default_factory=list)  # "run_id: why" of unreadable result files
     method_names: dict[str, str] = field(default_factory=dict)
     exact: bool = False  # cells compared as exact correct/total fractions
+    protocols: dict[tuple[str, str, str], str] = field(default_factory=dict)  # (method, dataset, noise) -> protocol
 
     @property
     def metric_name(self) -> str:
@@ -328,6 +329,14 @@ def _check_metric(done: pd.DataFrame, column: str, metric: str) -> None:
                           "choose another metric, e.g. --metric val")
 
 
+def _protocols(done: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """The protocol of each (method, dataset, noise) cell's runs ("a + b" when they differ)."""
+    if "protocol" not in done:
+        return {}
+    grouped = done.groupby(["method", "dataset", "noise"])["protocol"]
+    return {key: " + ".join(sorted({str(p) for p in values})) for key, values in grouped}
+
+
 def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0.05,
                       datasets: Sequence[str] | None = None, noises: Sequence[str] | None = None,
                       methods: Sequence[str] | None = None, published: bool = True) -> Leaderboard:
@@ -376,6 +385,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
                         provenance=_provenance(done), method_names=_display(done, "method_display", "method"),
                         exact=all(c.exact for c in cells.values()))
     board.warnings = superseded + check_protocol(done, board)
+    board.protocols = _protocols(done)
     board.tuned = tuned
     if published:
         from noisybench.reporting.published import match_published

@@ -21,6 +21,7 @@ class BoardView(Protocol):
     columns: Sequence[Any]
     methods: Sequence[str]
     metric_name: str
+    protocols: dict[tuple[str, str, str], str]  # (method, dataset, noise) -> the protocol of our runs
 
     def cell(self, method: str, column: Any) -> Any:
         """The cell of ``method`` in ``column``, or None."""
@@ -28,6 +29,10 @@ class BoardView(Protocol):
 
 FIELDS = ["source", "paper_method", "method", "dataset", "noise_family", "noise_rate", "metric", "value", "std",
           "arch", "tag", "note"]
+#: ``protocol`` column: ``paper`` (the method's own published recipe) or ``other``; absent means ``other``.
+ROW_PROTOCOLS = {"paper", "other"}
+MATCHED = "published"
+OTHER = "published, other protocol"
 METRIC_NAMES = {"best", "mean-last", "val", "last", "unspecified"}
 TAGS = {"p", "p?", "oc", "uc", "d", "s", "a"}
 #: ``noise_family`` of the dataset's own (real) noisy labels; matches our ``none`` and ``human:*`` runs.
@@ -50,6 +55,9 @@ def _parse(row: dict[str, str], where: str) -> dict[str, Any]:
         out["noise_rate"] = float(row["noise_rate"]) if row["noise_rate"] else None
     except ValueError as exc:
         raise DataError(f"{where}: not a number ({exc})") from None
+    out["protocol"] = row.get("protocol") or "other"
+    if out["protocol"] not in ROW_PROTOCOLS:
+        raise DataError(f"{where}: protocol {out['protocol']!r} not in {sorted(ROW_PROTOCOLS)}")
     if row["metric"] not in METRIC_NAMES:
         raise DataError(f"{where}: metric {row['metric']!r} not in {sorted(METRIC_NAMES)}")
     bad = [t for t in row["tag"].split(";") if t not in TAGS]
@@ -92,11 +100,15 @@ def _noise_matches(row: dict[str, Any], family: str | None, rate: float | None) 
 
 
 def match_published(board: BoardView, rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Published values for every (method, column) of ``board`` whose method, dataset and noise match.
+    """Published values for every (method, column) of ``board`` whose method, dataset and noise convention match.
 
-    Each result holds ``method, dataset, noise, ours_mean, ours_std, ours_n, ours_metric`` and the
-    published row's fields (``value``, ``std``, ``metric``, ``source``, ``tag``, ``arch``, ``note``,
-    ``paper_method``) plus ``same_metric``.
+    A value is ``kind = "published"`` (comparable) only when the metric and the protocol match too:
+    our runs used ``protocol = "paper"`` and the row is the method's own recipe (``protocol = paper``).
+    Every other value of the same setting is ``kind = "published, other protocol"``, listed after the
+    comparable ones. Each result holds ``kind, method, dataset, noise, ours_mean, ours_std, ours_n,
+    ours_metric, ours_protocol``, the published row's fields (``value``, ``std``, ``metric``,
+    ``protocol``, ``source``, ``tag``, ``arch``, ``note``, ``paper_method``), ``same_metric`` and
+    ``same_protocol``.
     """
     rows = load_published() if rows is None else rows
     by_method: dict[str, list[dict[str, Any]]] = {}
@@ -108,11 +120,16 @@ def match_published(board: BoardView, rows: list[dict[str, Any]] | None = None) 
             cell = board.cell(method, column)
             if cell is None:
                 continue
+            ours = getattr(board, "protocols", {}).get((method, *column.key), "")
             for row in by_method.get(normalise_method(method), []):
                 if row["dataset"] == column.dataset and _noise_matches(row, column.family, column.rate):
-                    out.append({"method": method, "dataset": column.dataset, "noise": column.noise,
+                    same_metric = row["metric"] == board.metric_name
+                    same_protocol = ours == "paper" and row["protocol"] == "paper"
+                    out.append({"kind": MATCHED if same_metric and same_protocol else OTHER,
+                                "method": method, "dataset": column.dataset, "noise": column.noise,
                                 "ours_mean": cell.mean, "ours_std": cell.std, "ours_n": cell.n,
-                                "ours_metric": board.metric_name, "same_metric": row["metric"] == board.metric_name,
-                                **{k: row[k] for k in ("paper_method", "value", "std", "metric", "source", "tag",
-                                                       "arch", "note")}})
-    return out
+                                "ours_metric": board.metric_name, "ours_protocol": ours,
+                                "same_metric": same_metric, "same_protocol": same_protocol,
+                                **{k: row[k] for k in ("paper_method", "value", "std", "metric", "protocol", "source",
+                                                       "tag", "arch", "note")}})
+    return sorted(out, key=lambda r: r["kind"] != MATCHED)

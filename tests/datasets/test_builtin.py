@@ -46,7 +46,7 @@ def test_blobs_is_configurable() -> None:
 @pytest.mark.parametrize("name", ["digits", "mnist1d", "blobs"])
 def test_declared_metadata_and_augmentation(name: str) -> None:
     cls = DATASETS.get(name)
-    assert cls.default_arch in MODELS and cls.default_profile in cls.profiles
+    assert cls.default_arch in MODELS and "shared" in cls.recipes
     ds, s = load_dataset(name)
     x = s.x_train[:16]
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)

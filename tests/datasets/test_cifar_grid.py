@@ -21,7 +21,7 @@ methods = ["ce"]
 noise = ["sym:0.2", "asym:0.4"]
 seeds = [0]
 [train]
-profile = "fast"
+protocol = "fast"
 epochs = 2
 batch_size = 32
 arch_kwargs = {widths = [16, 16, 16], stem = 8}
@@ -40,27 +40,27 @@ def test_cifar_fixture_grid_runs_end_to_end(tmp_path: Path, capsys: pytest.Captu
     assert code == 0, capsys.readouterr().err
     results = load_results(out)
     assert len(results) == 2 and set(results["status"]) == {"done"}
-    assert set(results["noise"]) == {"sym:0.2", "asym:0.4"} and set(results["profile"]) == {"fast"}
+    assert set(results["noise"]) == {"sym:0.2", "asym:0.4"} and set(results["protocol"]) == {"fast"}
     config = json.loads(next(out.rglob("config.json")).read_text())
     assert config["train"]["arch"] == "airbench" and config["train"]["epochs"] == 2
     assert config["data_root"] == str((tmp_path / "data").resolve())
 
 
-def test_profiles_select_paper_or_fast() -> None:
+def test_protocols_select_shared_or_fast() -> None:
     def train_of(extra: dict) -> dict:
         grid = parse_grid({"grid": {"datasets": ["cifar100"], "methods": ["ce"], "noise": ["sym:0.5"],
                                     "seeds": [0]}, "train": extra})
         return expand_grid(grid)[0].train.to_dict()
 
-    paper, fast = train_of({}), train_of({"profile": "fast"})
-    assert paper["profile"] == "paper" and paper["arch"] == "resnet34" and paper["epochs"] == 150
+    paper, fast = train_of({}), train_of({"protocol": "fast"})
+    assert paper["protocol"] == "shared" and paper["arch"] == "resnet34" and paper["epochs"] == 150
     assert paper["milestones"] == [80, 120] and paper["gamma"] == 0.01 and paper["weight_decay"] == 1e-3
     assert fast["arch"] == "airbench" and fast["epochs"] < paper["epochs"]
 
 
 def test_missing_data_root_fails_the_run_with_the_layout(tmp_path: Path) -> None:
     grid = parse_grid({"grid": {"datasets": ["cifar10"], "methods": ["ce"], "noise": ["none"], "seeds": [0]},
-                       "train": {"profile": "fast"}, "data": {"root": str(tmp_path / "nowhere")}})
+                       "train": {"protocol": "fast"}, "data": {"root": str(tmp_path / "nowhere")}})
     from noisybench.data.prepare import prepare_data
     from noisybench.errors import DataError
 
@@ -69,7 +69,7 @@ def test_missing_data_root_fails_the_run_with_the_layout(tmp_path: Path) -> None
         prepare_data(run.dataset.name, run.dataset.params, run.noise, run.seed, data_root=run.data_root)
 
 
-def test_methods_see_the_profile_length(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_methods_see_the_protocol_and_length(monkeypatch: pytest.MonkeyPatch) -> None:
     from noisybench.registry import METHODS
 
     seen = []
@@ -81,8 +81,10 @@ def test_methods_see_the_profile_length(monkeypatch: pytest.MonkeyPatch) -> None
         return original(setting, overrides)
 
     monkeypatch.setattr(ce, "resolve_hparams", classmethod(spy))
-    for profile in ("paper", "fast"):
+    for protocol in ("shared", "fast", "paper"):
         expand_grid(parse_grid({"grid": {"datasets": ["cifar10"], "methods": ["ce"], "noise": ["sym:0.5"],
-                                         "seeds": [0]}, "train": {"profile": profile}}))
-    assert [(s.profile, s.epochs, s.paper_epochs) for s in seen] == [("paper", 120, 120), ("fast", 30, 120)]
+                                         "seeds": [0]}, "train": {"protocol": protocol}}))
+    # CE publishes no recipe: paper falls back to the shared one, and no schedule is the paper's
+    assert [(s.protocol, s.epochs, s.paper_epochs, s.paper_schedule) for s in seen] == [
+        ("shared", 120, None, False), ("fast", 30, None, False), ("paper", 120, None, False)]
     assert {s.family for s in seen} == {"CIFAR-10"}  # the dataset's declared family reaches the method

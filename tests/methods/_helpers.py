@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from noisybench.config import Grid, RunConfig
-from noisybench.facts import Setting
+from noisybench.facts import CIFAR_10, CIFAR_100, Setting
 from noisybench.method import Batch
 from noisybench.plan import expand_grid
 from noisybench.registry import DATASETS, NOISES
@@ -29,13 +29,21 @@ def tiny_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = 3
 
 
 def setting(dataset: str, family: str, rate: float | None, num_classes: int, epochs: int,
-            noise_arg: str | None = None, paper_epochs: int | None = None, profile: str = "paper") -> Setting:
-    """The :class:`Setting` the planner builds for ``dataset`` under noise ``family`` (rate or arg)."""
+            noise_arg: str | None = None, paper_epochs: int | None = None, protocol: str = "paper",
+            paper_schedule: bool | None = None, milestones: tuple[int, ...] = ()) -> Setting:
+    """The :class:`Setting` the planner builds for ``dataset`` under noise ``family`` (rate or arg).
+
+    ``paper_schedule`` defaults to what the planner finds for the CIFAR recipes the methods publish:
+    protocol ``paper`` on CIFAR-10/100 at the paper's length (``paper_epochs``, when given).
+    """
     ds = DATASETS.get(dataset)
+    noise = NOISES.get(family)
     return Setting(
         dataset=dataset, noise_family=family, noise_rate=rate, num_classes=num_classes, epochs=epochs,
-        noise_kind=NOISES.get(family).kind, family=ds.family, base_family=ds.base_family, profile=profile,
-        paper_epochs=paper_epochs, noise_arg=noise_arg,
+        noise_kind=noise.kind, class_map=noise.class_map, family=ds.family, base_family=ds.base_family,
+        protocol=protocol, paper_epochs=paper_epochs, noise_arg=noise_arg, milestones=milestones,
+        paper_schedule=(protocol == "paper" and ds.family in (CIFAR_10, CIFAR_100) and paper_epochs in (None, epochs))
+        if paper_schedule is None else paper_schedule,
     )
 
 

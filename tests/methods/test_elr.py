@@ -80,3 +80,13 @@ def test_hyperparameters_per_setting(dataset: str, family: str, expected: tuple)
     hp = ELR.default_hparams(setting(dataset, family, 0.4, 10, 120))
     assert (hp["beta"].value, hp["lam"].value, hp["beta"].source) == expected
     assert hp["lam"].source == expected[2]
+
+
+def test_pairflip_values_are_not_tagged_paper() -> None:
+    from noisybench.methods.elr import ELR
+    from tests.methods._helpers import setting
+
+    asym = ELR.default_hparams(setting("cifar10", "asym", 0.4, 10, 120))
+    pair = ELR.default_hparams(setting("cifar10", "pairflip", 0.45, 10, 120))
+    assert (asym["beta"].value, asym["lam"].value, asym["lam"].source) == (0.9, 1.0, "paper")
+    assert (pair["beta"].value, pair["lam"].value, pair["lam"].source) == (0.9, 1.0, "suite")

@@ -1,4 +1,5 @@
-"""Epoch-based hyperparameters keep their share of the schedule when a run is shorter or longer."""
+"""Epoch-based hyperparameters keep their paper values on the paper's own schedule and their share of the
+schedule otherwise (tagged suite)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,19 @@ def test_scale_epochs_keeps_paper_values_and_tags_scaled_ones() -> None:
 def test_paper_epoch_counts_scale_with_the_run(method: str, key: str, paper_epochs: int, at_paper: int,
                                                at_30: int) -> None:
     cls = METHODS.get(method)
-    full = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, paper_epochs, paper_epochs=120))[key]
+    full = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, paper_epochs, paper_epochs=paper_epochs))[key]
     assert full.value == at_paper and full.source in {"paper", "paper-default", "suite"}
-    short = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, 30, paper_epochs=120, profile="fast"))[key]
+    short = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, 30, paper_epochs=paper_epochs,
+                                        protocol="shared"))[key]
     assert (short.value, short.source) == (at_30, "suite")
+
+
+@pytest.mark.parametrize(("method", "key", "value"), [("dividemix", "warmup", 10), ("dividemix", "rampup", 16),
+                                                      ("gce", "start_prune", 40)])
+def test_shared_protocol_tags_epoch_counts_suite_even_at_the_paper_length(method: str, key: str, value: int) -> None:
+    """Under ``shared`` the schedule is not the paper's: the value may coincide, its tag is ``suite``."""
+    cls = METHODS.get(method)
+    paper_epochs = {"dividemix": 300, "gce": 120}[method]
+    hp = cls.default_hparams(setting("cifar10", "sym", 0.5, 10, paper_epochs, paper_epochs=paper_epochs,
+                                     protocol="shared", milestones=(40, 80)))[key]
+    assert hp == HParam(value, "suite")

@@ -42,17 +42,17 @@ def fake_history(final: float, epochs: int = 4, diagnostics: bool = False,
 
 
 def write_run(root: Path, method: str, dataset: str, noise: str, seed: int, value: float, *, epochs: int = 4,
-              profile: str = "cpu", hparam_sources: dict[str, str] | None = None, noise_hash: str | None = None,
+              protocol: str = "shared", hparam_sources: dict[str, str] | None = None, noise_hash: str | None = None,
               status: str = "done", diagnostics: bool = False, hparams: dict[str, Any] | None = None,
               finished_at: str = "2026-01-01T00:00:00+00:00", counts: tuple[int, int] | None = None) -> str:
     """Write one finished run; its metrics all equal ``value`` (from a fake history)."""
     store = ResultStore(root)
-    ident = f"{method}|{dataset}|{noise}|{seed}|{epochs}|{profile}|{hparam_sources}|{noise_hash}|{hparams}"
+    ident = f"{method}|{dataset}|{noise}|{seed}|{epochs}|{protocol}|{hparam_sources}|{noise_hash}|{hparams}"
     run_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
     config = {"run_id": run_id, "dataset": {"name": dataset, "params": {}}, "noise": noise, "method": method,
               "hparams": hparams if hparams is not None else {"lr_scale": 1.0},
               "hparam_sources": hparam_sources or {"lr_scale": "suite"}, "seed": seed,
-              "train": {"profile": profile, "epochs": epochs}, "grid": "synthetic"}
+              "train": {"protocol": protocol, "epochs": epochs}, "grid": "synthetic"}
     store.write_start(config, {"python": "test"})
     history = fake_history(value, epochs, diagnostics, counts)
     store.write_history(run_id, history)

@@ -25,12 +25,12 @@ def test_clean_store_has_only_the_low_power_warning(tmp_path: Path) -> None:
     assert len(board.warnings) == 1 and "n = 4 seeds (< 5)" in board.warnings[0]
 
 
-def test_mixed_epochs_profile_and_provenance_in_one_cell(tmp_path: Path) -> None:
-    _pair(tmp_path, gce_kwargs={2: {"epochs": 9}, 3: {"profile": "paper", "hparam_sources": {"lr_scale": "paper"}}})
+def test_mixed_epochs_protocol_and_provenance_in_one_cell(tmp_path: Path) -> None:
+    _pair(tmp_path, gce_kwargs={2: {"epochs": 9}, 3: {"protocol": "paper", "hparam_sources": {"lr_scale": "paper"}}})
     warnings = build_leaderboard(load_results(tmp_path)).warnings
     text = "\n".join(warnings)
     assert "gce on blobs sym:0.2: runs differ in epochs (4; 9)" in text
-    assert "runs differ in profile (cpu; paper)" in text
+    assert "runs differ in protocol (paper; shared)" in text
     assert "runs differ in hparam_sources" in text and "paper" in text
     assert not any(w.startswith("ce on") for w in warnings)
 

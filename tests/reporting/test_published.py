@@ -61,8 +61,32 @@ def test_matching_setting_shows_paper_value_beside_ours(tmp_path: Path) -> None:
     assert "Published numbers" in text and " 79.4 " in text and " 57.9 " in text
     assert "mean-last (differs)" in text
     latex, _ = make_report(tmp_path, ReportOptions(fmt="latex"))
-    assert "Published values" in latex and "& 79.4 &" in latex and "DivideMix (Li et al. 2020) Table 1 (p?;s)" in latex
+    assert "Published values" in latex and "& 79.4$^{o}$ &" in latex
+    assert "DivideMix (Li et al. 2020) Table 1 (p?;s)" in latex
+    assert "published, other protocol" in latex  # CE inside DivideMix's recipe is not our protocol
     html, _ = make_report(tmp_path, ReportOptions(fmt="html"))
     assert "Published numbers beside ours" in html and "<td>79.4</td>" in html
     bare, board = make_report(tmp_path, ReportOptions(fmt="table", published=False))
     assert board.published == [] and "Published" not in bare
+
+
+def test_published_values_match_only_the_same_protocol_and_metric(tmp_path: Path) -> None:
+    """A published value stands beside ours only for the same dataset, noise convention, metric and protocol;
+    everything else of the setting is listed apart as "published, other protocol"."""
+    shared, paper = tmp_path / "shared", tmp_path / "paper"
+    for seed, v in enumerate([94.0, 94.5, 95.0], 1):
+        write_run(shared, "dividemix", "cifar10", "sym-dividemix:0.5", seed, v, protocol="shared")
+        write_run(paper, "dividemix", "cifar10", "sym-dividemix:0.5", seed, v, protocol="paper")
+    _, board = make_report(shared, ReportOptions(fmt="table", metric="best"))
+    assert {p["kind"] for p in board.published} == {"published, other protocol"}
+    text, board = make_report(paper, ReportOptions(fmt="table", metric="best"))
+    kinds = [(p["kind"], p["metric"], p["value"]) for p in board.published]
+    assert kinds == [("published", "best", 94.6), ("published, other protocol", "mean-last", 94.4)]
+    assert "Protocol: paper (each method's own published recipe)" in text
+    assert "published, other protocol" in text
+    _, board = make_report(paper, ReportOptions(fmt="table", metric="val"))  # our metric differs from both
+    assert {p["kind"] for p in board.published} == {"published, other protocol"}
+    long_csv, _ = make_report(paper, ReportOptions(fmt="csv-long"))
+    runs_csv, _ = make_report(paper, ReportOptions(fmt="csv"))
+    assert "protocol" in long_csv.splitlines()[0] and ",paper," in long_csv.splitlines()[1]
+    assert "protocol" in runs_csv.splitlines()[0] and ",paper," in runs_csv
