@@ -28,6 +28,7 @@ def check_data_ready(runs: Sequence[Any]) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.config import load_grid
     from noisybench.executors import ExecRequest, SlurmOptions, execute_plan, parse_sbatch_flags
+    from noisybench.grid_checks import check_label_files, naming
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
     from noisybench.report import render_report
@@ -38,7 +39,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         grid.data_root = str(Path(args.data_dir).expanduser().resolve())
     runs = expand_grid(grid)
-    check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
+    with naming(grid.source, "[grid] datasets"):
+        check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
+    check_label_files(runs, grid.source)  # so do human:FILE label files that do not fit
     overrides = {"partition": args.partition, "account": args.account, "qos": args.qos, "time": args.time,
                  "cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem, "runs_per_task": args.runs_per_task,
                  "array_parallelism": args.array_parallelism}

@@ -32,6 +32,7 @@ from torch import nn
 
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import Setting
+from noisybench.validate import check_like_defaults
 
 SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
 
@@ -169,8 +170,15 @@ class Method:
                     f"[methods.{cls.name}]: unknown hyperparameter {key!r}.{suggest(key, resolved)} "
                     f"Known: {', '.join(sorted(resolved)) or 'none'}"
                 )
+            check_like_defaults(key, value, [cls.hparams.get(key), resolved[key].value], f"[methods.{cls.name}]")
             resolved[key] = HParam(value, "user")
-        cls.check_hparams({k: v.value for k, v in resolved.items()})
+        try:
+            cls.check_hparams({k: v.value for k, v in resolved.items()})
+        except (TypeError, ValueError) as exc:  # a plugin's check tripped over a value of another type
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"[methods.{cls.name}]: a value has the wrong type for check_hparams "
+                              f"({type(exc).__name__}: {exc}); overrides: {dict(overrides or {})!r}") from None
         values = {k: resolved[k].value for k in sorted(resolved)}
         return values, {k: resolved[k].source for k in sorted(resolved)}
 
