@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from noisybench.errors import NoisybenchError
+from noisybench.interrupt import GridInterrupted
 
 
 def check_data_ready(runs: Sequence[Any]) -> None:
@@ -213,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoisybenchError as exc:
         print(f"noisybench: error: {exc}", file=sys.stderr)
         return 2
+    except GridInterrupted as exc:
+        print(f"noisybench: interrupted: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("noisybench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
         return 130
