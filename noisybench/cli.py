@@ -120,20 +120,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data_check(args: argparse.Namespace) -> int:
+def _cmd_check_method(args: argparse.Namespace) -> int:
+    from noisybench.conformance import check_method
+    from noisybench.registry import METHODS
+
+    METHODS.get(args.name)  # an unknown name fails here, with suggestions
+    if args.epochs < 2:
+        raise NoisybenchError(f"--epochs {args.epochs}: the resume check needs at least 2 epochs")
+    hparams = _key_values(args.hparam, "--hparam")
+    print(f"checking method {args.name!r} on tiny blobs ({args.epochs} epochs, CPU): determinism, "
+          "exact resume, complete history", file=sys.stderr)
+    results = check_method(args.name, hparams, args.epochs)
+    for result in results:
+        print(result.render())
+    failed = [r.name for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options, each VALUE read as JSON when it parses (``0.5``, ``true``), else a string."""
     import json
 
-    from noisybench.data.check import check_dataset
-
-    params = {}
-    for item in args.param:
+    values: dict[str, Any] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise NoisybenchError(f"--param {item!r}: expected KEY=VALUE")
+            raise NoisybenchError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            params[key] = json.loads(value)
+            values[key] = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value
+            values[key] = value
+    return values
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from noisybench.data.check import check_dataset
+
+    params = _key_values(args.param, "--param")
     report = check_dataset(args.name, args.data_dir or os.environ.get("NOISYBENCH_DATA"), **params)
     print(report.render())
     return 0 if report.ok else 1
@@ -194,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--all", action="store_true", help="list every run, not only failed and running ones")
     st.add_argument("--no-slurm", action="store_true", help="do not ask squeue which runs are queued")
     st.set_defaults(func=_cmd_status)
+    chm = sub.add_parser("check-method", help="conformance checks of an installed method (for plugin authors)")
+    chm.add_argument("name", help="registered method name, e.g. elr or your plugin's")
+    chm.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                     help="hyperparameter override, repeatable: --hparam beta=0.9")
+    chm.add_argument("--epochs", type=int, default=3, help="epochs of each probe run (default 3, at least 2)")
+    chm.set_defaults(func=_cmd_check_method)
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     chk = data_sub.add_parser("check", help="verify a dataset on disk: layout, counts, checksums, human labels")

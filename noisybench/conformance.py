@@ -1,0 +1,263 @@
+"""Conformance checks of a method plugin, with failures a plugin author can act on.
+
+``noisybench check-method NAME`` and ``tests/methods/test_conformance.py`` run the same checks on
+a few tiny runs (400 four-class blobs, three epochs, on the CPU) through the shared trainer:
+
+* ``contract``: hyperparameters resolve with a known provenance and are JSON values;
+* ``determinism``: the same seed gives the same history, another seed a different one;
+* ``resume``: a run stopped after an epoch and resumed from its checkpoint in a fresh trainer and
+  method ends with the same history and the same method state as one that ran straight through
+  (a buffer missing from ``state_dict`` is named, with the epoch where it first differs);
+* ``history``: every epoch records the base columns as numbers and the final metrics are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from noisybench.config import Grid, RunConfig
+from noisybench.method import SOURCES, Method
+from noisybench.plan import expand_grid
+from noisybench.store import Checkpoint
+from noisybench.trainer import Trainer
+
+EPOCHS = 3
+BASE_COLUMNS = ("epoch", "lr", "train_loss", "val_acc", "test_acc", "epoch_time", "peak_mem_mb")
+METRICS = ("val_selected", "last", "mean_last_k", "best_on_test", "epochs_run")
+VOLATILE = frozenset({"epoch_time", "peak_mem_mb"})
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome: ``detail`` says what is wrong (and how to fix it) when ``ok`` is false."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def render(self) -> str:
+        """``PASS name`` or ``FAIL name: detail``."""
+        return f"PASS {self.name}" if self.ok else f"FAIL {self.name}: {self.detail}"
+
+
+def probe_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS, seed: int = 1,
+              noise: str = "sym:0.4") -> RunConfig:
+    """A resolved run of ``method`` on 400 four-class blobs (8 dims) on the CPU."""
+    grid = Grid(
+        name="conformance", datasets=["blobs"], methods=[method], noise=[noise], seeds=[seed],
+        train={"epochs": epochs, "device": "cpu"}, method_params={method: dict(hparams)} if hparams else {},
+        dataset_params={"blobs": {"n_samples": 400, "dim": 8, "classes": 4}}, source="probe run",
+    )
+    return expand_grid(grid)[0]
+
+
+@dataclass
+class Observed:
+    """A trained probe: the trainer's output, the method's state after every epoch, and the epochs trained."""
+
+    out: dict[str, Any]
+    states: dict[int, dict[str, Any]] = field(default_factory=dict)
+    method: Method | None = None
+
+
+def observe(config: RunConfig, checkpoint: Checkpoint | None = None,
+            stop_after: int | None = None) -> Observed:
+    """Train ``config``, snapshotting the method's state at every epoch end (stop after ``stop_after`` epochs)."""
+    observed = Observed(out={})
+
+    class _Trainer(Trainer):
+        def setup(self) -> Any:
+            ctx, method = super().setup()
+            observed.method = method
+            return ctx, method
+
+    def on_epoch(history: list[dict[str, Any]]) -> None:
+        assert observed.method is not None
+        observed.states[history[-1]["epoch"]] = snapshot(observed.method)
+        if stop_after is not None and len(history) == stop_after:
+            raise _Stop
+
+    try:
+        observed.out = _Trainer(config, checkpoint=checkpoint, on_epoch=on_epoch).run()
+    except _Stop:
+        pass
+    return observed
+
+
+class _Stop(Exception):
+    pass
+
+
+def snapshot(method: Method) -> dict[str, Any]:
+    """The method's own state: every tensor, number and string reachable from its attributes, by dotted name."""
+    found: dict[str, Any] = {}
+
+    def walk(name: str, value: Any, depth: int) -> None:
+        if isinstance(value, torch.Tensor):
+            found[name] = value.detach().cpu().clone()
+        elif isinstance(value, (bool, int, float, str)) or value is None:
+            found[name] = value
+        elif isinstance(value, torch.nn.Module) and depth < 4:
+            for key, tensor in value.state_dict().items():
+                walk(f"{name}.{key}", tensor, depth + 1)
+        elif isinstance(value, dict) and depth < 4:
+            for key, item in value.items():
+                walk(f"{name}.{key}", item, depth + 1)
+        elif isinstance(value, (list, tuple)) and depth < 4:
+            for i, item in enumerate(value):
+                walk(f"{name}[{i}]", item, depth + 1)
+
+    for key, value in vars(method).items():
+        if key != "hp":
+            walk(key, value, 0)
+    return found
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def stable(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows without the columns that vary between identical runs (timings, memory)."""
+    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in history]
+
+
+def first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
+    """Where two histories first differ: ``epoch 2, column 'test_acc': 41.0 vs 40.5`` ("" if equal)."""
+    for row_a, row_b in zip(a, b):
+        for key in sorted(set(row_a) | set(row_b)):
+            if not _same(row_a.get(key), row_b.get(key)):
+                return f"epoch {row_a.get('epoch')}, column {key!r}: {row_a.get(key)!r} vs {row_b.get(key)!r}"
+    return "" if len(a) == len(b) else f"{len(a)} vs {len(b)} epochs"
+
+
+class Probe:
+    """The checks of one method (and hyperparameters); the straight run is trained once and shared."""
+
+    def __init__(self, method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> None:
+        self.method, self.hparams, self.epochs = method, dict(hparams or {}), epochs
+        self.config = probe_run(method, self.hparams, epochs)
+        self._straight: Observed | None = None
+
+    def straight(self) -> Observed:
+        """The uninterrupted run (trained on first use)."""
+        if self._straight is None:
+            self._straight = observe(self.config)
+        return self._straight
+
+    def contract(self) -> CheckResult:
+        """Hyperparameters resolve to JSON values with a known provenance."""
+        config = self.config
+        unknown = {k: s for k, s in config.hparam_sources.items() if s not in SOURCES}
+        if unknown:
+            return CheckResult("contract", False, f"hyperparameter sources {unknown} are not among {SOURCES}")
+        try:
+            json.dumps(config.hparams, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return CheckResult("contract", False, f"hyperparameters must be JSON values (they name the run): {exc}")
+        return CheckResult("contract", True)
+
+    def determinism(self) -> CheckResult:
+        """Same seed, same history; another seed, another history."""
+        a = stable(self.straight().out["history"])
+        b = stable(observe(self.config).out["history"])
+        where = first_difference(a, b)
+        if where:
+            return CheckResult("determinism", False, f"two runs with the same seed differ at {where}; draw randomness "
+                               "only from ctx.generator / ctx.rng (reseeded every epoch)")
+        other = stable(observe(probe_run(self.method, self.hparams, self.epochs, seed=2)).out["history"])
+        if other == a:
+            return CheckResult("determinism", False, "seeds 1 and 2 give the same history; the seed is ignored")
+        return CheckResult("determinism", True)
+
+    def resume(self, stop_after: int | None = None) -> CheckResult:
+        """Stop after ``stop_after`` epochs (default: all but one), resume in a fresh trainer, compare."""
+        stop_after = self.epochs - 1 if stop_after is None else stop_after
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = Checkpoint(Path(folder) / "checkpoint.pt")
+            observe(self.config, checkpoint, stop_after=stop_after)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                saved = checkpoint.load()
+            if saved is None:
+                why = "; ".join(str(w.message) for w in caught) or "no checkpoint was written"
+                return CheckResult("resume", False, f"the checkpoint cannot be read back ({why}); state_dict() "
+                                   "must return only tensors and plain Python values")
+            resumed = observe(self.config, checkpoint)
+        return self._compare_resumed(resumed, stop_after)
+
+    def _compare_resumed(self, resumed: Observed, stop_after: int) -> CheckResult:
+        straight = self.straight()
+        trained = sorted(resumed.states)
+        if trained != list(range(stop_after, self.epochs)):
+            return CheckResult("resume", False, f"the resumed run trained epochs {trained}, expected "
+                               f"{list(range(stop_after, self.epochs))}")
+        saved = set(resumed.method.state_dict()) if resumed.method is not None else set()
+        for epoch in trained:
+            for name, value in straight.states[epoch].items():
+                if not _same(value, resumed.states[epoch].get(name)):
+                    root = name.split(".")[0].split("[")[0]
+                    hint = ("state_dict() does not return it: add it there and restore it in load_state_dict()"
+                            if root not in saved else "load_state_dict() does not restore it exactly")
+                    return CheckResult("resume", False, f"state not restored after resume: buffer {name!r} differs "
+                                       f"at epoch {epoch} (stopped after epoch {stop_after - 1}); {hint}")
+        where = first_difference(stable(straight.out["history"]), stable(resumed.out["history"]))
+        if where:
+            return CheckResult("resume", False, f"history differs after resume at {where}; some state that "
+                               "changes training (a counter, a random generator) is not in state_dict()")
+        return CheckResult("resume", True)
+
+    def history(self) -> CheckResult:
+        """Every epoch has the base columns as finite numbers; the final metrics are complete."""
+        out = self.straight().out
+        if len(out["history"]) != self.epochs:
+            return CheckResult("history", False, f"{len(out['history'])} history rows for {self.epochs} epochs")
+        for row in out["history"]:
+            bad = [c for c in BASE_COLUMNS if not isinstance(row.get(c), (int, float)) or isinstance(row.get(c), bool)]
+            if bad:
+                return CheckResult("history", False, f"epoch {row.get('epoch')} lacks numeric {bad}; train_epoch() "
+                                   "must return {'train_loss': ...} and end_epoch() a dict of numbers")
+        missing = [m for m in METRICS if m not in out["metrics"]]
+        if missing:
+            return CheckResult("history", False, f"final metrics lack {missing}")
+        return CheckResult("history", True)
+
+    def run_all(self) -> list[CheckResult]:
+        """Every check; an exception inside one becomes its failure, with where it was raised."""
+        checks: list[tuple[str, Callable[[], CheckResult]]] = [
+            ("contract", self.contract), ("determinism", self.determinism), ("resume", self.resume),
+            ("history", self.history)]
+        results = []
+        for name, check in checks:
+            try:
+                results.append(check())
+            except Exception as exc:
+                results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where_raised(exc)})"))
+        return results
+
+
+def where_raised(exc: BaseException) -> str:
+    """``at FILE:LINE in FUNCTION``: the innermost frame outside installed libraries (else the innermost)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename and "/lib/python3" not in f.filename]
+    frame = (own or frames or [None])[-1]
+    return f"at {frame.filename}:{frame.lineno} in {frame.name}" if frame else "no traceback"
+
+
+def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> list[CheckResult]:
+    """Run every conformance check on the registered method ``name``."""
+    return Probe(name, hparams, epochs).run_all()
