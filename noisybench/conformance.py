@@ -20,7 +20,6 @@ import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +27,7 @@ import torch
 from noisybench.config import Grid, RunConfig
 from noisybench.method import SOURCES, Method
 from noisybench.plan import expand_grid
-from noisybench.store import Checkpoint
+from noisybench.store import Checkpoint, ResultStore
 from noisybench.trainer import Trainer
 
 EPOCHS = 3
@@ -188,7 +187,7 @@ class Probe:
         """Stop after ``stop_after`` epochs (default: all but one), resume in a fresh trainer, compare."""
         stop_after = self.epochs - 1 if stop_after is None else stop_after
         with tempfile.TemporaryDirectory() as folder:
-            checkpoint = Checkpoint(Path(folder) / "checkpoint.pt")
+            checkpoint = ResultStore(folder).checkpoint(self.config.run_id)
             observe(self.config, checkpoint, stop_after=stop_after)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
