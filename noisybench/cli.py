@@ -52,10 +52,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
-    store.record_plan(grid.name, {r.run_id: r.label() for r in runs})
+    store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, str(Path(grid.source).resolve()))
     todo = pending_runs(runs, store, args.retry_failed)
-    print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to run",
-          file=sys.stderr)
+    kept_failed = 0 if args.retry_failed else sum(store.status(r.run_id) == "failed" for r in runs)
+    print(f"grid {grid.name!r}: {len(runs)} runs, {len(runs) - len(todo)} already finished"
+          f"{f' ({kept_failed} of them failed: rerun with --retry-failed)' if kept_failed else ''}, "
+          f"{len(todo)} to run", file=sys.stderr)
     request = ExecRequest(args.executor, todo, out, grid.name, options, args.workers or os.cpu_count() or 1,
                           args.retry_failed, args.detach, ProgressPrinter(),
                           log=lambda line: print(line, file=sys.stderr))
@@ -67,6 +69,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
               file=sys.stderr)
     failed = sum(r["status"] == "failed" for r in records)
+    if failed:
+        print(f"{failed} failed — `noisybench status {out}` shows why and where; after fixing, rerun with "
+              "--retry-failed", file=sys.stderr)
     if next(store.iter_results(), None) is None:
         print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
         return 0

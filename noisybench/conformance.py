@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-import traceback
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from noisybench.config import Grid, RunConfig
+from noisybench.errors import raised_at
 from noisybench.method import SOURCES, Method
 from noisybench.plan import expand_grid
 from noisybench.store import Checkpoint, ResultStore
@@ -245,16 +245,8 @@ class Probe:
             try:
                 results.append(check())
             except Exception as exc:
-                results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} ({where_raised(exc)})"))
+                results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} (at {raised_at(exc)})"))
         return results
-
-
-def where_raised(exc: BaseException) -> str:
-    """``at FILE:LINE in FUNCTION``: the innermost frame outside installed libraries (else the innermost)."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    own = [f for f in frames if "site-packages" not in f.filename and "/lib/python3" not in f.filename]
-    frame = (own or frames or [None])[-1]
-    return f"at {frame.filename}:{frame.lineno} in {frame.name}" if frame else "no traceback"
 
 
 def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> list[CheckResult]:

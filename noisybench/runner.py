@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from noisybench.config import RunConfig
+from noisybench.errors import raised_at
 from noisybench.interrupt import RunInterrupted, stop_requested
 from noisybench.store import Claim, ClaimInfo, ClaimLostError, ResultStore, slurm_job_id, try_claim
 
@@ -46,7 +47,7 @@ class RunRecord(TypedDict, total=False):
     pid: int
     slurm_job: str | None
     resumed_from_epoch: int
-    traceback: str
+    raised_at: str
     holder: dict[str, Any]
 
 
@@ -154,8 +155,8 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
             raise
         if stop_requested():  # e.g. a data-loader worker killed by the same Ctrl-C: not the run's fault
             return {**record, "status": "interrupted", "reason": f"stopped by the interrupt ({type(exc).__name__})"}
-        record.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=20))
+        record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", raised_at=raised_at(exc))
+        store.write_traceback(run.run_id, traceback.format_exc(limit=20))
     record["wall_time"] = time.perf_counter() - start
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if claim is not None and not claim.owned():

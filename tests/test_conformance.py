@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,22 +27,6 @@ class TypoELR(ELR):
 
     def training_step(self, ctx, batch, epoch):  # noqa: ANN001, ANN201
         return ctx.nets[0](batch.x).sum() * self.hp["alpah"]
-
-
-@pytest.fixture
-def plugin() -> Iterator[Any]:
-    """Register test plugins under fresh names for one test."""
-    added: list[str] = []
-
-    def register(name: str, cls: type) -> None:
-        cls.name = name
-        METHODS.add(name, cls)
-        added.append(name)
-
-    yield register
-    for name in added:
-        METHODS._items.pop(name, None)
-        METHODS._origins.pop(name, None)
 
 
 def test_a_builtin_passes(capsys: pytest.CaptureFixture) -> None:
