@@ -13,8 +13,10 @@ a few tiny runs (400 four-class blobs, three epochs, on the CPU) through the sha
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import re
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -23,9 +25,10 @@ from typing import Any
 
 import torch
 
+from noisybench import method as method_module
 from noisybench.config import Grid, RunConfig
 from noisybench.errors import raised_at
-from noisybench.method import SOURCES, Method
+from noisybench.method import SOURCES, Method, TrainContext
 from noisybench.plan import expand_grid
 from noisybench.store import Checkpoint, ResultStore
 from noisybench.trainer import Trainer
@@ -252,3 +255,52 @@ class Probe:
 def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> list[CheckResult]:
     """Run every conformance check on the registered method ``name``."""
     return Probe(name, hparams, epochs).run_all()
+
+
+# ---------------------------------------------------------------------- the contract, as README text
+#: Hooks a method may override, in the order the README lists them.
+HOOKS = ("default_hparams", "check_hparams", "setup", "train_epoch", "training_step", "predict", "end_epoch",
+         "refined_targets", "selection", "state_dict", "load_state_dict")
+
+
+def _markdown(text: str) -> str:
+    """RST roles and double backticks of a docstring as Markdown code spans."""
+    text = re.sub(r":(?:meth|class|func|attr|mod):`~?(?:[\w.]+\.)?(\w+)`", r"`\1`", text)
+    return " ".join(text.replace("``", "`").split())
+
+
+def _first_paragraph(obj: Any) -> str:
+    return _markdown(inspect.getdoc(obj).split("\n\n")[0]) if inspect.getdoc(obj) else ""
+
+
+def _hook_order() -> list[str]:
+    """The numbered list of the contract module's docstring, one Markdown line per step."""
+    doc = inspect.getdoc(method_module) or ""
+    steps = re.findall(r"^(\d+)\. (.*?)(?=^\d+\. |\n\n|\Z)", doc, re.S | re.M)
+    return [f"{number}. {_markdown(body)}" for number, body in steps]
+
+
+def _attributes() -> list[str]:
+    """``| name | type | meaning |`` rows from ``TrainContext``'s numpydoc Attributes section."""
+    doc = inspect.getdoc(TrainContext) or ""
+    section = doc.split("----------\n", 1)[1]
+    rows = []
+    for name, kind, body in re.findall(r"^(\w+) : (.+)\n((?:    .*\n?)+)", section, re.M):
+        rows.append(f"| `ctx.{name}` | `{kind}` | {_markdown(body)} |".replace(" | None", " \\| None"))
+    return rows
+
+
+def contract_reference() -> str:
+    """The README's method-contract section, generated from :mod:`noisybench.method`'s docstrings."""
+    lines = ["Hook order for a run of E epochs:", "", *_hook_order(), "",
+             "What `ctx` (a `TrainContext`) offers, and nothing else:", "",
+             "| attribute | type | meaning |", "|---|---|---|", *_attributes()]
+    for name, member in inspect.getmembers(TrainContext, inspect.isfunction):
+        if not name.startswith("_"):
+            signature = str(inspect.signature(member)).replace("self, ", "").replace("(self)", "()")
+            signature = signature.split(" -> ")[0].replace("'", "").replace("|", "\\|")
+            lines.append(f"| `ctx.{name}{signature}` | method | {_first_paragraph(member)} |")
+    lines += ["", "Hooks of `Method` (override what you need; `training_step` or `train_epoch` is required):", "",
+              "| hook | what it does |", "|---|---|"]
+    lines += [f"| `{hook}` | {_first_paragraph(getattr(Method, hook))} |" for hook in HOOKS]
+    return "\n".join(lines) + "\n"

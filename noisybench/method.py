@@ -57,16 +57,28 @@ class TrainContext(Protocol):
 
     Attributes
     ----------
-    nets : the networks (``num_networks`` of them), each with its own optimiser.
-    device : where networks, labels and per-sample state live.
-    num_train : N, the number of training samples (batch indices run over 0..N-1).
-    num_classes : C.
-    batch_size : the recipe's batch size.
-    y_noisy : the observed training labels (N,), aligned with batch indices.
-    epoch_indices : this epoch's training indices (all of them, or the dataset's per-epoch draw).
-    generator : a torch generator reseeded from (seed, epoch) at every epoch start.
-    rng : a numpy generator reseeded from (seed, epoch) at every epoch start.
-    last_val_acc : noisy-validation accuracy of the epoch just evaluated (in :meth:`Method.end_epoch`).
+    nets : list[nn.Module]
+        The networks (``num_networks`` of them), each with its own optimiser; in train mode
+        during ``train_epoch``.
+    device : torch.device
+        Where networks, labels and per-sample state live.
+    num_train : int
+        N, the number of training samples (batch indices run over 0..N-1); read it in ``setup``
+        to size per-sample state.
+    num_classes : int
+        C, the number of classes.
+    batch_size : int
+        The recipe's batch size.
+    y_noisy : torch.Tensor
+        The observed training labels (N,), aligned with batch indices; never the clean labels.
+    epoch_indices : torch.Tensor
+        This epoch's training indices (all of them, or the dataset's per-epoch draw).
+    generator : torch.Generator
+        A torch generator reseeded from (seed, epoch) at every epoch start; draw randomness here.
+    rng : np.random.Generator
+        A numpy generator reseeded from (seed, epoch) at every epoch start.
+    last_val_acc : float
+        Noisy-validation accuracy of the epoch just evaluated (read it in ``end_epoch``).
     """
 
     nets: list[nn.Module]
