@@ -13,13 +13,15 @@ the driver's flag through a shared event (:func:`use_flag`).
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-#: Seconds the driver waits, after the first Ctrl-C, for runs in flight to reach an epoch end.
+#: Seconds the driver waits, after the first Ctrl-C, for runs in flight to reach an epoch end
+#: (``$NOISYBENCH_STOP_GRACE`` overrides it).
 GRACE_SECONDS = 5.0
 _flag: Any = threading.Event()
 
@@ -54,7 +56,7 @@ class GridInterrupted(Exception):
 
 
 @contextlib.contextmanager
-def stop_on_sigint(event: Any = None, grace: float = GRACE_SECONDS) -> Iterator[None]:
+def stop_on_sigint(event: Any = None, grace: float | None = None) -> Iterator[None]:
     """While active (main thread only), the first SIGINT sets ``event``, the second interrupts.
 
     ``event`` defaults to this process's own flag (runs trained in-process read it); it is clear
@@ -62,6 +64,8 @@ def stop_on_sigint(event: Any = None, grace: float = GRACE_SECONDS) -> Iterator[
     as if by the second.
     """
     event = _flag if event is None else event
+    if grace is None:
+        grace = float(os.environ.get("NOISYBENCH_STOP_GRACE") or GRACE_SECONDS)
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -32,9 +32,9 @@ dim = 6
 """
 
 
-def _cli(args: list[str], sleep: float = 0.0) -> subprocess.Popen:
+def _cli(args: list[str], sleep: float = 0.0, grace: float = 5.0) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep)}
+           "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep), "NOISYBENCH_STOP_GRACE": str(grace)}
     return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -125,7 +125,7 @@ def test_runs_that_do_not_reach_an_epoch_end_within_the_grace_are_killed(tmp_pat
     grid = tmp_path / "g.toml"
     grid.write_text(GRID)
     out = tmp_path / "out"
-    proc = _cli(["run", str(grid), "--out", str(out), "--workers", "2"], sleep=60)  # epochs far longer than the grace
+    proc = _cli(["run", str(grid), "--out", str(out), "--workers", "2"], sleep=60, grace=2)  # epochs > grace
     try:
         assert _wait_for(lambda: len(list(out.rglob("config.json"))) >= 2, 120), "runs did not start"
         sent = time.time()
