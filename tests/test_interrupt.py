@@ -62,7 +62,17 @@ def _wait_for(condition, timeout: float) -> bool:
 
 
 def _in_flight(out: Path) -> list[Path]:
-    return [d for d in (out / "runs").glob("*") if (d / "history.json").exists() and not (d / "result.json").exists()]
+    """Runs that have finished an epoch but are at least three epochs from their end (so they cannot finish
+    before a Ctrl-C sent now reaches them)."""
+    found = []
+    for folder in (out / "runs").glob("*"):
+        try:
+            epochs = len(json.loads((folder / "history.json").read_text()))
+        except (OSError, ValueError):
+            continue
+        if 1 <= epochs <= 3 and not (folder / "result.json").exists():
+            found.append(folder)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +123,8 @@ def test_ctrl_c_exits_130_quickly_and_a_rerun_matches_an_uninterrupted_run(
     for run_id, data in finished.items():
         assert (out / "runs" / run_id / "result.json").read_bytes() == data
     records = [json.loads(p.read_text()) for p in out.rglob("result.json")]
-    assert len(records) == 12 and max(r["resumed_from_epoch"] for r in records) > 0  # one resumed mid-run
+    resumed = sum(r["resumed_from_epoch"] > 0 for r in records)
+    assert len(records) == 12 and resumed >= 1, (resumed, err[-2000:])  # the run in flight resumed mid-run
     a, b = load_results(out), uninterrupted
     assert list(a["run_id"]) == list(b["run_id"])
     for column in ["val_selected", "last", "mean_last_k", "best_on_test"]:
