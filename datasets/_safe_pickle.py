@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -106,11 +107,17 @@ def load_label_pt(path: Path) -> dict[str, Any]:
 
 
 def _reason(exc: Exception) -> str:
-    """The informative line of a ``torch.load`` error (the unpickler's own message when present)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for i, line in enumerate(lines):
-        if "WeightsUnpickler error" in line:
-            return " ".join(lines[i : i + 2])
+    """Why ``torch.load`` refused a file, naming the refused global when there is one.
+
+    torch's own message suggests turning ``weights_only`` off; that advice is never passed on:
+    a label file holds only numpy arrays, so a file that names any other global is not one.
+    """
+    text = str(exc)
+    refused = re.search(r"GLOBAL\s+([\w.]+)", text)
+    if refused:
+        return (f"it names the global {refused.group(1)}, which is not allowed: a CIFAR-N label file holds only "
+                "numpy arrays; use the file from UCSC-REAL/cifar-10-100n")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and "weights_only" not in ln]
     return lines[0] if lines else type(exc).__name__
 
 

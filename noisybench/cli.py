@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from noisybench.errors import NoisybenchError
+from noisybench.interrupt import GridInterrupted
 
 
 def check_data_ready(runs: Sequence[Any]) -> None:
@@ -29,6 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.config import load_grid
     from noisybench.executors import ExecRequest, execute_plan
     from noisybench.fingerprint import fingerprints
+    from noisybench.grid_checks import check_label_files, naming
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
     from noisybench.resume import select_runs
@@ -38,18 +40,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.data_dir:
         grid.data_root = str(Path(args.data_dir).expanduser().resolve())
     runs = expand_grid(grid)
-    check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
+    with naming(grid.source, "[grid] datasets"):
+        check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
+    check_label_files(runs, grid.source)  # so do human:FILE label files that do not fit
     options = _slurm_options(args, grid)  # typos fail early
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
     expected = fingerprints(runs)
-    store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected)
+    store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected, str(Path(grid.source).resolve()))
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     decision = select_runs(runs, store, expected, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
                            keep_stale=args.keep_stale, force=_force_selection(args), log=log)
     stale = f", {len(decision.stale)} stale" if decision.stale else ""
-    log(f"grid {grid.name!r}: {len(runs)} runs, {decision.finished} already finished{stale}, "
+    train_ids = {r.run_id for r in decision.train}
+    kept_failed = 0 if args.retry_failed else sum(
+        r.run_id not in train_ids and store.status(r.run_id) == "failed" for r in runs)
+    failed_note = f" ({kept_failed} of them failed: rerun with --retry-failed)" if kept_failed else ""
+    log(f"grid {grid.name!r}: {len(runs)} runs, {decision.finished} already finished{failed_note}{stale}, "
         f"{len(decision.train)} to run")
     request = ExecRequest(args.executor, decision.train, out, grid.name, options, args.workers or os.cpu_count() or 1,
                           args.retry_failed, args.detach, ProgressPrinter(), log=log)
@@ -94,6 +102,9 @@ def _closing_table(args: argparse.Namespace, out: Path, records: list, current: 
         print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
               file=sys.stderr)
     failed = sum(r["status"] == "failed" for r in records)
+    if failed:
+        print(f"{failed} failed — `noisybench status {out}` shows why and where; after fixing, rerun with "
+              "--retry-failed", file=sys.stderr)
     frame = load_results(out)
     frame = frame[frame["run_id"].isin(current)]
     if not (frame["status"] == "done").any():
@@ -172,20 +183,44 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_data_check(args: argparse.Namespace) -> int:
+def _cmd_check_method(args: argparse.Namespace) -> int:
+    from noisybench.conformance import check_method
+    from noisybench.registry import METHODS
+
+    METHODS.get(args.name)  # an unknown name fails here, with suggestions
+    if args.epochs < 2:
+        raise NoisybenchError(f"--epochs {args.epochs}: the resume check needs at least 2 epochs")
+    hparams = _key_values(args.hparam, "--hparam")
+    print(f"checking method {args.name!r} on tiny blobs ({args.epochs} epochs, CPU): determinism, "
+          "exact resume, complete history", file=sys.stderr)
+    results = check_method(args.name, hparams, args.epochs)
+    for result in results:
+        print(result.render())
+    failed = [r.name for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options, each VALUE read as JSON when it parses (``0.5``, ``true``), else a string."""
     import json
 
-    from noisybench.data.check import check_dataset
-
-    params = {}
-    for item in args.param:
+    values: dict[str, Any] = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise NoisybenchError(f"--param {item!r}: expected KEY=VALUE")
+            raise NoisybenchError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
-            params[key] = json.loads(value)
+            values[key] = json.loads(value)
         except json.JSONDecodeError:
-            params[key] = value
+            values[key] = value
+    return values
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from noisybench.data.check import check_dataset
+
+    params = _key_values(args.param, "--param")
     report = check_dataset(args.name, args.data_dir or os.environ.get("NOISYBENCH_DATA"), **params)
     print(report.render())
     return 0 if report.ok else 1
@@ -268,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--all", action="store_true", help="list every run, not only failed and running ones")
     st.add_argument("--no-slurm", action="store_true", help="do not ask squeue which runs are queued")
     st.set_defaults(func=_cmd_status)
+    chm = sub.add_parser("check-method", help="conformance checks of an installed method (for plugin authors)")
+    chm.add_argument("name", help="registered method name, e.g. elr or your plugin's")
+    chm.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
+                     help="hyperparameter override, repeatable: --hparam beta=0.9")
+    chm.add_argument("--epochs", type=int, default=3, help="epochs of each probe run (default 3, at least 2)")
+    chm.set_defaults(func=_cmd_check_method)
     data = sub.add_parser("data", help="dataset utilities")
     data_sub = data.add_subparsers(dest="data_command", required=True)
     chk = data_sub.add_parser("check", help="verify a dataset on disk: layout, counts, checksums, human labels")
@@ -288,6 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoisybenchError as exc:
         print(f"noisybench: error: {exc}", file=sys.stderr)
         return 2
+    except GridInterrupted as exc:
+        print(f"noisybench: interrupted: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("noisybench: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
         return 130

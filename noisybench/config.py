@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from noisybench.errors import ConfigError, NoisybenchError, suggest
+from noisybench.grid_checks import check_grid_table
+from noisybench.validate import check_distinct, check_fields
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,6 +75,7 @@ class TrainConfig:
         for key in values:
             if key not in names:
                 raise ConfigError(f"{where}: unknown key {key!r}.{suggest(key, names)} Known keys: {', '.join(names)}")
+        check_fields(values, cls, where)  # "ten" epochs, 2.5 epochs, true epochs
         config = cls(**values)
         config.validate(where)
         return config
@@ -224,7 +227,12 @@ def load_grid(path: str | Path) -> Grid:
     if not path.is_file():
         raise NoisybenchError(f"grid file {str(path)!r} does not exist; pass a path like benchmarks/quick.toml")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                          "save the grid file as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the grid file ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
     return parse_grid(data, source=str(path), default_name=path.stem)
@@ -241,8 +249,6 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         value = axes.get(key)
         if not isinstance(value, list) or not value:
             raise ConfigError(f"{source}: [grid] {key} must be a non-empty list, got {value!r}")
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in axes["seeds"]):
-        raise ConfigError(f"{source}: [grid] seeds must be integers, got {axes['seeds']!r}")
     for key in ("datasets", "methods", "noise"):
         if not all(isinstance(v, str) for v in axes[key]):
             raise ConfigError(f"{source}: [grid] {key} must be a list of strings, got {axes[key]!r}")
@@ -251,9 +257,8 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
     _check_keys(tables["data"], {"root"}, source, "[data]")
+    check_grid_table(data, source, default_name)  # names, seeds, repeated entries, sub-tables
     name = data.get("name", default_name)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ConfigError(f"{source}: name must be a non-empty string without '/', got {name!r}")
     return Grid(
         name=name, datasets=list(axes["datasets"]), methods=list(axes["methods"]),
         noise=list(axes["noise"]), seeds=list(axes["seeds"]), train=dict(tables["train"]),
@@ -273,6 +278,7 @@ def _parse_sweep(table: dict[str, Any], source: str) -> dict[str, dict[str, list
         for key, options in values.items():
             if not isinstance(options, list) or len(options) < 2:
                 raise ConfigError(f"{source}: [sweep.{method}] {key} must list at least two values, got {options!r}")
+            check_distinct(options, [repr(v) for v in options], f"{source}: [sweep.{method}]", key)
         sweep[method] = {k: list(v) for k, v in values.items()}
     return sweep
 

@@ -41,3 +41,13 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
         lowered = name.lower()
         close = [c for c in choices if lowered in c.lower() or c.lower() in lowered][:n]
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def raised_at(exc: BaseException) -> str:
+    """``FILE:LINE in FUNCTION`` of the innermost frame outside installed libraries (else the innermost)."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename and "/lib/python3" not in f.filename]
+    frame = (own or frames or [None])[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}" if frame else ""

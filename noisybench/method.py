@@ -32,6 +32,7 @@ from torch import nn
 
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import Setting
+from noisybench.validate import check_like_defaults
 
 SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
 
@@ -67,18 +68,31 @@ class TrainContext(Protocol):
 
     Attributes
     ----------
-    nets : the networks (``num_networks`` of them), each with its own optimiser.
-    device : where networks, labels and per-sample state live.
-    num_train : N, the number of training samples (batch indices run over 0..N-1).
-    num_classes : C.
-    batch_size : the recipe's batch size.
-    y_noisy : the observed training labels (N,), aligned with batch indices.
-    epoch_indices : this epoch's training indices on ``device`` (all of them, or the dataset's per-epoch draw).
-    generator : a torch generator (on the CPU) reseeded from (seed, epoch) at every epoch start.
-    device_generator : a torch generator on ``device``, reseeded likewise (the same object as
-        ``generator`` on the CPU); draws on the device need no host-device copy.
-    rng : a numpy generator reseeded from (seed, epoch) at every epoch start.
-    last_val_acc : noisy-validation accuracy of the epoch just evaluated (in :meth:`Method.end_epoch`).
+    nets : list[nn.Module]
+        The networks (``num_networks`` of them), each with its own optimiser; in train mode
+        during ``train_epoch``.
+    device : torch.device
+        Where networks, labels and per-sample state live.
+    num_train : int
+        N, the number of training samples (batch indices run over 0..N-1); read it in ``setup``
+        to size per-sample state.
+    num_classes : int
+        C, the number of classes.
+    batch_size : int
+        The recipe's batch size.
+    y_noisy : torch.Tensor
+        The observed training labels (N,), aligned with batch indices; never the clean labels.
+    epoch_indices : torch.Tensor
+        This epoch's training indices on ``device`` (all of them, or the dataset's per-epoch draw).
+    generator : torch.Generator
+        A torch generator (on the CPU) reseeded from (seed, epoch) at every epoch start.
+    device_generator : torch.Generator
+        A torch generator on ``device``, reseeded likewise (the same object as ``generator`` on
+        the CPU); draws on the device need no host-device copy.
+    rng : np.random.Generator
+        A numpy generator reseeded from (seed, epoch) at every epoch start.
+    last_val_acc : float
+        Noisy-validation accuracy of the epoch just evaluated (read it in ``end_epoch``).
     """
 
     nets: list[nn.Module]
@@ -219,8 +233,15 @@ class Method:
                     f"[methods.{cls.name}]: unknown hyperparameter {key!r}.{suggest(key, resolved)} "
                     f"Known: {', '.join(sorted(resolved)) or 'none'}"
                 )
+            check_like_defaults(key, value, [cls.hparams.get(key), resolved[key].value], f"[methods.{cls.name}]")
             resolved[key] = HParam(value, "user")
-        cls.check_hparams({k: v.value for k, v in resolved.items()})
+        try:
+            cls.check_hparams({k: v.value for k, v in resolved.items()})
+        except (TypeError, ValueError) as exc:  # a plugin's check tripped over a value of another type
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"[methods.{cls.name}]: a value has the wrong type for check_hparams "
+                              f"({type(exc).__name__}: {exc}); overrides: {dict(overrides or {})!r}") from None
         values = {k: resolved[k].value for k in sorted(resolved)}
         return values, {k: resolved[k].source for k in sorted(resolved)}
 

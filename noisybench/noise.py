@@ -513,11 +513,19 @@ def read_label_file(path: Path, expected: int, num_classes: int) -> np.ndarray:
     """Read one integer label per sample from ``.npy`` or text; refuse a wrong length."""
     if not path.is_file():
         raise ConfigError(f"label file {str(path)!r} does not exist; give an existing .npy/.txt/.csv path")
-    if path.suffix == ".npy":
-        labels = np.load(path, allow_pickle=False)
-    else:
-        labels = np.loadtxt(path, dtype=np.int64, delimiter="," if path.suffix == ".csv" else None)
-    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    try:
+        if path.suffix == ".npy":
+            raw = np.asarray(np.load(path, allow_pickle=False)).reshape(-1)
+        else:
+            raw = np.loadtxt(path, dtype=np.float64, delimiter="," if path.suffix == ".csv" else None, ndmin=1)
+    except (ValueError, OSError, EOFError) as exc:
+        raise ConfigError(f"label file {str(path)!r} cannot be read ({exc}); it must hold one integer "
+                          "label per training sample") from None
+    if raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(np.isfinite(raw))
+                                          and np.all(raw == np.round(raw))):
+        raise ConfigError(f"label file {str(path)!r} holds non-integer labels ({raw.dtype}); "
+                          "give one integer class index per training sample")
+    labels = raw.astype(np.int64)
     if len(labels) != expected:
         raise ConfigError(
             f"label file {str(path)!r} has {len(labels)} labels but the training set has "

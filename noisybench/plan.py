@@ -9,9 +9,11 @@ from typing import Any
 from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig, legacy_profile_message
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
+from noisybench.grid_checks import naming
 from noisybench.method import RECIPE_KEYS
 from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.registry import DATASETS, METHODS, NOISES
+from noisybench.validate import check_distinct
 
 
 @dataclass(frozen=True)
@@ -98,36 +100,33 @@ def sweep_points(grid: Grid, method: str) -> list[dict[str, Any]]:
 def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
 
-    Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs.
+    Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs;
+    every refusal names the grid file and the key.
     """
-    specs = [parse_noise(n) for n in grid.noise]
-    method_classes = [METHODS.get(m) for m in grid.methods]
-    dataset_classes = [DATASETS.get(d) for d in grid.datasets]
-    for name in grid.method_params:
-        if name not in grid.methods:
-            METHODS.get(name)  # unknown names raise with suggestions
-            raise ConfigError(f"{grid.source}: [methods.{name}] configures a method the grid does not run")
-    for name in grid.sweep:
-        if name not in grid.methods:
-            METHODS.get(name)
-            raise ConfigError(f"{grid.source}: [sweep.{name}] sweeps a method the grid does not run")
-    for name in grid.dataset_params:
-        if name not in grid.datasets:
-            DATASETS.get(name)
-            raise ConfigError(f"{grid.source}: [datasets.{name}] configures a dataset the grid does not use")
+    with naming(grid.source, "[grid] noise"):
+        specs = [parse_noise(n) for n in grid.noise]
+        check_distinct(grid.noise, [str(s) for s in specs], f"{grid.source}: [grid]", "noise")
+    with naming(grid.source, "[grid] methods"):
+        method_classes = [METHODS.get(m) for m in grid.methods]
+    with naming(grid.source, "[grid] datasets"):
+        dataset_classes = [DATASETS.get(d) for d in grid.datasets]
+    _check_tables_are_used(grid)
     runs = []
     for ds_name, ds_cls in zip(grid.datasets, dataset_classes):
         params = dict(grid.dataset_params.get(ds_name, {}))
-        num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
+        with naming(grid.source, f"[datasets.{ds_name}]"):
+            num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
         recipes = {m.name: resolve_train(ds_cls, m, grid.train, f"{grid.source}: [train]") for m in method_classes}
         for spec in specs:
-            NOISES.get(spec.family).check(spec, ds_cls)
+            with naming(grid.source, "[grid] noise"):
+                NOISES.get(spec.family).check(spec, ds_cls)
             for method_cls in method_classes:
                 recipe = recipes[method_cls.name]
                 setting = make_setting(ds_cls, spec, num_classes, recipe, ds_name)
                 for point in sweep_points(grid, method_cls.name):
                     overrides = {**grid.method_params.get(method_cls.name, {}), **point}
-                    hparams, sources = method_cls.resolve_hparams(setting, overrides)
+                    with naming(grid.source, f"[methods.{method_cls.name}]"):
+                        hparams, sources = method_cls.resolve_hparams(setting, overrides)
                     sources.update({key: "tuned" for key in point})
                     for seed in grid.seeds:
                         runs.append(RunConfig(
@@ -196,3 +195,19 @@ def _show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _check_tables_are_used(grid: Grid) -> None:
+    """``[methods.X]``, ``[sweep.X]`` and ``[datasets.X]`` must configure something the grid runs."""
+    for table, names, registry, used, what in (
+        ("methods", grid.method_params, METHODS, grid.methods, "configures a method the grid does not run"),
+        ("sweep", grid.sweep, METHODS, grid.methods, "sweeps a method the grid does not run"),
+        ("datasets", grid.dataset_params, DATASETS, grid.datasets, "configures a dataset the grid does not use"),
+    ):
+        for name in names:
+            if name not in used:
+                with naming(grid.source, f"[{table}.{name}]"):
+                    registry.get(name)  # unknown names raise with suggestions
+                axis = "datasets" if table == "datasets" else "methods"
+                raise ConfigError(f"{grid.source}: [{table}.{name}] {what}; add {name!r} to [grid] {axis} "
+                                  "or remove the table")

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from noisybench.config import RunConfig
+from noisybench.errors import raised_at
+from noisybench.interrupt import RunInterrupted, stop_requested
 from noisybench.store import Claim, ClaimInfo, ClaimLostError, ResultStore, slurm_job_id, try_claim
 
-RunStatus = Literal["done", "failed", "running"]
+#: ``interrupted`` (stopped at an epoch end on Ctrl-C) and ``cancelled`` (not started) are never stored.
+RunStatus = Literal["done", "failed", "running", "interrupted", "cancelled"]
 
 
 class RunRecord(TypedDict, total=False):
@@ -46,7 +49,7 @@ class RunRecord(TypedDict, total=False):
     slurm_job: str | None
     resumed_from_epoch: int
     runtime: dict[str, Any]
-    traceback: str
+    raised_at: str
     holder: dict[str, Any]
     runtime: dict[str, Any]
     fingerprint: dict[str, Any]
@@ -103,6 +106,9 @@ def execute_run(
     previous = store.result(run.run_id)
     if previous and (previous.get("status") == "done" or not retry_failed):
         return previous
+    if stop_requested():  # the grid is stopping: hand back without starting
+        return {"run_id": run.run_id, "config": run.to_dict(), "status": "cancelled",
+                "reason": "not started: the grid was interrupted"}
     if not claim:
         return _train(run, store, None, raise_errors)
     store.runs.mkdir(parents=True, exist_ok=True)
@@ -139,6 +145,8 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
         store.write_history(run.run_id, history)
         if delay:  # test hook: widens the window in which tests interrupt a run; math unchanged
             time.sleep(delay)
+        if stop_requested():  # Ctrl-C: this epoch's checkpoint is written, stop here
+            raise RunInterrupted(f"stopped after epoch {history[-1]['epoch']}; resumes from its checkpoint")
 
     try:
         record["fingerprint"] = fingerprint(run)
@@ -148,11 +156,15 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
         record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]), runtime=out["runtime"])
     except ClaimLostError as exc:  # another process owns the run now: leave the store to it
         return {**record, "status": "running", "reason": str(exc)}
+    except RunInterrupted as exc:  # not a result: the checkpoint stays and a rerun resumes
+        return {**record, "status": "interrupted", "reason": str(exc)}
     except Exception as exc:  # recorded, never raised: the grid goes on
         if raise_errors:
             raise
-        record.update(status="failed", reason=f"{type(exc).__name__}: {exc}",
-                      traceback=traceback.format_exc(limit=20))
+        if stop_requested():  # e.g. a data-loader worker killed by the same Ctrl-C: not the run's fault
+            return {**record, "status": "interrupted", "reason": f"stopped by the interrupt ({type(exc).__name__})"}
+        record.update(status="failed", reason=f"{type(exc).__name__}: {exc}", raised_at=raised_at(exc))
+        store.write_traceback(run.run_id, traceback.format_exc(limit=20))
     record["wall_time"] = time.perf_counter() - start
     record["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if claim is not None and not claim.owned():

@@ -52,3 +52,21 @@ def grid_file(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def plugin():
+    """``plugin(name, cls)`` registers a method class for one test (then removes it)."""
+    from noisybench.registry import METHODS
+
+    added: list[str] = []
+
+    def register(name: str, cls: type) -> None:
+        cls.name = name
+        METHODS.add(name, cls)
+        added.append(name)
+
+    yield register
+    for name in added:
+        METHODS._items.pop(name, None)
+        METHODS._origins.pop(name, None)

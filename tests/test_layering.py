@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"noisybench": "noisybench", "methods": "noisybench.methods", "datasets": "noisybench.datasets"}
 #: The on-disk names of the results layout: only the store package may spell them.
 LAYOUT_NAMES = {"result.json", "checkpoint.pt", "config.json", "environment.json", "history.json", "noise.json",
+                "traceback.txt",
                 "noisy_labels.npy", "claims", "jobs", "plans", "runs"}
 
 

@@ -42,3 +42,14 @@ def test_readme_grid_example_expands(tmp_path) -> None:
     path.write_text(body)
     runs = expand_grid(load_grid(path))
     assert len(runs) == 2 * 2 * 3 * 3 and {r.train.epochs for r in runs} == {40}
+
+
+def test_readme_method_contract_is_generated_from_the_docstrings() -> None:
+    from noisybench.conformance import contract_reference
+
+    text = README.read_text()
+    start = text.index("<!-- contract:")
+    section = text[text.index("\n", start) + 1:text.index("<!-- end of contract -->")]
+    assert section == contract_reference(), "README's contract section drifted: regenerate it with " \
+        "noisybench.conformance.contract_reference()"
+    assert "`ctx.num_train`" in section and "3. on a resume, `load_state_dict`" in section

@@ -93,7 +93,7 @@ def test_an_edited_plugin_makes_exactly_its_runs_stale(tmp_path: Path, plugin_mo
 
 def test_a_replaced_label_file_makes_its_runs_stale(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     labels = tmp_path / "labels.npy"
-    train_size = 160  # blobs: 200 samples, 20 % test split
+    train_size = 150  # blobs: 200 samples, 25 % test split
     np.save(labels, np.arange(train_size) % 3)
     grid, out = tmp_path / "g.toml", tmp_path / "out"
     grid.write_text(grid_text(["ce"], noise=f"human:{labels}"))

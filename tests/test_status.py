@@ -11,10 +11,12 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.executors.slurm import queued_runs
+from noisybench.registry import METHODS
 from noisybench.runner import execute_run
 from noisybench.store import ResultStore
 from noisybench.store.claims import CLAIMS, process_start
 from noisybench.store.status import store_status
+from tests.conftest import TINY_GRID
 from tests.test_executors import tiny_runs
 
 
@@ -77,3 +79,32 @@ def test_stray_empty_folders_are_not_runs(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "runs" / "deadbeefdeadbeef").mkdir(parents=True)  # e.g. left by a copy or a crash before the config
     assert store_status(out).counts() == {s: 0 for s in ("done", "stale", "running", "queued", "failed", "pending")}
+
+
+class _TypoCE(METHODS.get("ce")):  # type: ignore[misc]
+    """CE with a misspelt hyperparameter name: every run fails with KeyError: 'alpah'."""
+
+    def training_step(self, ctx, batch, epoch):  # noqa: ANN001, ANN201
+        return super().training_step(ctx, batch, epoch) * self.hp["alpah"]
+
+
+def test_a_failed_run_shows_where_it_failed_its_traceback_file_and_the_retry_command(
+    plugin, grid_file, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    plugin("ce-typo", _TypoCE)
+    grid = grid_file(TINY_GRID.replace('methods = ["ce", "gce"]', 'methods = ["ce", "ce-typo"]').replace(
+        "seeds = [1, 2]", "seeds = [1]"))
+    out = tmp_path / "out"
+    assert main(["run", str(grid), "--out", str(out), "--workers", "1"]) == 0
+    assert f"1 failed — `noisybench status {out}` shows why and where" in capsys.readouterr().err
+    (run_dir,) = [d for d in (out / "runs").iterdir() if "failed" in (d / "result.json").read_text()]
+    assert "traceback" not in json.loads((run_dir / "result.json").read_text())  # kept out of the record
+    assert main(["status", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"KeyError: 'alpah' (at {__file__}:" in shown and "in training_step)" in shown
+    path = shown.split("traceback: ")[1].splitlines()[0]
+    assert Path(path).parent == run_dir and "self.hp[\"alpah\"]" in Path(path).read_text()
+    assert f"rerun the failed runs after fixing them: noisybench run {grid.resolve()} --out {out} --retry-failed" \
+        in shown
+    assert main(["run", str(grid), "--out", str(out), "--workers", "1"]) == 0
+    assert "2 already finished (1 of them failed: rerun with --retry-failed), 0 to run" in capsys.readouterr().err

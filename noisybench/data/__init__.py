@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from noisybench.errors import ConfigError
+from noisybench.validate import check_like_defaults
 
 
 @dataclass
@@ -82,6 +83,8 @@ class Dataset:
                 f"dataset {self.name!r} has no parameter(s) {', '.join(unknown)}; "
                 f"its parameters are: {', '.join(sorted(self.params)) or 'none'}"
             )
+        for key, value in params.items():
+            check_like_defaults(key, value, [self.params[key]], f"[datasets.{self.name}]")
         self.root = Path(root).expanduser() if root else None
         self.config = {**self.params, **params}
 

@@ -6,21 +6,28 @@ worker; workers exit by themselves when the driver dies.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 import time
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 from noisybench.config import RunConfig
+from noisybench.interrupt import GridInterrupted, ignore_sigint, stop_on_sigint, stop_requested, use_flag
 from noisybench.progress import ProgressFn
 from noisybench.registry import discover_modules
 from noisybench.runner import RunRecord, execute_run
 
 
-def _init_worker(driver: int | None = None) -> None:
-    """Each run sets its own torch thread count (its recipe's ``threads``); workers only watch the driver."""
+def _init_worker(driver: int | None = None, stop: Any = None) -> None:
+    """Workers ignore Ctrl-C (the driver decides), read the driver's stop flag and watch the driver;
+    each run sets its own torch thread count (its recipe's ``threads``)."""
+    ignore_sigint()  # the driver decides what a Ctrl-C means (noisybench.interrupt)
+    if stop is not None:
+        use_flag(stop)
     if driver is not None:
         threading.Thread(target=_exit_with_driver, args=(driver,), name="driver-watch", daemon=True).start()
 
@@ -42,25 +49,93 @@ def run_local(
     runs: list[RunConfig], out_dir: str | Path, workers: int = 1,
     retry_failed: bool = False, progress: ProgressFn | None = None,
 ) -> list[RunRecord]:
-    """Run ``runs`` on this machine with ``workers`` long-lived processes (1: in-process)."""
-    records: list[RunRecord] = []
-    total = len(runs)
-    if total == 0:
-        return records
+    """Run ``runs`` on this machine with ``workers`` long-lived processes (1: in-process).
+
+    On Ctrl-C, stops as :mod:`noisybench.interrupt` describes and raises :class:`GridInterrupted`.
+    """
+    if not runs:
+        return []
     if workers <= 1:
-        for run in runs:
-            records.append(execute_run(run, out_dir, retry_failed))
-            if progress:
-                progress(records[-1], len(records), total)
-        return records
+        return _run_in_process(runs, out_dir, retry_failed, progress)
+    return _run_pool(runs, out_dir, workers, retry_failed, progress)
+
+
+def _run_in_process(runs: list[RunConfig], out_dir: str | Path, retry_failed: bool,
+                    progress: ProgressFn | None) -> list[RunRecord]:
+    tally = _Tally(len(runs), progress)
+    with stop_on_sigint():
+        try:
+            for run in runs:
+                tally.add(execute_run(run, out_dir, retry_failed))
+                if stop_requested():
+                    break
+        except KeyboardInterrupt:  # second Ctrl-C (or the grace ran out) inside a run
+            tally.interrupted += 1
+            raise tally.interruption() from None
+        if stop_requested():
+            raise tally.interruption()
+    return tally.records
+
+
+def _run_pool(runs: list[RunConfig], out_dir: str | Path, workers: int, retry_failed: bool,
+              progress: ProgressFn | None) -> list[RunRecord]:
     context = multiprocessing.get_context("forkserver")
     plugins = [*discover_modules("noisybench.methods"), *discover_modules("noisybench.datasets")]
     context.set_forkserver_preload(["noisybench.trainer", *plugins])
-    init = {"initializer": _init_worker, "initargs": (os.getpid(),)}
-    with ProcessPoolExecutor(workers, mp_context=context, **init) as pool:
-        futures: list[Future] = [pool.submit(execute_run, r.to_dict(), str(out_dir), retry_failed) for r in runs]
-        for future in as_completed(futures):
-            records.append(future.result())
-            if progress:
-                progress(records[-1], len(records), total)
-    return records
+    stop = context.Event()
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                               initargs=(os.getpid(), stop))
+    tally = _Tally(len(runs), progress)
+    queue = [r.to_dict() for r in reversed(runs)]
+    pending: set = set()
+    try:
+        with stop_on_sigint(stop):
+            while queue or pending:
+                while queue and len(pending) < workers and not stop.is_set():  # one run per free worker
+                    pending.add(pool.submit(execute_run, queue.pop(), str(out_dir), retry_failed))
+                if not pending:
+                    break
+                done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    tally.add(future.result())
+            if stop.is_set():
+                raise tally.interruption()
+    except KeyboardInterrupt:  # second Ctrl-C, or runs in flight did not reach an epoch end in time
+        tally.interrupted += len(pending)
+        _kill_workers(pool)
+        raise tally.interruption() from None
+    finally:
+        pool.shutdown(wait=not pending)
+    return tally.records
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's workers now; their runs resume from their last checkpoint."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
+    for process in processes:
+        with contextlib.suppress(OSError, ValueError, AssertionError):
+            process.join(timeout=2)
+
+
+class _Tally:
+    """The records of finished runs (reported to ``progress``) and the count of interrupted ones."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress = total, progress
+        self.records: list[RunRecord] = []
+        self.interrupted = 0
+
+    def add(self, record: RunRecord) -> None:
+        if record["status"] == "interrupted":
+            self.interrupted += 1
+        elif record["status"] != "cancelled":
+            self.records.append(record)
+            if self.progress:
+                self.progress(record, len(self.records), self.total)
+
+    def interruption(self) -> GridInterrupted:
+        finished = sum(r["status"] in ("done", "failed") for r in self.records)
+        return GridInterrupted(finished, self.interrupted, self.total - len(self.records) - self.interrupted)

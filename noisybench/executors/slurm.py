@@ -34,6 +34,7 @@ from noisybench.progress import ProgressFn
 from noisybench.runner import RunRecord, execute_runs
 from noisybench.store import ResultStore
 from noisybench.store.status import store_status
+from noisybench.validate import check_fields
 
 if TYPE_CHECKING:
     from noisybench.executors import ExecRequest
@@ -74,6 +75,7 @@ class SlurmOptions:
         values = {**table, **{k: v for k, v in overrides.items() if v is not None}}
         if "time" in values:
             values["time"] = parse_time_limit(values["time"], where)
+        check_fields(values, cls, where)  # cpus = "x" fails here, not in a comparison
         options = cls(**values)
         options.validate(where)
         return options

@@ -9,6 +9,7 @@ Layout of an output directory (nothing outside this package names these files)::
                         history.json      per-epoch records, rewritten every epoch
                         checkpoint.pt     last epoch's state (removed when the run finishes)
                         result.json       final record; its presence means "finished"
+                        traceback.txt     where a failed run's exception came from (failed runs only)
     <out>/plans/<grid>.json               planned run ids of each grid, with their fingerprints (written first)
     <out>/retired/<run_id>.<n>/           folders moved aside (corrupt, stale or forced reruns), never deleted
     <out>/jobs/<array id>.json            Slurm submissions: task id -> run ids
@@ -38,6 +39,7 @@ from noisybench.errors import NoisybenchError
 from noisybench.io import (
     atomic_save_npy,
     atomic_torch_save,
+    atomic_write_bytes,
     atomic_write_json,
     read_json,
     torch_load_weights,
@@ -47,6 +49,7 @@ from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_
 _RUNS, _PLANS, _JOBS, _RETIRED = "runs", "plans", "jobs", "retired"
 _RESULT, _CONFIG, _ENVIRONMENT = "result.json", "config.json", "environment.json"
 _NOISE, _LABELS, _HISTORY, _CHECKPOINT = "noise.json", "noisy_labels.npy", "history.json", "checkpoint.pt"
+_TRACEBACK = "traceback.txt"
 #: Final statuses a valid record may carry.
 FINAL_STATUSES = ("done", "failed")
 RecordState = Literal["done", "failed", "corrupt", "missing"]
@@ -217,8 +220,19 @@ class ResultStore:
         atomic_write_json(self.run_dir(run_id) / _HISTORY, history)
 
     def write_result(self, record: dict[str, Any]) -> None:
-        """Write the final record (last, so its presence means finished)."""
+        """Write the final record (last, so its presence means finished); a success drops an old traceback."""
         atomic_write_json(self.run_dir(record["run_id"]) / _RESULT, record)
+        if record.get("status") == "done":
+            (self.run_dir(record["run_id"]) / _TRACEBACK).unlink(missing_ok=True)
+
+    def write_traceback(self, run_id: str, text: str) -> None:
+        """Keep a failed run's traceback in its own file (:meth:`traceback_path`)."""
+        atomic_write_bytes(self.run_dir(run_id) / _TRACEBACK, text.encode())
+
+    def traceback_path(self, run_id: str) -> Path | None:
+        """The traceback file of a failed run, or None."""
+        path = self.run_dir(run_id) / _TRACEBACK
+        return path if path.is_file() else None
 
     def checkpoint(self, run_id: str) -> Checkpoint:
         """The checkpoint file of ``run_id``."""
@@ -250,10 +264,22 @@ class ResultStore:
         return target_dir / f"{run_id}.{n}"
 
     # ---------------------------------------------------------------- plans and submissions
-    def record_plan(self, grid_name: str, labels: dict[str, str], fingerprints: dict[str, str] | None = None) -> None:
-        """Write the planned run ids of ``grid_name`` (run id -> short label, and fingerprint digest)."""
+    def record_plan(self, grid_name: str, labels: dict[str, str], fingerprints: dict[str, str] | None = None,
+                    source: str | None = None) -> None:
+        """Write the planned run ids of ``grid_name`` (run id -> short label), their fingerprint digests
+        and the grid file."""
         atomic_write_json(self.root / _PLANS / f"{grid_name}.json",
-                          {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {}})
+                          {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {}, "source": source})
+
+    def plan_sources(self) -> list[str]:
+        """The grid files recorded with the plans (for the commands ``status`` suggests)."""
+        sources = []
+        for path in sorted((self.root / _PLANS).glob("*.json")):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                source = read_json(path).get("source")
+                if isinstance(source, str):
+                    sources.append(source)
+        return sources
 
     def planned(self) -> dict[str, str]:
         """Run id -> label of every recorded plan (unreadable plan files are skipped)."""

@@ -10,6 +10,7 @@ still queued is asked of the executor through ``queued`` (the store never runs a
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ class StoreStatus:
     states: dict[str, list[str]] = field(default_factory=lambda: {s: [] for s in STATES})
     reasons: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    tracebacks: dict[str, str] = field(default_factory=dict)  # failed run -> its traceback file
+    retry_command: str = ""  # how to rerun the failed runs
 
     def counts(self) -> dict[str, int]:
         """Number of runs in each state."""
@@ -41,6 +44,10 @@ class StoreStatus:
             for run_id in sorted(self.states[state]):
                 label = self.labels.get(run_id, "")
                 lines.append(f"{state:<8}{run_id}  {label}  {self.reasons.get(run_id, '')}".rstrip())
+                if state == "failed" and run_id in self.tracebacks:
+                    lines.append(f"{'':<8}traceback: {self.tracebacks[run_id]}")
+        if self.states["failed"] and "failed" in show and self.retry_command:
+            lines.append(f"rerun the failed runs after fixing them: {self.retry_command}")
         return "\n".join(lines) + "\n"
 
 
@@ -61,6 +68,11 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
             state, reason = "stale", "code or input files changed since it ran (run --rerun-stale or --keep-stale)"
         elif stored.record is not None:
             state, reason = stored.state, stored.record.get("reason") or ""
+            if state == "failed":
+                reason += f" (at {stored.record['raised_at']})" if stored.record.get("raised_at") else ""
+                path = store.traceback_path(run_id)
+                if path is not None:
+                    result.tracebacks[run_id] = str(path)
         elif claim is not None and not claim.stale(ttl, me):
             state, reason = "running", claim.describe()
         elif run_id in waiting:
@@ -72,4 +84,12 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
         result.states.setdefault(state, []).append(run_id)
         if reason:
             result.reasons[run_id] = reason
+    result.retry_command = retry_command(store)
     return result
+
+
+def retry_command(store: ResultStore) -> str:
+    """``noisybench run GRID --out DIR --retry-failed`` with the grid file the plan recorded (else GRID.toml)."""
+    sources = store.plan_sources()
+    grid = shlex.quote(sources[0]) if len(sources) == 1 else "GRID.toml"
+    return f"noisybench run {grid} --out {shlex.quote(str(store.root))} --retry-failed"

@@ -76,12 +76,16 @@ class _Exploit:
 def test_pt_with_code_is_refused_without_running_it(tmp_path: Path, capsys) -> None:
     path = tmp_path / "CIFAR-10_human.pt"
     write_cifarn_pt(path, {"clean_label": _Exploit()})  # type: ignore[dict-item]
-    with pytest.raises(DataError, match="not a readable CIFAR-N label file"):
+    with pytest.raises(DataError, match="not a readable CIFAR-N label file") as refused:
         load_label_pt(path)
     assert "pwned" not in capsys.readouterr().out
+    message = str(refused.value)
+    assert "the global print" in message and "\n" not in message  # names the refused global, on one line
+    assert "weights_only" not in message and "likely succeed" not in message  # never: turn the safety off
     path.write_bytes(pickle.dumps({"clean_label": [1, 2]}))  # a plain pickle, not a torch archive
-    with pytest.raises(DataError):
+    with pytest.raises(DataError) as plain:
         load_label_pt(path)
+    assert "weights_only" not in str(plain.value) and "\n" not in str(plain.value)
 
 
 @real_files

@@ -1,22 +1,22 @@
 """Every registered method, through the shared trainer: determinism, exact resume, complete records.
 
 Parametrized over ``METHODS.list()`` (so a new plugin is checked automatically) plus the option
-variants that change a method's control flow.
+variants that change a method's control flow. The checks are :mod:`noisybench.conformance`'s, the
+same that ``noisybench check-method NAME`` runs on any installed method.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from noisybench.conformance import BASE_COLUMNS, EPOCHS, Probe
 from noisybench.registry import METHODS
-from noisybench.store import Checkpoint
 from noisybench.trainer import Trainer
 from tests.methods._helpers import tiny_run
 
-EPOCHS = 3
 VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in METHODS.list()] + [
     ("gce", {"truncated": True, "start_prune": 1, "prune_every": 1}),
     ("alr", {"ema_granularity": "epoch", "warmup_end": 1}),
@@ -26,81 +26,63 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in METHODS.lis
     ("dividemix", {"mix_labelled_only": True, "lambda_u": 0.0}),
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in VARIANTS]
-BASE_COLUMNS = {"epoch", "lr", "train_loss", "val_acc", "test_acc", "epoch_time", "peak_mem_mb"}
 #: Agreed diagnostic columns, per method (and GCE only when truncated).
 DIAGNOSTICS = {
     "elr": {"refined_acc", "refined_acc_noisy"},
     "alr": {"refined_acc", "refined_acc_noisy"},
     "dividemix": {"selected_frac", "select_precision", "select_recall"},
 }
-VOLATILE = {"epoch_time", "peak_mem_mb"}
-
-
-def _stable(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k not in VOLATILE} for row in history]
-
-
-class _Interrupt(Exception):
-    pass
 
 
 @pytest.fixture(scope="module")
-def straight_runs() -> dict[str, dict[str, Any]]:
-    return {}
+def probes() -> Callable[[str, dict[str, Any]], Probe]:
+    """One :class:`Probe` per variant, so its straight run is trained once for all checks."""
+    cache: dict[str, Probe] = {}
 
+    def get(name: str, hp: dict[str, Any]) -> Probe:
+        key = f"{name}{sorted(hp.items())}"
+        if key not in cache:
+            cache[key] = Probe(name, hp, epochs=EPOCHS)
+        return cache[key]
 
-def _straight(cache: dict[str, dict[str, Any]], key: str, name: str, hp: dict[str, Any]) -> dict[str, Any]:
-    if key not in cache:
-        cache[key] = Trainer(tiny_run(name, hp, epochs=EPOCHS)).run()
-    return cache[key]
-
-
-@pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
-def test_same_seed_same_metrics(name: str, hp: dict[str, Any], straight_runs) -> None:
-    key = f"{name}{sorted(hp.items())}"
-    a = _straight(straight_runs, key, name, hp)
-    b = Trainer(tiny_run(name, hp, epochs=EPOCHS)).run()
-    strip = lambda m: {k: v for k, v in m.items() if k != "train_time"}  # noqa: E731
-    assert strip(a["metrics"]) == strip(b["metrics"])
-    assert _stable(a["history"]) == _stable(b["history"])
-    other_seed = Trainer(tiny_run(name, hp, epochs=EPOCHS, seed=2)).run()
-    assert _stable(other_seed["history"]) != _stable(a["history"])
+    return get
 
 
 @pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
-def test_checkpoint_round_trip_continues_identically(name: str, hp: dict[str, Any], straight_runs,
-                                                    tmp_path: Path) -> None:
-    key = f"{name}{sorted(hp.items())}"
-    straight = _straight(straight_runs, key, name, hp)
-    config = tiny_run(name, hp, epochs=EPOCHS)
-    ckpt_path = tmp_path / "checkpoint.pt"
-    ckpt = Checkpoint(ckpt_path)
-
-    def stop_after_two(history: list[dict[str, Any]]) -> None:
-        if len(history) == 2:
-            raise _Interrupt
-
-    with pytest.raises(_Interrupt):
-        Trainer(config, checkpoint=ckpt, on_epoch=stop_after_two).run()
-    resumed = Trainer(config, checkpoint=ckpt).run()  # a fresh trainer and method instance
-    assert [h["epoch"] for h in resumed["history"]] == list(range(EPOCHS))
-    assert _stable(resumed["history"]) == _stable(straight["history"])
+def test_same_seed_same_metrics(name: str, hp: dict[str, Any], probes) -> None:
+    result = probes(name, hp).determinism()
+    assert result.ok, result.detail
 
 
 @pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
-def test_history_and_metrics_are_complete(name: str, hp: dict[str, Any], straight_runs) -> None:
-    out = _straight(straight_runs, f"{name}{sorted(hp.items())}", name, hp)
-    expected = BASE_COLUMNS | DIAGNOSTICS.get(name, set())
+def test_checkpoint_round_trip_continues_identically(name: str, hp: dict[str, Any], probes) -> None:
+    probe = probes(name, hp)
+    result = probe.resume(stop_after=2)  # a fresh trainer and method instance resume after epoch 1
+    assert result.ok, result.detail
+    assert probe.straight().out["metrics"]["epochs_run"] == EPOCHS
+
+
+@pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
+def test_history_and_metrics_are_complete(name: str, hp: dict[str, Any], probes) -> None:
+    probe = probes(name, hp)
+    result = probe.history()
+    assert result.ok, result.detail
+    out = probe.straight().out
+    expected = set(BASE_COLUMNS) | DIAGNOSTICS.get(name, set())
     if name == "gce" and hp.get("truncated"):
         expected |= {"selected_frac", "select_precision", "select_recall"}
-    assert len(out["history"]) == EPOCHS
     for row in out["history"]:
         assert expected <= set(row), f"missing {expected - set(row)}"
         assert all(isinstance(row[k], (int, float)) for k in expected)
     metrics = out["metrics"]
-    assert {"val_selected", "last", "mean_last_k", "best_on_test", "epochs_run"} <= set(metrics)
     assert metrics["last"] == out["history"][-1]["test_acc"] and metrics["epochs_run"] == EPOCHS
     assert 0 <= metrics["val_selected"] <= 100 and out["noise"]["actual_rate"] > 0
+
+
+@pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
+def test_hyperparameters_keep_the_contract(name: str, hp: dict[str, Any], probes) -> None:
+    result = probes(name, hp).contract()
+    assert result.ok, result.detail
 
 
 def _reachable_tensors(root: object, limit: int = 20000) -> list:

@@ -1,0 +1,58 @@
+"""``noisybench check-method``: the conformance checks on any installed method, with readable failures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from noisybench.cli import main
+from noisybench.registry import METHODS
+
+ELR = METHODS.get("elr")
+
+
+class StatelessELR(ELR):
+    """ELR whose author forgot the checkpoint hooks: its targets restart from zero on resume."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class TypoELR(ELR):
+    """ELR with a misspelt hyperparameter name."""
+
+    def training_step(self, ctx, batch, epoch):  # noqa: ANN001, ANN201
+        return ctx.nets[0](batch.x).sum() * self.hp["alpah"]
+
+
+def test_a_builtin_passes(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check-method", "ce"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["PASS contract", "PASS determinism", "PASS resume", "PASS history"]
+
+
+def test_a_method_without_state_dict_fails_readably(plugin, capsys: pytest.CaptureFixture) -> None:
+    plugin("elr-stateless", StatelessELR)
+    assert main(["check-method", "elr-stateless"]) == 1
+    captured = capsys.readouterr()
+    assert ("FAIL resume: state not restored after resume: buffer 'targets' differs at epoch 2 "
+            "(stopped after epoch 1); state_dict() does not return it") in captured.out
+    assert "PASS determinism" in captured.out and "3 passed, 1 failed" in captured.err
+
+
+def test_an_exception_names_the_line_that_raised(plugin, capsys: pytest.CaptureFixture) -> None:
+    plugin("elr-typo", TypoELR)
+    assert main(["check-method", "elr-typo"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL determinism: KeyError: 'alpah' (at {__file__}:" in out and "in training_step)" in out
+
+
+def test_unknown_method_and_bad_hparam_are_user_errors(capsys: pytest.CaptureFixture) -> None:
+    assert main(["check-method", "elrr"]) == 2
+    assert "Did you mean 'elr'" in capsys.readouterr().err
+    assert main(["check-method", "elr", "--hparam", "bta=0.5"]) == 2
+    assert "unknown hyperparameter 'bta'" in capsys.readouterr().err
