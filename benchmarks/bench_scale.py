@@ -8,6 +8,7 @@ benchmark runs once; the < 2 s checks use the best of three timed calls either w
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from noisybench.config import load_grid
@@ -64,7 +66,12 @@ def scale_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = root / "out"
     store = ResultStore(out)
     store.record_plan("scale", {r.run_id: r.label() for r in runs})
+    template = root / "template"  # one complete run folder (config, noise artifacts, history) copied 9,000 times
+    ResultStore(template).write_start({"run_id": "t"}, {})
+    ResultStore(template).write_noise("t", {"sha256": "ab" * 32}, np.zeros(8, dtype=np.int64))
+    ResultStore(template).write_history("t", [{"epoch": 0, "val_acc": 80.0, "test_acc": 80.0}])
     for index, run in enumerate(runs[:9000]):
+        shutil.copytree(ResultStore(template).run_dir("t"), store.run_dir(run.run_id))
         store.write_result(_record(run.to_dict(), index))
     held = [try_claim(out, run.run_id) for run in runs[9000:9200]]
     for claim in held:
@@ -97,7 +104,7 @@ def test_plan_10k_runs(benchmark: Any, scale_store: tuple[Path, Path]) -> None:
 def test_status_10k_results(benchmark: Any, scale_store: tuple[Path, Path]) -> None:
     _, out = scale_store
     status = benchmark(store_status, out)
-    assert status.counts() == {"done": 8820, "running": 200, "queued": 0, "failed": 180, "pending": 800}
+    assert status.counts() == {"done": 8820, "stale": 0, "running": 200, "queued": 0, "failed": 180, "pending": 800}
     seconds, _ = _best_of(lambda: store_status(out))
     print(f"\nstatus over 10,000 runs (9,000 results): {seconds:.3f} s")
     assert seconds < LIMIT_S
@@ -108,6 +115,6 @@ def test_status_command_10k(scale_store: tuple[Path, Path]) -> None:
     _, out = scale_store
     command = [sys.executable, "-m", "noisybench.cli", "status", str(out)]
     seconds, proc = _best_of(lambda: subprocess.run(command, capture_output=True, text=True, timeout=60))
-    assert proc.returncode == 0 and proc.stdout.startswith("done: 8820  running: 200")
+    assert proc.returncode == 0 and proc.stdout.startswith("done: 8820  stale: 0  running: 200")
     print(f"\n`noisybench status` process over 10,000 runs: {seconds:.3f} s")
     assert seconds < LIMIT_S
