@@ -76,13 +76,16 @@ def test_group_runs_packs_by_dataset() -> None:
 
 @pytest.fixture
 def fake_sbatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An ``sbatch`` on PATH that keeps a copy of each script and answers job id 4242."""
+    """An ``sbatch`` (and ``srun``) on PATH: keeps a copy of each script and answers job id 4242."""
     bin_dir, captured = tmp_path / "bin", tmp_path / "captured"
     bin_dir.mkdir()
     captured.mkdir()
     script = bin_dir / "sbatch"
     script.write_text(f"#!/bin/sh\ncp \"$1\" {captured}/script.sh\necho 'Submitted batch job 4242'\n")
     script.chmod(0o755)
+    srun = bin_dir / "srun"  # submitit only checks that srun exists; the job never runs here
+    srun.write_text("#!/bin/sh\nexit 0\n")
+    srun.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return captured
 
