@@ -13,10 +13,8 @@ def random_shift_2d(x: torch.Tensor, max_shift: int, generator: torch.Generator)
     padded = torch.nn.functional.pad(imgs, (max_shift,) * 4)
     dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
     dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=generator, device=generator.device).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-    out = padded[torch.arange(b, device=x.device)[:, None, None, None],
-                 torch.arange(imgs.shape[1], device=x.device)[None, :, None, None], rows, cols]
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2s+1, 2s+1, H, W): every shifted view, no copy
+    out = windows[torch.arange(b, device=x.device), :, dy, dx]  # one gather of the chosen views: (B, C, H, W)
     return out.squeeze(1) if squeeze else out
 
 

@@ -237,6 +237,7 @@ class DivideMix(Method):
     display_name = "DivideMix"
 
     num_networks = 2
+    relative_cost = 5.0  # measured: 4.4x to 5.3x a CE run on the built-in CPU datasets
     hparams = {
         "warmup": 10, "rampup": 16, "lambda_u": 25.0, "p_threshold": 0.5, "T": 0.5, "alpha": 4.0,
         "batch_size": None, "conf_penalty": False, "loss_history": 1, "mix_labelled_only": False,

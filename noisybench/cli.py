@@ -34,8 +34,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
     from noisybench.resume import select_runs
+    from noisybench.runner import checkpoint_seconds
     from noisybench.store import ResultStore
 
+    checkpoint_seconds()  # a bad $NOISYBENCH_CHECKPOINT_SECONDS fails here, before any run starts
     grid = load_grid(args.grid)
     if args.data_dir:
         grid.data_root = str(Path(args.data_dir).expanduser().resolve())
@@ -64,7 +66,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     records = execute_plan(request)
     if records is None:
         return 0
-    return _closing_table(args, out, records, decision.current)
+    return _closing_table(args, out, records, {r: expected[r] for r in decision.current})
 
 
 def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
@@ -92,10 +94,9 @@ def _split(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def _closing_table(args: argparse.Namespace, out: Path, records: list, current: set[str]) -> int:
+def _closing_table(args: argparse.Namespace, out: Path, records: list, current: dict[str, str]) -> int:
     """Print the leaderboard of exactly this grid's current runs (not the whole store)."""
-    from noisybench.reporting import ReportOptions, make_report
-    from noisybench.results import load_results
+    from noisybench.report import closing_table
 
     busy = sum(r["status"] == "running" for r in records)
     if busy:
@@ -105,12 +106,10 @@ def _closing_table(args: argparse.Namespace, out: Path, records: list, current: 
     if failed:
         print(f"{failed} failed — `noisybench status {out}` shows why and where; after fixing, rerun with "
               "--retry-failed", file=sys.stderr)
-    frame = load_results(out)
-    frame = frame[frame["run_id"].isin(current)]
-    if not (frame["status"] == "done").any():
+    text = closing_table(out, current, args.metric)
+    if text is None:
         print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
         return 0
-    text, _ = make_report(frame, ReportOptions(fmt="table", metric=args.metric), source=str(out))
     print(text)
     return 1 if failed and args.strict else 0
 

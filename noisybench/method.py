@@ -8,12 +8,13 @@ The trainer calls them in this order for a run of E epochs:
 2. :meth:`Method.setup` once the trainer has built the data, networks and optimisers: allocate
    per-sample state here (ELR/ALR target buffers);
 3. on a resume, :meth:`Method.load_state_dict` with what :meth:`Method.state_dict` returned at the
-   end of the last finished epoch;
+   last checkpoint (the end of an epoch);
 4. for every epoch e: :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()``
    and calls :meth:`Method.training_step` on every :class:`Batch`), then evaluation through
    :meth:`Method.predict`, then :meth:`Method.end_epoch`, then the trainer reads
    :meth:`Method.refined_targets` and :meth:`Method.selection` to score them against the clean
-   labels (methods never see clean labels), then :meth:`Method.state_dict` for the checkpoint.
+   labels (methods never see clean labels), then :meth:`Method.state_dict` when a checkpoint is due
+   (after every epoch but the last, at most every few seconds; see :class:`noisybench.trainer.Trainer`).
 
 Methods talk to the trainer only through :class:`TrainContext`. Hyperparameters are declared
 with their provenance (:class:`HParam`), so every run records where each value came from;
@@ -194,6 +195,8 @@ class Method:
     name : registry name (set by ``@register_method``).
     display_name : name printed in reports and figures (``DivideMix``); the registry name when empty.
     num_networks : how many networks the trainer builds (``ctx.nets``), each with an optimiser.
+    relative_cost : rough compute of a run relative to CE's on the same data and schedule; a scheduling
+        hint only (the local executor starts the costliest runs first, so a grid does not end on one long run).
     hparams : generic defaults; :meth:`default_hparams` refines them per setting.
     paper_recipes : the method's own published training recipe per dataset family
         (:mod:`noisybench.facts`), each a dict of :func:`recipe` values with provenance. Runs under
@@ -203,6 +206,7 @@ class Method:
     name: ClassVar[str] = ""
     display_name: ClassVar[str] = ""
     num_networks: ClassVar[int] = 1
+    relative_cost: ClassVar[float] = 1.0
     hparams: ClassVar[dict[str, Any]] = {}
     paper_recipes: ClassVar[dict[str, dict[str, HParam]]] = {}
 

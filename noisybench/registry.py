@@ -170,9 +170,25 @@ def _distributions() -> dict[str, list[str]]:
     return dict(importlib.metadata.packages_distributions())
 
 
+@functools.cache
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def distribution_of(module: str) -> str:
-    """The installed distribution that provides ``module`` ("" when none does, e.g. a script)."""
-    return (_distributions().get(module.split(".")[0]) or [""])[0]
+    """The installed distribution that provides ``module`` ("" when none does, e.g. a script).
+
+    A module of a package whose installed distribution bears its name (``noisybench`` itself) is found by
+    that name alone; only other modules need the slower scan of every installed distribution.
+    """
+    top = module.split(".")[0]
+    if _installed(top):
+        return top
+    return (_distributions().get(top) or [""])[0]
 
 
 def discover_modules(package: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: one torch thread (exact, comparable floats) and a private data cache."""
+"""Shared fixtures: one torch thread (exact, comparable floats), a private data cache, and a checkpoint after
+every epoch (tests stop and resume runs at chosen epochs; ``tests/test_runner.py`` covers the interval)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def _single_thread_and_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("NOISYBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    os.environ.setdefault("NOISYBENCH_CHECKPOINT_SECONDS", "0")
 
 
 TINY_GRID = """

@@ -101,3 +101,25 @@ def test_list_and_status(grid_file, tmp_path: Path, capsys: pytest.CaptureFixtur
     capsys.readouterr()
     assert run_cli("status", str(out)) == 0
     assert "done: 4" in capsys.readouterr().out
+
+
+def test_rerun_serves_the_unchanged_table_from_the_cache(grid_file, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import noisybench.reporting as reporting
+
+    out = tmp_path / "out"
+    run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1")
+    first = capsys.readouterr().out
+    made: list[int] = []
+    real = reporting.make_report
+    monkeypatch.setattr(reporting, "make_report", lambda *a, **k: made.append(1) or real(*a, **k))
+    assert run_cli("run", str(grid_file()), "--out", str(out)) == 0
+    assert capsys.readouterr().out == first and made == []  # nothing changed: no statistics recomputed
+    result = next(out.rglob("result.json"))
+    record = json.loads(result.read_text())
+    record["metrics"]["val_selected"] += 1.0
+    result.write_text(json.dumps(record))
+    assert run_cli("run", str(grid_file()), "--out", str(out)) == 0
+    assert made == [1] and capsys.readouterr().out != first  # a changed result: the table is made again

@@ -189,3 +189,16 @@ def test_cli_refuses_a_bad_slurm_table_even_for_local_runs(tmp_path: Path, capsy
     grid.write_text(grid.read_text().replace("partiton", "partition"))
     assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--executor", "slurm", "--time", "1h"]) == 2
     assert "time '1h' is not an sbatch time limit" in capsys.readouterr().err
+
+
+def test_local_pool_starts_the_costliest_runs_first() -> None:
+    from noisybench.executors.local import costliest_first
+    from noisybench.registry import METHODS
+
+    grid = parse_grid({"name": "order", "grid": {"datasets": ["blobs"], "methods": ["ce", "dividemix", "gce"],
+                                                 "noise": ["sym:0.2"], "seeds": [1, 2]}}, "order.toml")
+    runs = expand_grid(grid)
+    ordered = costliest_first(runs)
+    assert METHODS.get("dividemix").relative_cost > METHODS.get("ce").relative_cost
+    assert [r.method for r in ordered[:2]] == ["dividemix", "dividemix"]
+    assert [r.run_id for r in ordered[2:]] == [r.run_id for r in runs if r.method != "dividemix"]  # plan order kept

@@ -142,3 +142,12 @@ def test_a_new_file_in_the_plugin_folder_is_found_without_editing_a_list(tmp_pat
 
 
 FOUND: Registry = Registry("widget")
+
+
+def test_distribution_of_a_module() -> None:
+    from noisybench.registry import distribution_of
+
+    assert distribution_of("noisybench.methods.ce") == "noisybench"
+    assert distribution_of("numpy.linalg") == "numpy"
+    assert distribution_of("sklearn.mixture") == "scikit-learn"  # import name differs from the distribution's
+    assert distribution_of("__main__") == ""

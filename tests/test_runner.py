@@ -173,3 +173,27 @@ def test_one_config_gives_identical_numbers_with_one_or_two_workers(tmp_path: Pa
     assert _histories(tmp_path / "w1") == _histories(tmp_path / "w2")
     runtime = [json.loads(p.read_text()).get("runtime") for p in (tmp_path / "w2").rglob("result.json")]
     assert all((r["device"], r["threads"], r["precision"]) == ("cpu", 1, "fp32") for r in runtime)
+
+
+def test_runs_checkpoint_by_the_clock_and_still_store_their_whole_history(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from noisybench.io import atomic_torch_save
+
+    saved: list[str] = []
+    monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", "3600")
+    monkeypatch.setattr("noisybench.store.atomic_torch_save",
+                        lambda obj, path: saved.append(str(path)) or atomic_torch_save(obj, path))
+    run = tiny_runs(seeds=(1,), epochs=4)[0]
+    record = execute_run(run, tmp_path)
+    assert record["status"] == "done" and saved == []  # seconds-long run: no checkpoint written
+    assert [h["epoch"] for h in ResultStore(tmp_path).history(run.run_id)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("value", ["soon", "1s"])
+def test_a_bad_checkpoint_interval_is_refused_with_the_fix(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from noisybench.errors import ConfigError
+    from noisybench.runner import checkpoint_seconds
+
+    monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", value)
+    with pytest.raises(ConfigError, match=r"NOISYBENCH_CHECKPOINT_SECONDS.*set it to e\.g\. 5"):
+        checkpoint_seconds()

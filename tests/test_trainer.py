@@ -144,3 +144,49 @@ def test_lr_schedules() -> None:
     assert lr_at(cos, 0) == pytest.approx(0.1) and lr_at(cos, 5) == pytest.approx(0.05)
     step = TrainConfig(epochs=10, lr=0.1, schedule="step", milestones=[3, 6], gamma=0.1)
     assert [round(lr_at(step, e), 6) for e in (0, 3, 6)] == [0.1, 0.01, 0.001]
+
+
+class _CountingCheckpoint:
+    """A checkpoint that remembers after how many epochs each save happened."""
+
+    def __init__(self) -> None:
+        self.saved_after: list[int] = []
+
+    def save(self, state: dict) -> None:
+        self.saved_after.append(len(state["history"]))
+
+    def load(self, map_location: object = "cpu") -> None:
+        return None
+
+
+@pytest.mark.parametrize(("every", "requested", "expected"), [
+    (0.0, False, [1, 2]),        # every epoch but the last (the result follows it)
+    (3600.0, False, []),         # not due within a run of seconds
+    (3600.0, True, [1, 2]),      # a stop request saves at once
+])
+def test_checkpoints_follow_the_interval_and_requests(runs, every: float, requested: bool, expected: list) -> None:
+    checkpoint = _CountingCheckpoint()
+    saves: list[int] = []
+    epochs: list[int] = []
+    out = Trainer(runs[0], checkpoint=checkpoint, checkpoint_every=every, save_requested=lambda: requested,
+                  on_save=lambda h: saves.append(len(h)), on_epoch=lambda h: epochs.append(len(h))).run()
+    assert len(out["history"]) == 3
+    assert checkpoint.saved_after == expected and saves == expected
+    assert epochs == [1, 2, 3]
+
+
+def test_cpu_evaluation_chunks_leave_every_logit_unchanged(runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the trainer evaluates in chunks of CPU_EVAL_ROWS; eval-mode logits do not depend on the chunk."""
+    from noisybench.archs import create_model
+
+    ctx, _ = Trainer(runs[0]).setup()
+    x = torch.randn(3000, 40)
+    for arch in ("mlp", "cnn1d"):
+        torch.manual_seed(0)
+        net = create_model(arch, (40,), 10)
+        with ctx.eval_mode([net]):
+            monkeypatch.setattr("noisybench.trainer.CPU_EVAL_ROWS", 10**9)
+            whole = ctx.logits_on(net, x)  # the recipe's eval_batch_size
+            monkeypatch.setattr("noisybench.trainer.CPU_EVAL_ROWS", 1024)
+            chunked = ctx.logits_on(net, x)
+        assert torch.equal(whole.view(torch.int32), chunked.view(torch.int32)), arch

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from noisybench.config import RunConfig
 from noisybench.errors import ConfigError, suggest
-from noisybench.executors.slurm import SlurmOptions, parse_sbatch_flags
+from noisybench.executors.slurm_options import SlurmOptions, parse_sbatch_flags
 from noisybench.progress import ProgressFn
 from noisybench.runner import RunRecord
 

@@ -86,7 +86,7 @@ def _run_pool(runs: list[RunConfig], out_dir: str | Path, workers: int, retry_fa
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(os.getpid(), stop))
     tally = _Tally(len(runs), progress)
-    queue = [r.to_dict() for r in reversed(runs)]
+    queue = [r.to_dict() for r in reversed(costliest_first(runs))]
     pending: set = set()
     try:
         with stop_on_sigint(stop):
@@ -107,6 +107,14 @@ def _run_pool(runs: list[RunConfig], out_dir: str | Path, workers: int, retry_fa
     finally:
         pool.shutdown(wait=not pending)
     return tally.records
+
+
+def costliest_first(runs: list[RunConfig]) -> list[RunConfig]:
+    """``runs`` ordered by their method's declared :attr:`~noisybench.method.Method.relative_cost`, costliest
+    first (a stable sort: the plan's order otherwise), so that the pool's last runs are short ones."""
+    from noisybench.registry import METHODS
+
+    return sorted(runs, key=lambda run: -METHODS.get(run.method).relative_cost)
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:

@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+
+class _LazyScipyStats:
+    """``scipy.stats``, imported on first use: it takes a second to import, and a report served from the
+    store's cache (an unchanged grid rerun) computes no test."""
+
+    def __getattr__(self, name: str) -> Any:
+        from scipy import stats as module
+
+        return getattr(module, name)
+
+
+stats = _LazyScipyStats()
 
 #: Fewest matched seeds for a paired t-test (issue 5: "with n < 3 no test is run").
 MIN_SEEDS_TTEST = 3

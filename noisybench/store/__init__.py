@@ -6,8 +6,8 @@ Layout of an output directory (nothing outside this package names these files)::
                         environment.json  versions, host, git commit, device
                         noise.json        noise summary (rates, transition counts, sha256)
                         noisy_labels.npy  the realised noisy training labels (full train set)
-                        history.json      per-epoch records, rewritten every epoch
-                        checkpoint.pt     last epoch's state (removed when the run finishes)
+                        history.json      per-epoch records, rewritten at every checkpoint and at the end
+                        checkpoint.pt     state after the last checkpointed epoch (removed when the run finishes)
                         result.json       final record; its presence means "finished"
                         traceback.txt     where a failed run's exception came from (failed runs only)
     <out>/plans/<grid>.json               planned run ids of each grid, with their fingerprints (written first)
@@ -15,6 +15,7 @@ Layout of an output directory (nothing outside this package names these files)::
     <out>/jobs/<array id>.json            Slurm submissions: task id -> run ids
     <out>/claims/<run_id>.<generation>    atomic claims on runs (:mod:`noisybench.store.claims`)
     <out>/slurm/, <out>/debug/            submitit's job folders
+    <out>/cache/<name>.json               derived texts (e.g. the closing leaderboard) with the digest of their inputs
 
 Every file is written atomically (:mod:`noisybench.io`). One policy for damaged runs: a final
 record that cannot be read, is not a JSON object, lacks its status, names another run, or (when
@@ -26,6 +27,7 @@ reason, reports list it among their warnings) and nothing raises on it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -46,7 +48,7 @@ from noisybench.io import (
 )
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 
-_RUNS, _PLANS, _JOBS, _RETIRED = "runs", "plans", "jobs", "retired"
+_RUNS, _PLANS, _JOBS, _RETIRED, _CACHE = "runs", "plans", "jobs", "retired", "cache"
 _RESULT, _CONFIG, _ENVIRONMENT = "result.json", "config.json", "environment.json"
 _NOISE, _LABELS, _HISTORY, _CHECKPOINT = "noise.json", "noisy_labels.npy", "history.json", "checkpoint.pt"
 _TRACEBACK = "traceback.txt"
@@ -302,6 +304,33 @@ class ResultStore:
     def executor_folder(self, kind: str) -> Path:
         """Where an executor keeps its own job files (``slurm``, ``debug``)."""
         return self.root / kind
+
+    def records_digest(self, run_ids: list[str]) -> str:
+        """sha256 over the final records of ``run_ids`` as stored (bytes; a missing one counts as missing) and the
+        fingerprint digests the store's plans hold for them: equal digests, equal records."""
+        h = hashlib.sha256()
+        planned = self.planned_fingerprints()
+        for run_id in run_ids:
+            try:
+                data = (self.run_dir(run_id) / _RESULT).read_bytes()
+            except OSError:
+                data = b"missing"
+            h.update(f"{run_id}:{len(data)}:{planned.get(run_id, '')}:".encode() + data)
+        return h.hexdigest()
+
+    def cached_text(self, name: str, key: str) -> str | None:
+        """The text last cached as ``name``, if it was made from inputs with digest ``key`` (else None)."""
+        try:
+            entry = read_json(self.root / _CACHE / f"{name}.json")
+        except (OSError, ValueError):
+            return None
+        if isinstance(entry, dict) and entry.get("key") == key and isinstance(entry.get("text"), str):
+            return entry["text"]
+        return None
+
+    def cache_text(self, name: str, key: str, text: str) -> None:
+        """Keep ``text`` as ``name``, made from inputs with digest ``key`` (replaces the previous one)."""
+        atomic_write_json(self.root / _CACHE / f"{name}.json", {"key": key, "text": text})
 
     def _merge_json_tables(self, folder: str, key: str) -> dict[str, Any]:
         merged: dict[str, Any] = {}
