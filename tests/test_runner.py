@@ -197,3 +197,36 @@ def test_a_bad_checkpoint_interval_is_refused_with_the_fix(value: str, monkeypat
     monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", value)
     with pytest.raises(ConfigError, match=r"NOISYBENCH_CHECKPOINT_SECONDS.*set it to e\.g\. 5"):
         checkpoint_seconds()
+
+
+def test_a_stop_checkpoints_at_once_between_clock_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With checkpoints due only every hour, a Ctrl-C still saves the epoch it stops at; the rerun resumes there
+    and ends with the metrics of an uninterrupted run."""
+    import threading
+
+    from noisybench import interrupt
+    from noisybench.trainer import Trainer
+
+    monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", "3600")
+    run = tiny_runs(seeds=(1,), epochs=4)[0]
+    reference = execute_run(run, tmp_path / "reference")
+    stop = threading.Event()
+    monkeypatch.setattr(interrupt, "_flag", stop)
+    real_epoch = Trainer._run_epoch
+
+    def epoch_then_stop(self, ctx, method, epoch):  # Ctrl-C arrives during the second epoch
+        row = real_epoch(self, ctx, method, epoch)
+        if epoch == 1:
+            stop.set()
+        return row
+
+    monkeypatch.setattr(Trainer, "_run_epoch", epoch_then_stop)
+    first = execute_run(run, tmp_path / "out")
+    assert first["status"] == "interrupted"
+    assert len(ResultStore(tmp_path / "out").history(run.run_id)) == 2  # saved with its checkpoint at epoch 1
+    stop.clear()
+    resumed = execute_run(run, tmp_path / "out")
+    assert resumed["status"] == "done" and resumed["resumed_from_epoch"] == 2
+    volatile = {"train_time"}
+    assert {k: v for k, v in resumed["metrics"].items() if k not in volatile} == \
+        {k: v for k, v in reference["metrics"].items() if k not in volatile}
