@@ -201,6 +201,9 @@ class Method:
     paper_recipes : the method's own published training recipe per dataset family
         (:mod:`noisybench.facts`), each a dict of :func:`recipe` values with provenance. Runs under
         ``protocol = "paper"`` use it; a family without one falls back to the dataset's shared recipe.
+    deviations : where the suite departs, on purpose, from the reference code it follows: each entry one
+        statement of what the reference does, what the suite does, why, and the measured effect.
+        ``noisybench plan`` prints them under every configuration of the method.
     """
 
     name: ClassVar[str] = ""
@@ -209,6 +212,7 @@ class Method:
     relative_cost: ClassVar[float] = 1.0
     hparams: ClassVar[dict[str, Any]] = {}
     paper_recipes: ClassVar[dict[str, dict[str, HParam]]] = {}
+    deviations: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -252,6 +256,11 @@ class Method:
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` for out-of-range values (override to add checks)."""
+
+    @classmethod
+    def deviations_for(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The :attr:`deviations` that apply to a run with ``hparams`` (default: all of them)."""
+        return cls.deviations
 
     # ----------------------------------------------------------------- training hooks
     def setup(self, ctx: TrainContext) -> None:

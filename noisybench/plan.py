@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +163,7 @@ def describe_runs(runs: list[RunConfig]) -> list[dict[str, Any]]:
             "dataset": run.dataset.name, "noise": run.noise, "method": run.method, "protocol": run.train.protocol,
             "seeds": [run.seed], "run_ids": [run.run_id], "epochs": run.train.epochs, "note": note,
             "recipe": recipe, "sweep": dict(run.sweep),
+            "deviations": list(METHODS.get(run.method).deviations_for(run.hparams)),
             "hparams": {k: {"value": v, "source": run.hparam_sources.get(k, "suite")} for k, v in run.hparams.items()},
         }
     return list(groups.values())
@@ -185,6 +187,8 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
         rows = [("recipe", k, _show(v["value"]), v["source"]) for k, v in g["recipe"].items()]
         rows += [("hparam", k, _show(v["value"]), v["source"]) for k, v in sorted(g["hparams"].items())]
         lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
+        lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
+                  for text in g["deviations"]]
         lines.append(tabulate(rows, headers=["", "key", "value", "source"], tablefmt="simple"))
         blocks.append("\n".join(lines))
     blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")

@@ -107,3 +107,60 @@ def test_suite_prune_schedule_starts_at_the_first_lr_milestone() -> None:
     paper = GCE.default_hparams(setting("cifar100", "sym", 0.4, 100, 150, paper_epochs=150))
     assert (paper["start_prune"].value, paper["prune_every"].value) == (80, 10)
     assert paper["start_prune"].source == "paper-default"
+
+
+# ------------------------------------------------------------------ truncated L_q: the suite's deviations, pinned
+def test_prune_epochs_train_the_network_and_prune_on_unaugmented_inputs_in_eval_mode() -> None:
+    """Unlike the reference code (which trains a throw-away copy in its prune epochs, and prunes with augmented
+    images), the suite's network learns in every epoch and its prune pass sees the test transform in eval mode."""
+    from noisybench.config import Grid
+    from noisybench.plan import expand_grid
+    from noisybench.trainer import Trainer
+
+    grid = Grid(name="t", datasets=["digits"], methods=["gce"], noise=["sym:0.4"], seeds=[1],
+                train={"epochs": 4, "device": "cpu"},
+                method_params={"gce": {"truncated": True, "start_prune": 2, "prune_every": 1}})
+    trainer = Trainer(expand_grid(grid)[0])
+    ctx, method = trainer.setup()
+    augment_calls, prune_forwards = [0], []
+    augment = ctx.dataset.augment
+    ctx.dataset.augment = lambda raw, generator: (augment_calls.__setitem__(0, augment_calls[0] + 1),
+                                                  augment(raw, generator))[1]
+    in_prune = [False]
+    ctx.nets[0].register_forward_pre_hook(lambda net, args: prune_forwards.append(net.training) if in_prune[0] else None)
+    prune = method._prune
+
+    def watched_prune(ctx_):  # noqa: ANN001, ANN202
+        calls, in_prune[0] = augment_calls[0], True
+        try:
+            return prune(ctx_)
+        finally:
+            in_prune[0] = False
+            assert augment_calls[0] == calls, "the prune pass drew augmented views"
+
+    method._prune = watched_prune
+    pruned_epochs = 0
+    for epoch in range(4):
+        before = [p.detach().clone() for p in ctx.nets[0].parameters()]
+        row = trainer._run_epoch(ctx, method, epoch)
+        if row.get("prune_skipped") == 0.0:
+            pruned_epochs += 1
+            after = list(ctx.nets[0].parameters())
+            assert any(not torch.equal(a, b) for a, b in zip(after, before)), f"epoch {epoch} did not train"
+    assert pruned_epochs >= 2  # epochs 1, 2 and 3 are prune epochs ((e + 1) >= 2)
+    assert prune_forwards and not any(prune_forwards)  # every forward of the prune pass ran in eval mode
+
+
+def test_plan_states_both_deviations_for_truncated_gce_only() -> None:
+    from noisybench.config import Grid
+    from noisybench.plan import expand_grid, render_plan
+
+    def plan(truncated: bool) -> str:
+        grid = Grid(name="t", datasets=["digits"], methods=["gce"], noise=["sym:0.4"], seeds=[1],
+                    method_params={"gce": {"truncated": truncated}})
+        return render_plan(expand_grid(grid))
+
+    text = " ".join(plan(True).split())
+    assert "does not train the network in its prune epochs" in text and "rebinds" in text
+    assert "un-augmented training set in eval mode" in text
+    assert "deviation" not in plan(False)
