@@ -127,7 +127,8 @@ def test_prune_epochs_train_the_network_and_prune_on_unaugmented_inputs_in_eval_
     ctx.dataset.augment = lambda raw, generator: (augment_calls.__setitem__(0, augment_calls[0] + 1),
                                                   augment(raw, generator))[1]
     in_prune = [False]
-    ctx.nets[0].register_forward_pre_hook(lambda net, args: prune_forwards.append(net.training) if in_prune[0] else None)
+    ctx.nets[0].register_forward_pre_hook(
+        lambda net, args: prune_forwards.append(net.training) if in_prune[0] else None)
     prune = method._prune
 
     def watched_prune(ctx_):  # noqa: ANN001, ANN202
