@@ -84,14 +84,16 @@ def _fingerprint(run: RunConfig, memo: dict[Any, Any]) -> dict[str, Any]:
     dataset = DATASETS.get(run.dataset.name)(root=run.data_root, **run.dataset.params)
     noise_files = NOISES.get(spec.family).input_files(spec)
 
+    read = memo.setdefault("read", _cached(None))  # each source file read once per plan (or run)
+
     def part(registry: Registry, name: str) -> dict[str, str]:
         if (registry.kind, name) not in memo:
-            memo[(registry.kind, name)] = plugin(registry, name)
+            memo[(registry.kind, name)] = plugin(registry, name, read)
         return memo[(registry.kind, name)]
 
     return {
         "scheme": SCHEME,
-        "core": memo.setdefault("core", core_hash()),
+        "core": memo.setdefault("core", core_hash(read)),
         "method": part(METHODS, run.method),
         "dataset": part(DATASETS, run.dataset.name),
         "noise": part(NOISES, spec.family),
@@ -183,35 +185,37 @@ def installed_source(name: str) -> tuple[str, bool] | None:
     return path.read_text(encoding="utf-8", errors="replace"), path.name == "__init__.py"
 
 
-def _cached(read: SourceReader) -> SourceReader:
-    """``read`` remembering what it read, for one computation (files are read again by the next one)."""
-    if getattr(read, "cache", None) is not None:
-        return read
-    cache: dict[str, tuple[str, bool] | None] = {}
+class _CachedReader:
+    """A reader remembering what it read (and the core it derived), for one computation: a plan, or a run."""
 
-    def cached(name: str) -> tuple[str, bool] | None:
-        if name not in cache:
-            cache[name] = read(name)
-        return cache[name]
+    def __init__(self, read: SourceReader) -> None:
+        self.read = read
+        self.cache: dict[str, tuple[str, bool] | None] = {}
+        self.core: list[str] | None = None
 
-    cached.cache = cache  # type: ignore[attr-defined]
-    return cached
-
-
-#: sha256 of a source text -> (hash of its normal form, its import statements as (level, module, names)).
-_ANALYSED: dict[str, tuple[str, tuple[tuple[int, str, tuple[str, ...]], ...]]] = {}
+    def __call__(self, name: str) -> tuple[str, bool] | None:
+        if name not in self.cache:
+            self.cache[name] = self.read(name)
+        return self.cache[name]
 
 
-def _analyse(source: str) -> tuple[str, tuple[tuple[int, str, tuple[str, ...]], ...]]:
+def _cached(read: SourceReader | None) -> _CachedReader:
+    """``read`` (default: the installed code, looked up when called) with a cache, unless it has one."""
+    return read if isinstance(read, _CachedReader) else _CachedReader(read or installed_source)
+
+
+Imports = tuple[tuple[int, str, tuple[str, ...]], ...]  # (level, module, names) of each import statement
+#: sha256 of a source text -> (hash of its normal form, its import statements).
+_ANALYSED: dict[str, tuple[str, Imports]] = {}
+
+
+def _analyse(source: str) -> tuple[str, Imports]:
     key = hashlib.sha256(source.encode()).hexdigest()
     if key not in _ANALYSED:
-        tree = ast.parse(source)
-        imports = tuple((node.level, node.module or "", tuple(a.name for a in node.names))
-                        if isinstance(node, ast.ImportFrom) else (0, "", tuple(a.name for a in node.names))
-                        for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)))
         out: list[str] = []
-        _dump(tree, out)
-        _ANALYSED[key] = (hashlib.sha256("".join(out).encode()).hexdigest()[:16], imports)
+        imports: list[tuple[int, str, tuple[str, ...]]] = []
+        _dump(ast.parse(source), out, imports)
+        _ANALYSED[key] = (hashlib.sha256("".join(out).encode()).hexdigest()[:16], tuple(imports))
     return _ANALYSED[key]
 
 
@@ -225,54 +229,69 @@ def normal_form(source: str) -> str:
     string statement), comments, formatting, line numbers or the dotted paths of the suite's own modules in
     imports. Fields that are empty are left out, so the text does not change with the Python version."""
     out: list[str] = []
-    _dump(ast.parse(source), out)
+    _dump(ast.parse(source), out, [])
     return "".join(out)
 
 
 _SKIPPED_FIELDS = frozenset({"kind", "type_comment"})
 
 
-def _dump(node: Any, out: list[str]) -> None:
-    if isinstance(node, list):
-        out.append("[")
-        for item in node:
-            _dump(item, out)
-            out.append(",")
-        out.append("]")
-    elif isinstance(node, ast.AST):
-        out.append(type(node).__name__ + "(")
-        for name in node._fields:
-            value = getattr(node, name, None)
-            if isinstance(value, list):
-                value = [item for item in value if not _is_bare_string(item)]
-            if value is None or value == [] or name in _SKIPPED_FIELDS:
+def _dump(node: ast.AST, out: list[str], imports: list[tuple[int, str, tuple[str, ...]]]) -> None:
+    """Append the normal form of ``node`` to ``out`` and its import statements to ``imports`` (one pass)."""
+    if type(node) is ast.ImportFrom or type(node) is ast.Import:
+        node = _normalised_import(node, imports)
+    out.append(type(node).__name__ + "(")
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if value is None or name in _SKIPPED_FIELDS:
+            continue
+        if type(value) is list:
+            items = [item for item in value if not _is_bare_string(item)]
+            if not items:
                 continue
-            if name == "module" and isinstance(node, ast.ImportFrom) and (node.level or _is_suite_module(value)):
-                value = "noisybench"
-            elif name == "level" and isinstance(node, ast.ImportFrom):
-                value = 0 if node.level or _is_suite_module(node.module or "") else value
-            elif name == "name" and isinstance(node, ast.alias) and _is_suite_module(value):
-                value = "noisybench"  # ``import noisybench.x.y``; an ImportFrom's names are not paths
+            out.append(name + "=[")
+            for item in items:
+                if isinstance(item, ast.AST):
+                    _dump(item, out, imports)
+                else:
+                    out.append(repr(item))
+                out.append(",")
+            out.append("],")
+        elif isinstance(value, ast.AST):
             out.append(name + "=")
-            _dump(value, out)
+            _dump(value, out, imports)
             out.append(",")
-        out.append(")")
-    else:
-        out.append(repr(node))
+        else:
+            out.append(f"{name}={value!r},")
+    out.append(")")
+
+
+def _normalised_import(node: ast.Import | ast.ImportFrom, imports: list[tuple[int, str, tuple[str, ...]]]) -> ast.AST:
+    """Record an import statement; return it with the dotted paths of the suite's own modules made one."""
+    names = tuple(alias.name for alias in node.names)
+    if isinstance(node, ast.ImportFrom):
+        imports.append((node.level, node.module or "", names))
+        if node.level or _is_suite_module(node.module or ""):
+            return ast.ImportFrom(module="noisybench", names=node.names, level=0)
+        return node
+    imports.append((0, "", names))
+    return ast.Import(names=[ast.alias(name="noisybench" if _is_suite_module(a.name) else a.name, asname=a.asname)
+                             for a in node.names])
 
 
 def _is_bare_string(stmt: Any) -> bool:
-    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+    return type(stmt) is ast.Expr and type(stmt.value) is ast.Constant and type(stmt.value.value) is str
 
 
 def _is_suite_module(name: str) -> bool:
     return name == "noisybench" or name.startswith("noisybench.")
 
 
-def imported_modules(name: str, read: SourceReader = installed_source, within: tuple[str, ...] = ("noisybench",),
+def imported_modules(name: str, read: SourceReader | None = None, within: tuple[str, ...] = ("noisybench",),
                      ) -> set[str]:
     """The modules of the packages ``within`` that ``name`` imports anywhere in its code (function bodies
     too), with their parent packages; relative imports resolved, modules without a source left out."""
+    read = _cached(read)
     found = read(name)
     if found is None:
         return set()
@@ -309,9 +328,11 @@ def _is_plugin_module(name: str) -> bool:
     return any(name.startswith(package + ".") for package in PLUGIN_PACKAGES)
 
 
-def core_closure(read: SourceReader = installed_source) -> dict[str, set[str]]:
+def core_closure(read: SourceReader | None = None) -> dict[str, set[str]]:
     """The suite's modules reached from :data:`CORE_ROOTS` through imports, sorted into ``hashed`` (the
-    core), ``non_numeric`` (listed in :data:`NON_NUMERIC`, not followed) and ``plugins`` (not followed)."""
+    core), ``non_numeric`` (listed in :data:`NON_NUMERIC`, not followed) and ``plugins`` (not followed).
+
+    ``read`` gives a module's source (default: the installed code, :func:`installed_source`)."""
     read = _cached(read)
     out: dict[str, set[str]] = {"hashed": set(), "non_numeric": set(), "plugins": set()}
     todo, seen = list(CORE_ROOTS), set()
@@ -330,18 +351,21 @@ def core_closure(read: SourceReader = installed_source) -> dict[str, set[str]]:
     return out
 
 
-def core_modules(read: SourceReader = installed_source) -> list[str]:
+def core_modules(read: SourceReader | None = None) -> list[str]:
     """The modules whose code decides every run's numbers (derived from the imports; see the module docstring)."""
-    return sorted(core_closure(read)["hashed"])
+    read = _cached(read)
+    if read.core is None:
+        read.core = sorted(core_closure(read)["hashed"])
+    return read.core
 
 
-def core_hash(read: SourceReader = installed_source) -> str:
+def core_hash(read: SourceReader | None = None) -> str:
     """A hash of the core's normalised code: of its modules' content hashes, not of their names or places."""
     read = _cached(read)
     return _combine(module_hash(_text(name, read)) for name in core_modules(read))
 
 
-def plugin(registry: Registry, name: str) -> dict[str, str]:
+def plugin(registry: Registry, name: str, read: SourceReader | None = None) -> dict[str, str]:
     """Module, distribution, version and code hash of the plugin ``name``."""
     origin = registry.origin(name)
     version = ""  # the suite's own plugins are pinned by their source; a release number alone changes nothing
@@ -351,17 +375,17 @@ def plugin(registry: Registry, name: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             version = ""
     return {"module": origin.module, "distribution": origin.distribution, "version": version,
-            "source": source_hash(origin.module)}
+            "source": source_hash(origin.module, read)}
 
 
-def source_hash(module: str, read: SourceReader = installed_source) -> str:
+def source_hash(module: str, read: SourceReader | None = None) -> str:
     """A hash of ``module``'s normalised code and of the modules it imports (transitively) from its own
     package, or from the suite outside the core and :data:`NON_NUMERIC` (content hashes only, no names)."""
     read = _cached(read)
     return _combine(module_hash(_text(name, read)) for name in plugin_modules(module, read))
 
 
-def plugin_modules(module: str, read: SourceReader = installed_source) -> set[str]:
+def plugin_modules(module: str, read: SourceReader | None = None) -> set[str]:
     """``module`` and the modules its fingerprint covers with it (see :func:`source_hash`)."""
     read = _cached(read)
     package = module.rpartition(".")[0]

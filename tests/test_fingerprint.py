@@ -183,3 +183,14 @@ def test_a_new_noise_family_stales_no_other_run(tmp_path: Path, monkeypatch, cap
     assert main(["list", "noises"]) == 0
     assert any(line.startswith("test-flip-all") and "nb_new_family" in line
                for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_constant_changed_in_a_core_module_stales_every_run_and_prose_none(monkeypatch) -> None:
+    runs = [r for noise in ("sym:0.2", "pairflip:0.2") for r in _runs(noise)]
+    before = fingerprints(runs)
+    prose = SEEDS.replace('"""A seed sequence derived', '# why: reproducibility\n    """A seed sequence, derived', 1)
+    monkeypatch.setattr(fpmod, "installed_source", _edited({"noisybench.seeds": prose}))
+    assert fingerprints(runs) == before
+    monkeypatch.setattr(fpmod, "installed_source", _edited({"noisybench.seeds": SEEDS.replace("[:32]", "[:31]")}))
+    after = fingerprints(runs)
+    assert all(after[r] != before[r] for r in before)
