@@ -214,7 +214,10 @@ def _analyse(source: str) -> tuple[str, Imports]:
     if key not in _ANALYSED:
         out: list[str] = []
         imports: list[tuple[int, str, tuple[str, ...]]] = []
-        _dump(ast.parse(source), out, imports)
+        try:
+            _dump(ast.parse(source), out, imports)
+        except (SyntaxError, ValueError):  # code this Python cannot parse: pinned by its text, imports unknown
+            out, imports = ["unparsed:", source], []
         _ANALYSED[key] = (hashlib.sha256("".join(out).encode()).hexdigest()[:16], tuple(imports))
     return _ANALYSED[key]
 

@@ -194,3 +194,10 @@ def test_a_constant_changed_in_a_core_module_stales_every_run_and_prose_none(mon
     monkeypatch.setattr(fpmod, "installed_source", _edited({"noisybench.seeds": SEEDS.replace("[:32]", "[:31]")}))
     after = fingerprints(runs)
     assert all(after[r] != before[r] for r in before)
+
+
+def test_code_this_python_cannot_parse_is_pinned_by_its_text() -> None:
+    from noisybench.fingerprint import module_hash
+
+    assert module_hash("def f(:\n") != module_hash("def f(:\n    pass\n") != module_hash("")
+    assert module_hash("x = 1  # note\n") == module_hash("x = 1\n")
