@@ -3,7 +3,7 @@
 Modelled on mmengine (duplicates are refused) and timm (``list_*("pattern*")`` wildcards,
 ``create_*(name, **kw)``). Built-in plugins are discovered lazily the first time a registry is
 queried: every module of ``noisybench.methods``, ``noisybench.datasets``, ``noisybench.archs``
-and ``noisybench.noise`` is imported. Third-party packages add plugins through the entry-point
+and ``noisybench.noises`` is imported. Third-party packages add plugins through the entry-point
 groups ``noisybench.methods``, ``noisybench.datasets``, ``noisybench.noises`` and
 ``noisybench.models``. Each plugin's origin (module, distribution) is recorded; a name claimed
 by two plugins, from any two origins, is an error naming both.
@@ -212,7 +212,7 @@ def _describe(obj: object) -> str:
 
 METHODS: Registry = Registry("method", ("noisybench.methods",), "noisybench.methods")
 DATASETS: Registry = Registry("dataset", ("noisybench.datasets",), "noisybench.datasets")
-NOISES: Registry = Registry("noise", ("noisybench.noise",), "noisybench.noises")
+NOISES: Registry = Registry("noise", ("noisybench.noises",), "noisybench.noises")
 MODELS: Registry = Registry("model", ("noisybench.archs",), "noisybench.models")
 #: Every registry, by the word ``noisybench list`` takes.
 REGISTRIES: dict[str, Registry] = {"methods": METHODS, "datasets": DATASETS, "noises": NOISES, "models": MODELS}

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from noisybench.errors import UnknownNameError
+from noisybench.fingerprint import current_digest, matches
 from noisybench.metrics import METRICS
 from noisybench.noise import noise_display, noise_sort_key, parse_noise
 from noisybench.store import ResultStore
@@ -41,7 +42,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "hparams": json.dumps(config.get("hparams", {}), sort_keys=True),
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
-        "fingerprint": record.get("fingerprint_digest"),
+        "fingerprint": current_digest(record),  # records of an older fingerprint scheme translated
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():
@@ -107,7 +108,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
             rows.append(_corrupt_row(stored.run_id, stored.problem))
             continue
         row = _row(stored.record)
-        row["stale"] = stored.run_id in expected and row["fingerprint"] != expected[stored.run_id]
+        row["stale"] = stored.run_id in expected and not matches(stored.record, expected[stored.run_id])
         rows.append(row)
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
                "noise_rate_actual", "noise_hash", "protocol", "epochs", "wall_time", "finished_at",

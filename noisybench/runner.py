@@ -216,6 +216,8 @@ def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool =
              expected: dict[str, str] | None = None) -> Pending:
     """Sort ``runs`` into what to train, what is stale (finished, but its stored fingerprint digest
     is not ``expected[run_id]``) and what is corrupt (to be moved aside and redone)."""
+    from noisybench.fingerprint import matches
+
     out = Pending()
     for run in runs:
         if not store.has_result(run.run_id):  # a stat first: fast on big grids
@@ -225,7 +227,7 @@ def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool =
         if stored.record is None:
             out.corrupt.append((run, stored.problem))
             out.todo.append(run)
-        elif expected is not None and stored.record.get("fingerprint_digest") != expected.get(run.run_id):
+        elif expected is not None and not matches(stored.record, expected.get(run.run_id)):
             out.stale.append(run)
         elif retry_failed and stored.state == "failed":
             out.todo.append(run)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from noisybench.errors import ConfigError, UnknownNameError
-from noisybench.noise import parse_noise, realize_noise, round_half_up
+from noisybench.noise import NoiseSpec, parse_noise, realize_noise, round_half_up
 
 C = 10
 LABELS = np.repeat(np.arange(C), 100)  # 100 samples per class
@@ -132,3 +132,49 @@ def test_display_names_and_natural_order() -> None:
     settings = ["asym:0.4", "sym:0.8", "human:aggre", "sym:0.2", "none", "pairflip:0.45"]
     assert sorted(settings, key=noise_sort_key) == ["none", "sym:0.2", "sym:0.8", "asym:0.4", "pairflip:0.45",
                                                     "human:aggre"]
+
+
+@pytest.mark.parametrize(("text", "canonical"), [
+    ("sym:0.99999999", "sym:0.99999999"),  # %g made it sym:1, refused at run time
+    ("sym:0.1234567", "sym:0.1234567"),  # %g made it sym:0.123457, a different rate
+    ("sym:-0", "sym:0"), ("sym:0.0", "sym:0"), ("sym:-0.0", "sym:0"),
+    ("asym:.40", "asym:0.4"), ("sym:1e-5", "sym:1e-05"), ("idn:2.5e-1", "idn:0.25"),
+])
+def test_specs_are_canonicalised_exactly(text: str, canonical: str) -> None:
+    spec = parse_noise(text)
+    assert str(spec) == canonical
+    assert parse_noise(str(spec)) == spec  # the planned text reads back as the same rate, bit for bit
+    assert spec.rate == float(text.partition(":")[2]) + 0.0
+
+
+def test_canonical_text_is_what_g_wrote_for_every_rate_grids_use() -> None:
+    """Run ids hash the canonical text: for rates of up to six significant digits it must not change."""
+    rates = [i / 100 for i in range(100)] + [i / 1000 for i in range(1000)] + [0.45, 0.05, 1e-05, 5e-05, 0.0001,
+                                                                                0.00015, 0.123456, 0.999999]
+    for rate in rates:
+        assert str(NoiseSpec("sym", rate)) == f"sym:{rate:g}"
+
+
+@pytest.mark.parametrize("text", ["none:0.5", "none:x", "none:"])
+def test_a_family_without_arguments_refuses_one(text: str) -> None:
+    with pytest.raises(ConfigError, match="takes no argument; write 'none'"):
+        parse_noise(text)
+
+
+def test_rates_print_exactly() -> None:
+    from noisybench.noise import noise_display
+
+    assert noise_display("sym:0.1234567") == "Sym. 12.34567 %"
+    assert [noise_display(f"sym:{r}") for r in (0.2, 0.4, 0.45, 0.8, 1e-05)] == [
+        "Sym. 20 %", "Sym. 40 %", "Sym. 45 %", "Sym. 80 %", "Sym. 0.001 %"]
+
+
+def test_every_family_declares_its_printed_name_and_lives_in_its_own_plugin_module() -> None:
+    from noisybench.noise import FAMILY_DISPLAY
+    from noisybench.registry import NOISES
+
+    assert list(FAMILY_DISPLAY) == ["none", "sym", "sym-draw", "sym-dividemix", "asym", "asym-superclass",
+                                    "asym-draw", "asym-dividemix", "pairflip", "pairflip-draw", "idn", "human"]
+    assert FAMILY_DISPLAY["pairflip"] == "Pair"
+    modules = {NOISES.origin(name).module for name in NOISES.list()}
+    assert modules == {f"noisybench.noises.{m}" for m in ("none", "sym", "asym", "pairflip", "idn", "human")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,34 @@ def test_old_profile_names_and_unknown_protocols_fail_naming_the_replacement(tra
                        "train": train})
     with pytest.raises(ConfigError, match=match):
         expand_grid(grid)
+
+
+def _noise_grid(tmp_path: Path, noise: list[str]) -> Path:
+    grid = tmp_path / "noise.toml"
+    grid.write_text(f'name = "n"\n[grid]\ndatasets = ["blobs"]\nmethods = ["ce"]\nnoise = {json.dumps(noise)}\n'
+                    'seeds = [1]\n[train]\nepochs = 1\n')
+    return grid
+
+
+@pytest.mark.parametrize(("noise", "match"), [
+    (["none:0.5"], r"noise\.toml: \[grid\] noise: noise 'none:0.5': family 'none' takes no argument; write 'none'"),
+    (["sym:0", "sym:-0"], r"noise\.toml: \[grid\] noise lists the same entry twice \('sym:0' and 'sym:-0'"),
+    (["sym:1.0"], r"noise\.toml: \[grid\] noise: noise 'sym:1.0': rate 1.0 is outside \[0, 1\)"),
+])
+def test_bad_noise_specs_are_refused_up_front_naming_file_and_key(tmp_path: Path, capsys, noise: list[str],
+                                                                  match: str) -> None:
+    grid = _noise_grid(tmp_path, noise)
+    assert main(["plan", str(grid)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err
+
+
+def test_a_planned_rate_runs_as_written(tmp_path: Path) -> None:
+    from noisybench.config import load_grid
+    from noisybench.data.prepare import prepare_data
+
+    runs = expand_grid(load_grid(_noise_grid(tmp_path, ["sym:0.99999999", "sym:0.1234567"])))
+    assert [r.noise for r in runs] == ["sym:0.99999999", "sym:0.1234567"]
+    for run in runs:  # what the worker does with the planned text: the exact rate, no refusal
+        _, data = prepare_data(run.dataset.name, run.dataset.params, run.noise, run.seed)
+        assert data.noise.nominal_rate == float(run.noise.partition(":")[2]) and data.noise.spec == run.noise

@@ -53,6 +53,8 @@ class StoreStatus:
 
 def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float = DEFAULT_TTL) -> StoreStatus:
     """Classify every planned or started run of ``out_dir`` (see the module docstring)."""
+    from noisybench.fingerprint import matches
+
     store = ResultStore(out_dir)
     result = StoreStatus(labels=store.planned())
     expected = store.planned_fingerprints()
@@ -63,7 +65,7 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
     for run_id in run_ids:
         stored = store.stored(run_id)
         claim = claims.get(run_id)
-        changed = run_id in expected and (stored.record or {}).get("fingerprint_digest") != expected[run_id]
+        changed = run_id in expected and not matches(stored.record, expected[run_id])
         if stored.record is not None and changed:
             state, reason = "stale", "code or input files changed since it ran (run --rerun-stale or --keep-stale)"
         elif stored.record is not None:
