@@ -18,7 +18,7 @@ skipped and the previous weights stay; the epoch's history records ``prune_skipp
 epoch also records ``kept_frac``, the share of samples with w_i = 1.
 
 Deviations from the reference code (also in :attr:`GCE.deviations`, which ``noisybench plan``
-prints). Measured end to end on digits against the reference's training loop run on the suite's
+prints). Measured end to end on 8x8 digit images against the reference's training loop run on the suite's
 noisy labels and splits, 40 seeds per side, shared recipe, ``sym:0.4`` and ``pairflip:0.3``:
 
 1. **The reference does not train the network in its prune epochs** (a bug). After the w-step,
@@ -27,16 +27,16 @@ noisy labels and splits, 40 seeds per side, shared recipe, ``sym:0.4`` and ``pai
    original's parameters (``main.py:148``) and ``main()`` evaluates and checkpoints the original.
    Under the repository's torch 1.2 the real network takes momentum and weight-decay steps with a
    zero data gradient for the whole epoch (test accuracy dips by about 4.6 points at the first
-   prune epoch on digits); under torch >= 2 it is frozen. On the README's CIFAR-10 command 9 of
+   prune epoch on 8x8 digit images); under torch >= 2 it is frozen. On the README's CIFAR-10 command 9 of
    120 epochs are lost, the first at lr 0.01. The suite trains the network in every epoch, as the
-   algorithm intends: +0.33 pp last-epoch test accuracy on digits (paired, p = 0.002, n = 40).
+   algorithm intends: +0.33 pp last-epoch test accuracy on 8x8 digit images (paired, p = 0.002, n = 40).
 2. **The reference's prune pass sees augmented images** (its training loader) and loads the
    best-*test* checkpoint; the suite's pass runs over the un-augmented training set in eval mode
    (:meth:`TrainContext.predict_train`) from the best noisy-validation checkpoint (selection never
-   reads the test set). On digits the un-augmented pass costs 0.37 to 0.44 pp of test accuracy and
+   reads the test set). On 8x8 digit images the un-augmented pass costs 0.37 to 0.44 pp of test accuracy and
    keeps 1.2 pp more samples (n = 40).
 
-On digits the two roughly cancel: last-epoch test accuracy 96.89 ± 0.96 (suite) vs 96.87 ± 0.86
+On 8x8 digit images the two roughly cancel: last-epoch test accuracy 96.89 ± 0.96 (suite) vs 96.87 ± 0.86
 (reference loop), Welch p = 0.92, on ``sym:0.4``; 97.18 ± 1.00 vs 97.24 ± 0.68, p = 0.77, on
 ``pairflip:0.3``; with both deviations removed the reference loop reproduces the suite's
 per-epoch history exactly in all 80 runs. The kept fraction differs (57.08 % vs 55.47 % on sym,
@@ -139,11 +139,11 @@ class GCE(Method):
     deviations = (
         "truncated: the reference (AlanChou/Truncated-Loss @ fef5908) does not train the network in its prune "
         "epochs (train() rebinds net to an unpickled copy, main.py:184-186, while the optimiser holds the "
-        "original, main.py:148); the suite trains in every epoch, as the algorithm intends (+0.33 pp on digits, "
+        "original, main.py:148); the suite trains in every epoch, as the algorithm intends (+0.33 pp on 8x8 digit images, "
         "paired p = 0.002, n = 40)",
         "truncated: the reference prunes with augmented images from its best-test checkpoint; the suite uses the "
         "un-augmented training set in eval mode from its best noisy-validation checkpoint (-0.37 to -0.44 pp, "
-        "+1.2 pp kept on digits, n = 40; with the first deviation: 96.89 vs 96.87 on sym:0.4, p = 0.92)",
+        "+1.2 pp kept on 8x8 digit images, n = 40; with the first deviation: 96.89 vs 96.87 on sym:0.4, p = 0.92)",
     )
 
     hparams = {"q": 0.7, "truncated": False, "k": 0.5, "start_prune": None, "prune_every": None}
