@@ -139,8 +139,8 @@ class GCE(Method):
     deviations = (
         "truncated: the reference (AlanChou/Truncated-Loss @ fef5908) does not train the network in its prune "
         "epochs (train() rebinds net to an unpickled copy, main.py:184-186, while the optimiser holds the "
-        "original, main.py:148); the suite trains in every epoch, as the algorithm intends (+0.33 pp on 8x8 digit images, "
-        "paired p = 0.002, n = 40)",
+        "original, main.py:148); the suite trains in every epoch, as the algorithm intends (+0.33 pp on 8x8 "
+        "digit images, paired p = 0.002, n = 40)",
         "truncated: the reference prunes with augmented images from its best-test checkpoint; the suite uses the "
         "un-augmented training set in eval mode from its best noisy-validation checkpoint (-0.37 to -0.44 pp, "
         "+1.2 pp kept on 8x8 digit images, n = 40; with the first deviation: 96.89 vs 96.87 on sym:0.4, p = 0.92)",
