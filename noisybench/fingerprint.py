@@ -52,6 +52,7 @@ NON_NUMERIC: dict[str, str] = {
     "noisybench.facts": "declared facts that plan-time hyperparameter resolution reads; what they decide "
                         "enters the run id",
     "noisybench.registry": "name lookup and discovery; the plugins it returns are fingerprinted one by one",
+    "noisybench.search_space": "tuning ranges read at plan time; the values they choose enter the run id",
     "noisybench.validate": "type and range checks that refuse bad input before anything runs",
 }
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import Setting
+from noisybench.search_space import SearchSpace
 from noisybench.validate import check_like_defaults
 
 SOURCES = ("paper", "paper-default", "suite", "user", "tuned")
@@ -256,6 +257,16 @@ class Method:
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:
         """Raise :class:`ConfigError` for out-of-range values (override to add checks)."""
+
+    @classmethod
+    def search_space(cls, setting: Setting) -> SearchSpace:
+        """Hyperparameters tuned under a grid's ``[tune]`` budget, each a dimension of
+        :mod:`noisybench.search_space` with its source (default: none; CE has none).
+
+        Override it and explain each range in the docstring: the paper's sensitivity study where there
+        is one (``paper``), else our own choice (``suite``). Every point must pass :meth:`check_hparams`.
+        """
+        return {}
 
     @classmethod
     def deviations_for(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
