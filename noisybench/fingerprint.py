@@ -140,7 +140,8 @@ def _package_imports(module: str, seen: set[str] | None = None) -> set[str]:
     seen.add(module)
     package = re.escape(module.rpartition(".")[0])
     text = _module_source(module).decode(errors="replace")
-    for helper in re.findall(rf"^\s*from\s+({package}\.\w+)\s+import", text, flags=re.M):
+    for helper in re.findall(rf"^\s*from\s+((?:{package})?\.\w+)\s+import", text, flags=re.M):
+        helper = module.rpartition(".")[0] + helper if helper.startswith(".") else helper  # relative: local plugins
         if helper not in seen:
             _package_imports(helper, seen)
     return seen

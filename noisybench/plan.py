@@ -12,6 +12,7 @@ from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
 from noisybench.grid_checks import naming
 from noisybench.method import RECIPE_KEYS
 from noisybench.noise import NoiseSpec, parse_noise
+from noisybench.plugins import load_environment_plugins, load_plugin_folders
 from noisybench.registry import DATASETS, METHODS, NOISES
 from noisybench.validate import check_distinct
 
@@ -101,8 +102,12 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
 
     Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs;
-    every refusal names the grid file and the key.
+    every refusal names the grid file and the key. The grid's ``[plugins] paths`` and ``$NOISYBENCH_PLUGINS``
+    are loaded first; each run carries those folders.
     """
+    plugins = load_environment_plugins()
+    with naming(grid.source, "[plugins] paths"):
+        plugins = tuple(dict.fromkeys([*plugins, *load_plugin_folders(grid.plugins, "[plugins] paths:")]))
     with naming(grid.source, "[grid] noise"):
         specs = [parse_noise(n) for n in grid.noise]
         check_distinct(grid.noise, [str(s) for s in specs], f"{grid.source}: [grid]", "noise")
@@ -134,7 +139,7 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                             noise=str(spec), method=method_cls.name, hparams=hparams,
                             hparam_sources=sources, seed=seed, train=recipe.train,
                             train_sources=dict(recipe.sources),
-                            grid=grid.name, data_root=grid.data_root, sweep=dict(point),
+                            grid=grid.name, data_root=grid.data_root, sweep=dict(point), plugins=plugins,
                         ))
     return runs
 

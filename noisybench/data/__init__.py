@@ -133,10 +133,9 @@ class Dataset:
 
     def cache_dir(self) -> Path:
         """Where generated data is cached (``$NOISYBENCH_CACHE`` or ``~/.cache/noisybench``)."""
-        import os
+        from noisybench.envvars import get
 
-        base = os.environ.get("NOISYBENCH_CACHE") or Path.home() / ".cache" / "noisybench"
-        path = Path(base) / self.name
+        path = Path(get("NOISYBENCH_CACHE")) / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
