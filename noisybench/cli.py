@@ -30,7 +30,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.envvars import check_environment
     from noisybench.executors import ExecRequest, execute_plan
     from noisybench.fingerprint import fingerprints
-    from noisybench.grid_checks import check_label_files, naming
+    from noisybench.grid_checks import check_devices, check_label_files, naming
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
     from noisybench.resume import select_runs
@@ -44,6 +44,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with naming(grid.source, "[grid] datasets"):
         check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
     check_label_files(runs, grid.source)  # so do human:FILE label files that do not fit
+    if args.executor != "slurm":
+        check_devices(runs, grid.source)
     options = _slurm_options(args, grid)  # typos fail early
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,19 +82,33 @@ class TrainConfig:
         return config
 
     def validate(self, where: str = "[train]") -> None:
-        """Check ranges and choices; raise :class:`ConfigError` naming the key."""
+        """Check ranges and choices; raise :class:`ConfigError` naming the key.
+
+        Values that would fail every run or train garbage are refused too: a negative weight decay, a momentum
+        outside [0, 1), a step schedule whose milestones are not increasing epochs inside the run, a decay
+        factor ``gamma`` outside (0, 1].
+        """
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay:g}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}"),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1] (the learning rate's factor at each milestone), "
+                                  f"got {self.gamma:g}"),
+            (self.schedule != "step" or _milestones_fit(self.milestones, self.epochs),
+             f"milestones {self.milestones} must be increasing epochs in 1 .. {self.epochs - 1}, each once (at or "
+             f"after the last epoch a milestone never lowers the learning rate): set [train] milestones for a "
+             f"{self.epochs}-epoch run, or schedule = \"cosine\""),
             (self.optimizer in {"sgd", "adam"}, "optimizer must be 'sgd' or 'adam'"),
             (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (isinstance(self.threads, int) and self.threads >= 1, "threads must be an integer >= 1 (CPU threads)"),
-            (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
-             "device must be auto, cpu or cuda[:N]"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
             (isinstance(self.amp, bool) or self.amp == "auto",
              f"amp must be \"auto\" (bf16 on CUDA with compute capability >= 8.0), true or false, got {self.amp!r}"),
             (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile in COMPILE_BACKENDS),
@@ -102,11 +117,16 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"{where}: {message}")
+                raise ConfigError(f"{where} {message}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, as stored in a run's config."""
         return dataclasses.asdict(self)
+
+
+def _milestones_fit(milestones: list[int], epochs: int) -> bool:
+    """Strictly increasing epochs in ``1 .. epochs - 1``."""
+    return all(1 <= m < epochs for m in milestones) and all(a < b for a, b in zip(milestones, milestones[1:]))
 
 
 @dataclass(frozen=True)
