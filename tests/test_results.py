@@ -24,6 +24,18 @@ def test_display_columns_come_from_the_plugins(tmp_path: Path) -> None:
     assert frame.loc["dividemix", ["val_selected_correct", "val_selected_total"]].tolist() == [900, 1000]
 
 
+def test_runs_of_a_noise_model_this_install_cannot_load_are_still_reported(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    from noisybench.cli import main
+
+    for seed in (1, 2):
+        write_run(tmp_path, "ce", "digits", "mynoise:0.3", seed, 70.0 + seed)
+    frame = load_results(tmp_path)
+    assert frame["noise_family"].tolist() == ["mynoise"] * 2 and frame["noise_rate"].tolist() == [0.3, 0.3]
+    assert main(["report", str(tmp_path)]) == 0
+    assert "mynoise:0.3" in capsys.readouterr().out
+
+
 def test_corrupt_result_is_a_row_not_a_warning(tmp_path: Path) -> None:
     write_run(tmp_path, "ce", "digits", "sym:0.2", 1, 80.0)
     bad = write_run(tmp_path, "ce", "digits", "sym:0.2", 2, 81.0)
