@@ -70,8 +70,9 @@ class CifarBase(Dataset):
     def data_dir(self) -> Path:
         """The folder holding the batches: ``<root>/<folder>`` (or ``root`` itself if it is that folder)."""
         if self.root is None:
-            raise DataError(f"dataset {self.name!r} needs a data root: set [data] root in the grid or pass "
-                            f"--data-dir DIR, where DIR holds {self.folder}/\n{self.layout_help()}")
+            raise DataError(f"dataset {self.name!r} needs a data root: pass --data-dir DIR, "
+                            f"set [data] root in the grid or set $NOISYBENCH_DATA, where DIR holds {self.folder}/\n"
+                            f"{self.layout_help()}")
         return self.root if self.root.name == self.folder else self.root / self.folder
 
     def layout_help(self) -> str:

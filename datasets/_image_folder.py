@@ -108,8 +108,8 @@ class ImageDataset(Dataset):
     def require_root(self, help_text: str) -> Path:
         """The data root, or a clear error with the expected layout."""
         if self.root is None:
-            raise DataError(f"dataset {self.name!r} needs a data root: set [data] root in the grid or pass "
-                            f"--data-dir DIR.\n{help_text}")
+            raise DataError(f"dataset {self.name!r} needs a data root: pass --data-dir DIR, "
+                            f"set [data] root in the grid or set $NOISYBENCH_DATA.\n{help_text}")
         if not self.root.is_dir():
             raise DataError(f"dataset {self.name!r}: data root {self.root} is not a directory.\n{help_text}")
         return self.root

@@ -37,6 +37,15 @@ class Blobs(Dataset):
             raise ConfigError("blobs: test_fraction must be in (0, 1)")
 
     def load(self) -> DataSplits:
+        x, y, n_test = self._draw()
+        return DataSplits(torch.from_numpy(x[n_test:]), y[n_test:], torch.from_numpy(x[:n_test]), y[:n_test])
+
+    def train_class_counts(self) -> list[int]:
+        _, y, n_test = self._draw()
+        return np.bincount(y[n_test:], minlength=self.num_classes).tolist()
+
+    def _draw(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Inputs and labels (train and test, shuffled) and the number of test samples (the first ones)."""
         cfg = self.config
         rng = np.random.default_rng(int(cfg["seed"]))
         n, d, c = int(cfg["n_samples"]), int(cfg["dim"]), self.num_classes
@@ -45,8 +54,7 @@ class Blobs(Dataset):
         x = means[y] + rng.standard_normal((n, d))
         order = rng.permutation(n)
         x, y = x[order].astype(np.float32), y[order].astype(np.int64)
-        n_test = int(round(n * float(cfg["test_fraction"])))
-        return DataSplits(torch.from_numpy(x[n_test:]), y[n_test:], torch.from_numpy(x[:n_test]), y[:n_test])
+        return x, y, int(round(n * float(cfg["test_fraction"])))
 
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return gaussian_jitter(x, 0.1, generator)

@@ -27,31 +27,31 @@ def check_data_ready(runs: Sequence[Any]) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from noisybench.config import load_grid
+    from noisybench.envvars import check_environment
     from noisybench.executors import ExecRequest, execute_plan
     from noisybench.fingerprint import fingerprints
-    from noisybench.grid_checks import check_label_files, naming
+    from noisybench.grid_checks import check_devices, check_label_files, naming
     from noisybench.plan import expand_grid
     from noisybench.progress import ProgressPrinter
     from noisybench.resume import select_runs
-    from noisybench.runner import checkpoint_seconds
     from noisybench.store import ResultStore
 
-    checkpoint_seconds()  # a bad $NOISYBENCH_CHECKPOINT_SECONDS fails here, before any run starts
-    grid = load_grid(args.grid)
-    if args.data_dir:
-        grid.data_root = str(Path(args.data_dir).expanduser().resolve())
+    check_environment()  # a bad environment variable fails here, before anything is written
+    grid = _load_grid(args.grid, args.data_dir)
     runs = expand_grid(grid)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    _warn_broken_plugins(log)
     with naming(grid.source, "[grid] datasets"):
         check_data_ready(runs)  # missing data fails here, before any run is recorded as failed
     check_label_files(runs, grid.source)  # so do human:FILE label files that do not fit
+    if args.executor != "slurm":
+        check_devices(runs, grid.source)
     options = _slurm_options(args, grid)  # typos fail early
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
     expected = fingerprints(runs)
     store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected, str(Path(grid.source).resolve()))
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     decision = select_runs(runs, store, expected, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
                            keep_stale=args.keep_stale, force=_force_selection(args), log=log)
     stale = f", {len(decision.stale)} stale" if decision.stale else ""
@@ -67,6 +67,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if records is None:
         return 0
     return _closing_table(args, out, records, {r: expected[r] for r in decision.current})
+
+
+def _load_grid(path: str, data_dir: str | None = None) -> Any:
+    """The grid file, its data root resolved: ``--data-dir``, else the grid's ``[data] root``, else
+    ``$NOISYBENCH_DATA``."""
+    from noisybench.config import load_grid
+    from noisybench.envvars import get
+
+    grid = load_grid(path)
+    if data_dir:
+        grid.data_root = str(Path(data_dir).expanduser().resolve())
+    elif grid.data_root is None:
+        grid.data_root = get("NOISYBENCH_DATA")
+    return grid
 
 
 def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
@@ -115,10 +129,11 @@ def _closing_table(args: argparse.Namespace, out: Path, records: list, current: 
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from noisybench.config import load_grid
     from noisybench.plan import expand_grid, render_plan
 
-    sys.stdout.write(render_plan(expand_grid(load_grid(args.grid)), args.format))
+    runs = expand_grid(_load_grid(args.grid))
+    _warn_broken_plugins(lambda line: print(line, file=sys.stderr))
+    sys.stdout.write(render_plan(runs, args.format))
     return 0
 
 
@@ -161,13 +176,27 @@ def _check_output_file(path: Path) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from noisybench.plugins import load_environment_plugins
     from noisybench.registry import REGISTRIES
 
     reg = REGISTRIES[args.what]
+    load_environment_plugins()
     for name in reg.list(args.pattern):
         doc = (getattr(reg.get(name), "description", "") or (reg.get(name).__doc__ or "")).strip()
         print(f"{name:<16} {reg.origin(name).describe():<34} {doc.splitlines()[0] if doc else ''}")
+    for broken in reg.broken(args.pattern):
+        print(f"{broken.name:<16} {'BROKEN':<34} {broken.where()}: {broken.error}")
     return 0
+
+
+def _warn_broken_plugins(log: Any) -> None:
+    """One line per plugin that failed to load (grids that do not use it run; those that do are refused)."""
+    from noisybench.registry import REGISTRIES
+
+    for registry in REGISTRIES.values():
+        for broken in registry.broken():
+            log(f"noisybench: warning: {broken.kind} plugin {broken.name!r} failed to load ({broken.where()}: "
+                f"{broken.error}); grids that use it are refused")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -218,9 +247,10 @@ def _key_values(items: Sequence[str], flag: str) -> dict[str, Any]:
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
     from noisybench.data.check import check_dataset
+    from noisybench.envvars import get
 
     params = _key_values(args.param, "--param")
-    report = check_dataset(args.name, args.data_dir or os.environ.get("NOISYBENCH_DATA"), **params)
+    report = check_dataset(args.name, args.data_dir or get("NOISYBENCH_DATA"), **params)
     print(report.render())
     return 0 if report.ok else 1
 
@@ -244,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--noise", help="with --force: comma-separated noise patterns, e.g. 'sym:*'")
     run.add_argument("--metric", default="val", help="metric of the closing table (val|last|mean-last|best)")
     run.add_argument("--strict", action="store_true", help="exit 1 when any run failed")
-    run.add_argument("--data-dir", help="data root of real datasets (overrides the grid's [data] root)")
+    run.add_argument("--data-dir", help="data root of real datasets (default: the grid's [data] root, else "
+                     "$NOISYBENCH_DATA)")
     run.add_argument("--executor", default="local", choices=["local", "slurm", "debug"],
                      help="local worker pool (default), Slurm job arrays via submitit, or in-process with pdb")
     run.add_argument("--detach", action="store_true", help="slurm: submit and return without waiting")

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,19 +82,33 @@ class TrainConfig:
         return config
 
     def validate(self, where: str = "[train]") -> None:
-        """Check ranges and choices; raise :class:`ConfigError` naming the key."""
+        """Check ranges and choices; raise :class:`ConfigError` naming the key.
+
+        Values that would fail every run or train garbage are refused too: a negative weight decay, a momentum
+        outside [0, 1), a step schedule whose milestones are not increasing epochs inside the run, a decay
+        factor ``gamma`` outside (0, 1].
+        """
         checks = [
             (self.epochs >= 1, "epochs must be >= 1"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
             (self.lr > 0, "lr must be > 0"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay:g}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum:g}"),
+            (0 < self.gamma <= 1, f"gamma must be in (0, 1] (the learning rate's factor at each milestone), "
+                                  f"got {self.gamma:g}"),
+            (self.schedule != "step" or _milestones_fit(self.milestones, self.epochs),
+             f"milestones {self.milestones} must be increasing epochs in 1 .. {self.epochs - 1}, each once (at or "
+             f"after the last epoch a milestone never lowers the learning rate): set [train] milestones for a "
+             f"{self.epochs}-epoch run, or schedule = \"cosine\""),
             (self.optimizer in {"sgd", "adam"}, "optimizer must be 'sgd' or 'adam'"),
             (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
             (isinstance(self.threads, int) and self.threads >= 1, "threads must be an integer >= 1 (CPU threads)"),
-            (self.device in {"auto", "cpu", "cuda"} or self.device.startswith("cuda:"),
-             "device must be auto, cpu or cuda[:N]"),
+            (re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+             f"device must be auto, cpu or cuda[:N], got {self.device!r}"),
             (isinstance(self.amp, bool) or self.amp == "auto",
              f"amp must be \"auto\" (bf16 on CUDA with compute capability >= 8.0), true or false, got {self.amp!r}"),
             (isinstance(self.compile, bool) or (isinstance(self.compile, str) and self.compile in COMPILE_BACKENDS),
@@ -102,11 +117,16 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ConfigError(f"{where}: {message}")
+                raise ConfigError(f"{where} {message}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, as stored in a run's config."""
         return dataclasses.asdict(self)
+
+
+def _milestones_fit(milestones: list[int], epochs: int) -> bool:
+    """Strictly increasing epochs in ``1 .. epochs - 1``."""
+    return all(1 <= m < epochs for m in milestones) and all(a < b for a, b in zip(milestones, milestones[1:]))
 
 
 @dataclass(frozen=True)
@@ -137,9 +157,11 @@ class RunConfig:
     data_root: str | None = None
     schema: int = SCHEMA_VERSION
     sweep: dict[str, Any] = field(default_factory=dict)  # this run's point of a [sweep.<method>] table
+    plugins: tuple[str, ...] = ()  # local plugin folders its workers load (not part of the id)
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the result (not the grid name, data path or loader workers)."""
+        """The fields that determine the result (not the grid name, data path, plugin folders or loader
+        workers: a plugin's code is pinned by the fingerprint)."""
         train = {k: v for k, v in self.train.to_dict().items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
         return {
             "schema": self.schema, "dataset": self.dataset.to_dict(), "noise": self.noise,
@@ -159,7 +181,7 @@ class RunConfig:
             "hparams": dict(self.hparams), "hparam_sources": dict(self.hparam_sources), "seed": self.seed,
             "train": self.train.to_dict(), "train_sources": dict(self.train_sources), "grid": self.grid,
             "data_root": self.data_root, "schema": self.schema,
-            "sweep": dict(self.sweep),
+            "sweep": dict(self.sweep), **({"plugins": list(self.plugins)} if self.plugins else {}),
         }
 
     @classmethod
@@ -174,6 +196,7 @@ class RunConfig:
             profile = train.pop("profile")
             train["protocol"] = profile if profile == "fast" else "shared"
         fields["train"] = TrainConfig.from_dict(train)
+        fields["plugins"] = tuple(fields.get("plugins") or ())
         return cls(**fields)
 
     def label(self) -> str:
@@ -193,7 +216,8 @@ def legacy_profile_message(profile: Any, where: str) -> str:
     return f"{where}: profile was replaced by protocol; write {hint}"
 
 
-GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep"}
+GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep",
+             "plugins"}
 GRID_AXES = {"datasets", "methods", "noise", "seeds"}
 
 
@@ -214,6 +238,7 @@ class Grid:
     report: dict[str, Any] = field(default_factory=dict)
     sweep: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     source: str = "<grid>"
+    plugins: list[str] = field(default_factory=list)  # local plugin folders, absolute
 
     @property
     def size(self) -> int:
@@ -252,11 +277,13 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
     for key in ("datasets", "methods", "noise"):
         if not all(isinstance(v, str) for v in axes[key]):
             raise ConfigError(f"{source}: [grid] {key} must be a list of strings, got {axes[key]!r}")
-    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report", "sweep")}
+    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report", "sweep",
+                                           "plugins")}
     for key, value in tables.items():
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: [{key}] must be a table, got {value!r}")
     _check_keys(tables["data"], {"root"}, source, "[data]")
+    _check_keys(tables["plugins"], {"paths"}, source, "[plugins]")
     check_grid_table(data, source, default_name)  # names, seeds, repeated entries, sub-tables
     name = data.get("name", default_name)
     return Grid(
@@ -265,7 +292,25 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         method_params=dict(tables["methods"]), dataset_params=dict(tables["datasets"]),
         data_root=tables["data"].get("root"), slurm=dict(tables["slurm"]),
         report=dict(tables["report"]), sweep=_parse_sweep(tables["sweep"], source), source=source,
+        plugins=_plugin_paths(tables["plugins"].get("paths", []), source),
     )
+
+
+def _plugin_paths(paths: Any, source: str) -> list[str]:
+    """``[plugins] paths``: existing folders, relative to the grid file; returned absolute."""
+    if not isinstance(paths, list) or not all(isinstance(p, str) and p and "\0" not in p for p in paths):
+        raise ConfigError(f"{source}: [plugins] paths must be a list of folder paths, got {paths!r}; "
+                          'e.g. paths = ["my_methods/"]')
+    base = Path(source).parent if Path(source).is_file() else Path.cwd()
+    folders = []
+    for entry in paths:
+        folder = (base / Path(entry).expanduser()).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"{source}: [plugins] paths: {entry!r} is not an existing folder ({folder}); paths "
+                              "are relative to the grid file")
+        folders.append(str(folder))
+    check_distinct(paths, folders, f"{source}: [plugins]", "paths")
+    return folders
 
 
 def _parse_sweep(table: dict[str, Any], source: str) -> dict[str, dict[str, list[Any]]]:

@@ -22,8 +22,10 @@ from noisybench.validate import check_distinct
 
 #: Seeds are 0 <= seed < SEED_LIMIT (see the module docstring).
 SEED_LIMIT = 2**63
-#: Longest grid name (it names a folder and a file).
+#: Longest grid name in characters (it names a folder and a file, ``<name>.json``).
 MAX_NAME = 100
+#: Longest file name most file systems take (NAME_MAX, in bytes).
+MAX_NAME_BYTES = 255
 
 
 def check_grid_table(data: dict[str, Any], source: str, default_name: str) -> None:
@@ -50,8 +52,57 @@ def check_name(name: Any, source: str) -> None:
     fix = "use letters, digits, '-', '_' and '.' (not first), e.g. name = \"quick\""
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{source}: name must be a non-empty string, got {name!r}; {fix}")
-    if name.startswith(".") or any(c in name for c in "/\\") or not name.isprintable() or len(name) > MAX_NAME:
+    if name.startswith(".") or any(c in name for c in "/\\") or not name.isprintable():
         raise ConfigError(f"{source}: name {name!r} cannot name a results folder; {fix}")
+    size = len(name.encode("utf-8", errors="surrogatepass"))
+    if len(name) > MAX_NAME or size + len(".json") > MAX_NAME_BYTES:
+        raise ConfigError(f"{source}: name is too long for a file name ({len(name)} characters, {size} bytes in "
+                          f"UTF-8; at most {MAX_NAME} characters and {MAX_NAME_BYTES - len('.json')} bytes): "
+                          "choose a shorter name")
+
+
+def check_arch_options(arch: str, builder: Any, options: dict[str, Any], where: str) -> None:
+    """Refuse ``arch_kwargs`` that the architecture's builder does not take, or of the wrong type (read from its
+    signature: names, and the type of each default). A builder taking ``**kwargs`` checks its own."""
+    import inspect
+
+    from noisybench.errors import suggest
+    from noisybench.validate import check_like_defaults
+
+    try:
+        parameters = dict(inspect.signature(builder).parameters)
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    names = [n for n, p in parameters.items() if n not in ("in_shape", "num_classes")
+             and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    for key, value in options.items():
+        if key not in names:
+            raise ConfigError(f"{where}: architecture {arch!r} has no option {key!r}.{suggest(key, names)} "
+                              f"Its options: {', '.join(names) or 'none'}")
+        default = parameters[key].default
+        if default is not inspect.Parameter.empty:
+            check_like_defaults(key, value, [list(default) if isinstance(default, tuple) else default], where)
+
+
+def check_devices(runs: Sequence[Any], source: str) -> None:
+    """Refuse ``[train] device = "cuda[:N]"`` when this machine has no such GPU (runs trained here would all fail).
+
+    Not for Slurm grids, whose driver often runs on a node without a GPU.
+    """
+    import torch
+
+    for device in sorted({run.train.device for run in runs}):
+        if not device.startswith("cuda"):
+            continue
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            have = f"{count} GPU(s)" if count else "no GPU that torch can use"
+            raise ConfigError(f"{source}: [train] device = {device!r}, but this machine has {have}: use device = "
+                              "\"auto\" (CUDA when present, else the CPU) or \"cpu\", or train on GPU nodes "
+                              "(--executor slurm)")
 
 
 def check_seeds(seeds: list[Any], source: str) -> None:

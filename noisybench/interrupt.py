@@ -13,16 +13,14 @@ the driver's flag through a shared event (:func:`use_flag`).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-#: Seconds the driver waits, after the first Ctrl-C, for runs in flight to reach an epoch end
-#: (``$NOISYBENCH_STOP_GRACE`` overrides it).
-GRACE_SECONDS = 5.0
+from noisybench.envvars import get
+
 _flag: Any = threading.Event()
 
 
@@ -64,8 +62,8 @@ def stop_on_sigint(event: Any = None, grace: float | None = None) -> Iterator[No
     as if by the second.
     """
     event = _flag if event is None else event
-    if grace is None:
-        grace = float(os.environ.get("NOISYBENCH_STOP_GRACE") or GRACE_SECONDS)
+    if grace is None:  # seconds to wait for runs in flight to reach an epoch end (validated: finite, >= 0)
+        grace = float(get("NOISYBENCH_STOP_GRACE"))
     if threading.current_thread() is not threading.main_thread():
         yield
         return

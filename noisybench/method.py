@@ -135,7 +135,7 @@ class TrainContext(Protocol):
 
 #: The :class:`~noisybench.config.TrainConfig` fields a recipe decides (what ``noisybench plan`` shows).
 RECIPE_KEYS = ("arch", "arch_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-               "schedule", "milestones", "gamma", "batch_size", "augment")
+               "schedule", "milestones", "gamma", "batch_size", "augment", "val_fraction")
 
 
 def recipe(source: str = "paper", **values: Any) -> dict[str, HParam]:

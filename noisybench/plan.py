@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig, legacy_profile_message
+from noisybench.data import split_problem
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
-from noisybench.grid_checks import naming
+from noisybench.grid_checks import check_arch_options, naming
 from noisybench.method import RECIPE_KEYS
 from noisybench.noise import NoiseSpec, parse_noise
-from noisybench.registry import DATASETS, METHODS, NOISES
+from noisybench.plugins import load_environment_plugins, load_plugin_folders
+from noisybench.registry import DATASETS, METHODS, MODELS, NOISES
 from noisybench.validate import check_distinct
 
 
@@ -73,6 +75,22 @@ def resolve_train(dataset_cls: Any, method_cls: Any, overrides: dict[str, Any],
     return Recipe(train, {k: sources[k] for k in sorted(sources)}, on_paper, paper_epochs, note)
 
 
+def check_recipe(recipe: Recipe, dataset: Any, source: str) -> None:
+    """Refuse, naming the grid file and key, a recipe whose network is not registered or does not take its
+    ``arch_kwargs``, and one whose validation split would leave the training or the validation set empty (where
+    ``dataset`` knows its class sizes without loading: :meth:`~noisybench.data.Dataset.train_class_counts`)."""
+    train = recipe.train
+    arch = train.arch or dataset.default_arch
+    with naming(source, "[train] arch"):
+        builder = MODELS.get(arch)
+    check_arch_options(arch, builder, train.arch_kwargs, f"{source}: [train] arch_kwargs")
+    counts = dataset.train_class_counts()
+    problem = split_problem(counts, train.val_fraction) if counts is not None else ""
+    if problem:
+        tag = recipe.sources.get("val_fraction", "suite")
+        raise ConfigError(f"{source}: [train] val_fraction ({tag}) for {dataset.name}: {problem}")
+
+
 def make_setting(dataset_cls: Any, spec: NoiseSpec, num_classes: int, recipe: Recipe,
                  dataset_name: str | None = None) -> Setting:
     """The :class:`Setting` a method resolves its hyperparameters for: the dataset's and noise model's facts."""
@@ -102,8 +120,12 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
 
     Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs;
-    every refusal names the grid file and the key.
+    every refusal names the grid file and the key. The grid's ``[plugins] paths`` and ``$NOISYBENCH_PLUGINS``
+    are loaded first; each run carries those folders.
     """
+    plugins = load_environment_plugins()
+    with naming(grid.source, "[plugins] paths"):
+        plugins = tuple(dict.fromkeys([*plugins, *load_plugin_folders(grid.plugins, "[plugins] paths:")]))
     with naming(grid.source, "[grid] noise"):
         specs = [parse_noise(n) for n in grid.noise]
         check_distinct(grid.noise, [str(s) for s in specs], f"{grid.source}: [grid]", "noise")
@@ -116,8 +138,11 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
     for ds_name, ds_cls in zip(grid.datasets, dataset_classes):
         params = dict(grid.dataset_params.get(ds_name, {}))
         with naming(grid.source, f"[datasets.{ds_name}]"):
-            num_classes = ds_cls(root=None, **params).num_classes  # validates params, loads nothing
+            dataset = ds_cls(root=None, **params)  # validates params, loads nothing
+        num_classes = dataset.num_classes
         recipes = {m.name: resolve_train(ds_cls, m, grid.train, f"{grid.source}: [train]") for m in method_classes}
+        for recipe in {id(r.train): r for r in recipes.values()}.values():
+            check_recipe(recipe, dataset, grid.source)
         for spec in specs:
             with naming(grid.source, "[grid] noise"):
                 NOISES.get(spec.family).check(spec, ds_cls)
@@ -135,7 +160,7 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                             noise=str(spec), method=method_cls.name, hparams=hparams,
                             hparam_sources=sources, seed=seed, train=recipe.train,
                             train_sources=dict(recipe.sources),
-                            grid=grid.name, data_root=grid.data_root, sweep=dict(point),
+                            grid=grid.name, data_root=grid.data_root, sweep=dict(point), plugins=plugins,
                         ))
     return runs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,10 @@ class ProgressPrinter:
         eta = elapsed / done * (total - done)
         run = RunConfig.from_dict(record["config"])
         if record["status"] == "done":
-            detail = f"val-selected {record['metrics']['val_selected']:.2f}"
+            metrics = record["metrics"]
+            val = metrics.get("val_selected")
+            detail = f"val-selected {val:.2f}" if isinstance(val, (int, float)) and not math.isnan(val) else \
+                f"last {metrics.get('last', float('nan')):.2f} (no validation split)"
         elif record["status"] == "running":
             detail = f"skipped: {record.get('reason', '')}"
         else:

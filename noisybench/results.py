@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from noisybench.errors import UnknownNameError
+from noisybench.errors import NoisybenchError, UnknownNameError
 from noisybench.fingerprint import current_digest, matches
 from noisybench.metrics import METRICS
 from noisybench.noise import noise_display, noise_sort_key, parse_noise
@@ -17,18 +17,34 @@ from noisybench.store import ResultStore
 ID_COLUMNS = ["dataset", "noise", "method", "seed"]
 
 
+def _spec(text: Any) -> tuple[str | None, float | None]:
+    """Family and rate of a stored noise spec; a family this install cannot load (a plugin removed or broken since
+    the run) is read from the text, so its runs are still reported."""
+    if not text:
+        return None, None
+    try:
+        spec = parse_noise(text)
+    except NoisybenchError:
+        family, _, arg = str(text).partition(":")
+        try:
+            return family.strip().lower(), float(arg)
+        except ValueError:
+            return family.strip().lower(), None
+    return spec.family, spec.rate
+
+
 def _row(record: dict[str, Any]) -> dict[str, Any]:
     config = record.get("config", {})
-    noise = record.get("noise", {})
-    spec = parse_noise(config.get("noise", "none")) if config.get("noise") else None
-    train = config.get("train", {})
+    noise = record.get("noise") or {}
+    family, rate = _spec(config.get("noise"))
+    train = config.get("train") or {}
     row: dict[str, Any] = {
         "run_id": record.get("run_id"),
         "grid": config.get("grid"),
         "dataset": config.get("dataset", {}).get("name"),
         "noise": config.get("noise"),
-        "noise_family": spec.family if spec else None,
-        "noise_rate": spec.rate if spec else None,
+        "noise_family": family,
+        "noise_rate": rate,
         "method": config.get("method"),
         "seed": config.get("seed"),
         "status": record.get("status"),
@@ -60,7 +76,7 @@ def _display_name(registry: Any, name: object) -> str:
     """The plugin's ``display_name``, else the raw name (unknown plugins, e.g. from another install)."""
     try:
         return getattr(registry.get(str(name)), "display_name", "") or str(name)
-    except UnknownNameError:
+    except UnknownNameError:  # BrokenPluginError included: a plugin that fails to import since
         return str(name)
 
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from noisybench.config import RunConfig
-from noisybench.errors import ConfigError, raised_at
+from noisybench.envvars import get
+from noisybench.errors import raised_at
 from noisybench.interrupt import RunInterrupted, stop_requested
 from noisybench.store import Claim, ClaimInfo, ClaimLostError, ResultStore, slurm_job_id, try_claim
 
@@ -89,20 +90,11 @@ def _git_commit() -> str | None:
         return None
 
 
-#: Least seconds between two checkpoints of a run (``$NOISYBENCH_CHECKPOINT_SECONDS`` overrides it; 0: every
-#: epoch). A run whose epochs take seconds would otherwise spend a large share of its time writing its
-#: state; a crash loses at most this much work, and a Ctrl-C still checkpoints the epoch it stops at.
-CHECKPOINT_SECONDS = 5.0
-
-
 def checkpoint_seconds() -> float:
-    """The checkpoint interval of runs in this process (:data:`CHECKPOINT_SECONDS` or the environment's)."""
-    value = os.environ.get("NOISYBENCH_CHECKPOINT_SECONDS", "")
-    try:
-        return max(0.0, float(value)) if value.strip() else CHECKPOINT_SECONDS
-    except ValueError:
-        raise ConfigError(f"$NOISYBENCH_CHECKPOINT_SECONDS={value!r} is not a number of seconds; "
-                          "set it to e.g. 5 (0: checkpoint every epoch) or unset it") from None
+    """Least seconds between two checkpoints of a run (``$NOISYBENCH_CHECKPOINT_SECONDS``, default 5; 0: every
+    epoch). A run whose epochs take seconds would otherwise spend a large share of its time writing its
+    state; a crash loses at most this much work, and a Ctrl-C still checkpoints the epoch it stops at."""
+    return float(get("NOISYBENCH_CHECKPOINT_SECONDS"))
 
 
 def execute_run(
@@ -145,6 +137,7 @@ def _busy_record(run: RunConfig, holder: ClaimInfo) -> RunRecord:
 
 def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> RunRecord:
     from noisybench.fingerprint import digest, fingerprint
+    from noisybench.plugins import load_plugin_folders
     from noisybench.trainer import Trainer
 
     store.write_start(run.to_dict(), environment())
@@ -153,7 +146,6 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
     start = time.perf_counter()
     record: RunRecord = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname(),
                               "pid": os.getpid(), "slurm_job": slurm_job_id(), "resumed_from_epoch": resumed}
-    delay = float(os.environ.get("NOISYBENCH_TEST_EPOCH_SLEEP", "0") or 0)
 
     def on_save(history: list[dict[str, Any]]) -> None:
         if claim is not None:
@@ -163,12 +155,11 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
             raise RunInterrupted(f"stopped after epoch {history[-1]['epoch']}; resumes from its checkpoint")
 
     try:
+        load_plugin_folders(run.plugins)  # a pool worker or Slurm job loads the grid's local plugins
         record["fingerprint"] = fingerprint(run)
         record["fingerprint_digest"] = digest(record["fingerprint"])
         out = Trainer(run, checkpoint=checkpoint, on_save=on_save, checkpoint_every=checkpoint_seconds(),
-                      save_requested=stop_requested,
-                      # test hook: widens the window in which tests interrupt a run; math unchanged
-                      on_epoch=(lambda _: time.sleep(delay)) if delay else None).run()
+                      save_requested=stop_requested).run()
         store.write_history(run.run_id, out["history"])
         store.write_noise(run.run_id, out["noise"], out["noise_labels"])
         record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]), runtime=out["runtime"])

@@ -72,3 +72,37 @@ def plugin():
     for name in added:
         METHODS._items.pop(name, None)
         METHODS._origins.pop(name, None)
+
+
+@pytest.fixture
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch):
+    """Registries and local-plugin folders as a new process would find them, restored after the test.
+
+    Local plugin modules loaded by the test are forgotten (their folder can be loaded again, e.g. after an edit).
+    Returns a function that forgets them again mid-test (a "new process")."""
+    import sys
+
+    from noisybench import plugins, registry
+
+    for reg in registry.REGISTRIES.values():
+        reg.load()
+        for attr in ("_items", "_origins", "_broken"):
+            monkeypatch.setattr(reg, attr, dict(getattr(reg, attr)))
+        monkeypatch.setattr(reg, "_loaded", True)
+    monkeypatch.setattr(plugins, "LOADED", {})
+    monkeypatch.setattr(registry, "FAILED_MODULES", set(registry.FAILED_MODULES))
+    snapshot = {name: (dict(reg._items), dict(reg._origins), dict(reg._broken))
+                for name, reg in registry.REGISTRIES.items()}
+
+    def forget() -> None:
+        for name in [m for m in sys.modules if m == plugins.LOCAL_PACKAGE or m.startswith(plugins.LOCAL_PACKAGE + ".")]:
+            del sys.modules[name]
+        plugins.LOADED.clear()
+        for name, reg in registry.REGISTRIES.items():
+            items, origins, broken = snapshot[name]
+            reg._items, reg._origins, reg._broken = dict(items), dict(origins), dict(broken)
+            reg._loaded = False  # the next lookup loads again (built-ins are imported already; plugin folders anew)
+
+    forget()
+    yield forget
+    forget()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from noisybench.cli import main
 from noisybench.errors import ConfigError
@@ -41,6 +42,7 @@ def label_file(name: str, labels: np.ndarray | str) -> Callable[[Path], bytes]:
 
 
 NOISE = 'noise = ["sym:0.2"]'
+EMOJI_NAME = "\U0001F600" * 100  # 100 characters, 400 bytes in UTF-8: too long for a file name
 #: id -> (grid writer, the key the message must name)
 CASES: dict[str, tuple[Callable[[Path], bytes], str]] = {
     "epochs-string": (edit("epochs = 3", 'epochs = "ten"'), "[train] epochs"),
@@ -86,7 +88,35 @@ CASES: dict[str, tuple[Callable[[Path], bytes], str]] = {
     "slurm-cpus-string": (add('[slurm]\ncpus = "x"\n'), "[slurm] cpus"),
     "not-utf8": (lambda _: TINY_GRID.replace("tiny", "t\xe9st").encode("latin-1"), "UTF-8"),
     "malformed-toml": (edit("[grid]", "[grid\n"), "malformed TOML"),
+    # [train] values that pass a type check and would then fail every run, or train garbage
+    "weight-decay-negative": (edit("epochs = 3", "epochs = 3\nweight_decay = -5e-4"), "[train] weight_decay"),
+    "eval-batch-size-zero": (edit("epochs = 3", "epochs = 3\neval_batch_size = 0"), "[train] eval_batch_size"),
+    "gamma-negative": (edit("epochs = 3", 'epochs = 3\nschedule = "step"\nmilestones = [1]\ngamma = -0.1'),
+                       "[train] gamma"),
+    "milestones-outside": (edit("epochs = 3", 'epochs = 3\nschedule = "step"\nmilestones = [5]'),
+                           "[train] milestones"),
+    "milestones-zero": (edit("epochs = 3", 'epochs = 3\nschedule = "step"\nmilestones = [0, 1]'),
+                        "[train] milestones"),
+    "milestones-unsorted": (edit("epochs = 3", 'epochs = 4\nschedule = "step"\nmilestones = [2, 1]'),
+                            "[train] milestones"),
+    "milestones-repeated": (edit("epochs = 3", 'epochs = 4\nschedule = "step"\nmilestones = [2, 2]'),
+                            "[train] milestones"),
+    "momentum-5": (edit("epochs = 3", "epochs = 3\nmomentum = 5"), "[train] momentum"),
+    "arch-unknown": (edit("epochs = 3", 'epochs = 3\narch = "resnet999"'), "[train] arch"),
+    "arch-kwargs-not-a-table": (edit("epochs = 3", "epochs = 3\narch_kwargs = 3"), "[train] arch_kwargs"),
+    "arch-kwargs-unknown-key": (edit("epochs = 3", "epochs = 3\narch_kwargs = {hiden = [8]}"),
+                                "[train] arch_kwargs"),
+    "arch-kwargs-wrong-type": (edit("epochs = 3", 'epochs = 3\narch_kwargs = {hidden = "wide"}'),
+                               "[train] arch_kwargs"),
+    "val-fraction-leaves-no-training-set": (edit("epochs = 3", "epochs = 3\nval_fraction = 0.999"),
+                                            "[train] val_fraction"),
+    "val-fraction-holds-out-nothing": (edit("epochs = 3", "epochs = 3\nval_fraction = 0.001"),
+                                       "[train] val_fraction"),
+    "tiny-dataset-without-validation": (edit("n_samples = 400", "n_samples = 16"), "val_fraction"),
+    "name-too-long-in-bytes": (edit('name = "tiny"', f'name = "{EMOJI_NAME}"'), "name"),
 }
+if not torch.cuda.is_available():
+    CASES["device-cuda-without-gpu"] = (edit("epochs = 3", 'epochs = 3\ndevice = "cuda"'), "[train] device")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -21,7 +21,7 @@ GRID = """
 name = "ctrlc"
 [grid]
 datasets = ["blobs"]
-methods = ["ce", "elr"]
+methods = ["sleepy-ce", "sleepy-elr"]
 noise = ["sym:0.2"]
 seeds = [1, 2, 3, 4, 5, 6]
 [train]
@@ -33,8 +33,9 @@ dim = 6
 
 
 def _cli(args: list[str], sleep: float = 0.0, grace: float = 5.0) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep), "NOISYBENCH_STOP_GRACE": str(grace)}
+    """``noisybench ARGS`` in a new session whose ``sleepy-*`` methods (tests/plugins) sleep ``sleep`` s per epoch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "NOISYBENCH_STOP_GRACE": str(grace),
+           "NOISYBENCH_PLUGINS": str(Path(__file__).resolve().parent / "plugins"), "SLEEPY_SECONDS": str(sleep)}
     return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

@@ -87,10 +87,18 @@ def test_paper_falls_back_to_shared_where_no_recipe_is_published() -> None:
 
 def test_user_epochs_under_paper_scale_epoch_hparams_as_suite() -> None:
     grid = parse_grid({"grid": {"datasets": ["cifar10"], "methods": ["dividemix"], "noise": ["sym:0.5"],
-                                "seeds": [1]}, "train": {"protocol": "paper", "epochs": 30}})
+                                "seeds": [1]}, "train": {"protocol": "paper", "epochs": 30, "milestones": [15]}})
     run = expand_grid(grid)[0]
     assert run.train.arch == "preact_resnet18" and run.train_sources["epochs"] == "user"
     assert (run.hparams["warmup"], run.hparam_sources["warmup"]) == (1, "suite")
+
+
+def test_shorter_epochs_of_a_step_recipe_need_milestones_inside_the_run() -> None:
+    grid = parse_grid({"grid": {"datasets": ["cifar10"], "methods": ["dividemix"], "noise": ["sym:0.5"],
+                                "seeds": [1]}, "train": {"protocol": "paper", "epochs": 30}})
+    with pytest.raises(ConfigError, match=r"\[train\] milestones \[150\] must be increasing epochs in 1 \.\. 29.*"
+                                          r"set \[train\] milestones for a 30-epoch run"):
+        expand_grid(grid)
 
 
 @pytest.mark.parametrize(("train", "match"), [

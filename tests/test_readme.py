@@ -5,9 +5,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
-from noisybench.config import Grid
 from noisybench.plan import expand_grid
 from noisybench.registry import METHODS
 from noisybench.trainer import Trainer
@@ -15,18 +12,21 @@ from noisybench.trainer import Trainer
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_method_example_registers_and_trains(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_method_example_loads_from_a_folder_of_its_own_and_trains(tmp_path: Path, fresh_plugins) -> None:
+    """The route the README starts with: a file in the user's folder, named by the grid's [plugins] paths."""
+    from noisybench.config import load_grid
+
     text = README.read_text()
     section = text[text.index("## Adding a method"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
-    METHODS.list()  # load the built-ins first, so that the copy below holds them
-    monkeypatch.setattr(METHODS, "_items", dict(METHODS._items))  # keep the global registry clean
-    monkeypatch.setattr(METHODS, "_origins", dict(METHODS._origins))
-    exec(compile(code, "README.md", "exec"), {})
-    assert "my-loss" in METHODS.list("my-*")
-    grid = Grid(name="readme", datasets=["blobs"], methods=["my-loss"], noise=["sym:0.2"], seeds=[1],
-                train={"epochs": 2}, dataset_params={"blobs": {"n_samples": 300}})
-    run = expand_grid(grid)[0]
+    code = re.search(r"```python\n# (\S+)\n(.*?)```", section, re.S)
+    grid_text = re.search(r"```toml\n# (\S+),.*?\n(.*?)```", section, re.S)
+    (tmp_path / code.group(1)).parent.mkdir(parents=True)
+    (tmp_path / code.group(1)).write_text(code.group(2))
+    grid = tmp_path / grid_text.group(1)
+    grid.write_text(grid_text.group(2) + "[train]\nepochs = 2\n[datasets.blobs]\nn_samples = 300\n")
+    runs = expand_grid(load_grid(grid))
+    assert "my-loss" in METHODS.list("my-*") and METHODS.origin("my-loss").file == str(tmp_path / code.group(1))
+    run = next(r for r in runs if r.method == "my-loss")
     assert run.hparam_sources == {"alpha": "suite"}
     out = Trainer(run).run()
     assert len(out["history"]) == 2 and out["metrics"]["last"] > 30

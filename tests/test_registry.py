@@ -74,14 +74,6 @@ def test_entry_point_plugins_are_loaded(monkeypatch: pytest.MonkeyPatch) -> None
     assert reg.get("fake-method") is FakeMethod
 
 
-def test_broken_entry_point_warns_not_crashes(monkeypatch: pytest.MonkeyPatch) -> None:
-    ep = importlib.metadata.EntryPoint("broken", "nb_no_such_module:X", "noisybench.methods")
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [ep])
-    reg: Registry = Registry("method", entry_point_group="noisybench.methods")
-    with pytest.warns(UserWarning, match="could not load method plugin 'broken'"):
-        assert reg.list() == []
-
-
 def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, group: str, *eps: importlib.metadata.EntryPoint) -> None:
     def fake(group: str | None = None) -> list[importlib.metadata.EntryPoint]:
         return list(eps) if group == wanted else []

@@ -20,11 +20,13 @@ from noisybench.store import ResultStore
 from noisybench.store.claims import CLAIMS, process_start
 from tests.test_executors import tiny_runs
 
+SLEEPY_FOLDER = str(Path(__file__).resolve().parent / "plugins")
+
 GRID = """
 name = "conc"
 [grid]
 datasets = ["blobs"]
-methods = ["ce"]
+methods = ["sleepy-ce"]
 noise = ["sym:0.2"]
 seeds = [1, 2, 3, 4, 5, 6]
 [train]
@@ -36,7 +38,8 @@ dim = 6
 
 
 def _cli(args: list[str], sleep: float = 0.0) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOISYBENCH_TEST_EPOCH_SLEEP": str(sleep)}
+    """``noisybench ARGS`` in a new process whose ``sleepy-*`` methods (tests/plugins) sleep ``sleep`` s per epoch."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOISYBENCH_PLUGINS": SLEEPY_FOLDER, "SLEEPY_SECONDS": str(sleep)}
     env.pop("OMP_NUM_THREADS", None)  # thread counts come from each run's recipe, not the environment
     return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -59,7 +62,10 @@ def test_run_claimed_by_a_live_process_is_not_touched(tmp_path: Path) -> None:
 
 
 def test_claim_lost_mid_run_stops_without_writing_a_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NOISYBENCH_TEST_EPOCH_SLEEP", "0.3")
+    from noisybench.trainer import Trainer
+
+    real_epoch = Trainer._run_epoch
+    monkeypatch.setattr(Trainer, "_run_epoch", lambda *a: (real_epoch(*a), time.sleep(0.3))[0])  # slow epochs
     run = tiny_runs(seeds=(1,), epochs=5)[0]
     history = tmp_path / "runs" / run.run_id / "history.json"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -101,6 +102,14 @@ class Dataset:
         sha256 goes into every run's fingerprint, so a replaced file makes the runs stale."""
         return []
 
+    def train_class_counts(self) -> list[int] | None:
+        """Training samples per class, when known without loading the data (default None: unknown).
+
+        ``noisybench plan`` then refuses a ``val_fraction`` whose split would leave the training or the
+        validation set empty; otherwise the run refuses it when it starts (:func:`split_problem`).
+        """
+        return None
+
     def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Return a randomly augmented copy of the stored-format batch ``x`` (default: unchanged)."""
         return x
@@ -133,10 +142,9 @@ class Dataset:
 
     def cache_dir(self) -> Path:
         """Where generated data is cached (``$NOISYBENCH_CACHE`` or ``~/.cache/noisybench``)."""
-        import os
+        from noisybench.envvars import get
 
-        base = os.environ.get("NOISYBENCH_CACHE") or Path.home() / ".cache" / "noisybench"
-        path = Path(base) / self.name
+        path = Path(get("NOISYBENCH_CACHE")) / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -164,6 +172,22 @@ def load_dataset(
     """Return the dataset object and its splits, cached per process (workers run many runs)."""
     key = json.dumps(params, sort_keys=True)
     return _load_cached(name, str(root) if root else None, key)
+
+
+def split_problem(counts: Sequence[int], fraction: float) -> str:
+    """Why :func:`stratified_holdout` of ``fraction`` over classes of ``counts`` samples leaves the training set, or
+    (``fraction`` > 0) the validation set, empty; "" when both keep samples."""
+    held = [int(round(fraction * n)) for n in counts]
+    total, largest = int(sum(counts)), int(max(counts, default=0))
+    if total and sum(held) == total:
+        return (f"val_fraction = {fraction:g} holds out all {total} training samples ({len(counts)} classes): none "
+                "is left to train on; lower val_fraction")
+    if fraction > 0 and total and sum(held) == 0:
+        return (f"val_fraction = {fraction:g} holds out no sample: {total} training samples in {len(counts)} "
+                f"classes, at most {largest} per class, and round({fraction:g} x {largest}) = 0; raise val_fraction "
+                f"above {0.5 / largest:.3g}, or set it to 0 to train without a validation split (the val metric is "
+                "then empty and reports use last)")
+    return ""
 
 
 def stratified_holdout(

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from noisybench.data import Dataset, load_dataset, stratified_holdout
+from noisybench.data import Dataset, load_dataset, split_problem, stratified_holdout
 from noisybench.data.streaming import is_streamed
+from noisybench.errors import ConfigError
 from noisybench.noise import NoiseRealization, parse_noise, realize_noise
 from noisybench.seeds import stream
 
@@ -52,6 +53,9 @@ def prepare_data(
         dataset=dataset, dataset_id=dataset_id, features=lambda: dataset.noise_features(splits),
     )
     fraction = dataset.val_fraction if val_fraction is None else val_fraction
+    problem = split_problem(np.bincount(realized.labels, minlength=dataset.num_classes).tolist(), fraction)
+    if problem:  # refused before any training, in one line
+        raise ConfigError(f"{dataset_name}: {problem}")
     rng = np.random.default_rng(stream("split", dataset_id, noise, seed))
     train_idx, val_idx = stratified_holdout(realized.labels, fraction, rng)
     clean = torch.as_tensor(splits.y_train[train_idx]) if splits.clean_known else None

@@ -18,7 +18,7 @@ from typing import Any
 from noisybench.config import RunConfig
 from noisybench.interrupt import GridInterrupted, ignore_sigint, stop_on_sigint, stop_requested, use_flag
 from noisybench.progress import ProgressFn
-from noisybench.registry import discover_modules
+from noisybench.registry import importable_modules
 from noisybench.runner import RunRecord, execute_run
 
 
@@ -80,7 +80,7 @@ def _run_in_process(runs: list[RunConfig], out_dir: str | Path, retry_failed: bo
 def _run_pool(runs: list[RunConfig], out_dir: str | Path, workers: int, retry_failed: bool,
               progress: ProgressFn | None) -> list[RunRecord]:
     context = multiprocessing.get_context("forkserver")
-    plugins = [*discover_modules("noisybench.methods"), *discover_modules("noisybench.datasets")]
+    plugins = [*importable_modules("noisybench.methods"), *importable_modules("noisybench.datasets")]
     context.set_forkserver_preload(["noisybench.trainer", *plugins])
     stop = context.Event()
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,

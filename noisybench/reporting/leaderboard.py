@@ -321,12 +321,30 @@ def _corrupt(frame: pd.DataFrame) -> list[str]:
     return [f"{r}: {why}" for r, why in zip(bad["run_id"], bad["reason"])]
 
 
+#: What a table without noisy-validation selection shows instead (runs with ``val_fraction = 0``).
+FALLBACK_METRIC = "last"
+
+
+def _without_validation(done: pd.DataFrame, column: str) -> tuple[str, list[str]]:
+    """``val`` where some runs hold out no validation split (``val_fraction = 0``): the column every run records
+    instead (:data:`FALLBACK_METRIC`), and the one-line warning saying so."""
+    if column != METRICS["val"] or column not in done.columns or not done[column].isna().any():
+        return column, []
+    missing = int(done[column].isna().sum())
+    fallback = METRICS[FALLBACK_METRIC]
+    return fallback, [f"{missing} of {len(done)} runs have no validation split (val_fraction = 0): this table reports "
+                      f"{FALLBACK_METRIC} ({METRIC_TITLES[fallback]}) for every run instead of val; choose with "
+                      "--metric last or mean-last"]
+
+
 def _check_metric(done: pd.DataFrame, column: str, metric: str) -> None:
     if column in done.columns and done[column].notna().any():
         return
     title = METRIC_TITLES.get(column, column)
-    raise NoisybenchError(f"--metric {metric}: no selected run records {column!r} ({title}); "
-                          "choose another metric, e.g. --metric val")
+    recorded = [name for name, col in METRICS.items() if col in done.columns and done[col].notna().any()]
+    hint = f"choose one the runs record: {', '.join(f'--metric {m}' for m in recorded)}" if recorded else \
+        "the runs record no metric"
+    raise NoisybenchError(f"--metric {metric}: no selected run records {column!r} ({title}); {hint}")
 
 
 def _protocols(done: pd.DataFrame) -> dict[tuple[str, str, str], str]:
@@ -370,6 +388,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     done = frame[frame["status"] == "done"]
     if done.empty:
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")
+    column, fallback = _without_validation(done, column)
     _check_metric(done, column, metric)
     done, tuned = select_tuned(done)
     done, superseded = drop_superseded(done)
@@ -384,7 +403,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
                         failed_runs=int((frame["status"] == "failed").sum()) + len(corrupt), corrupt_runs=corrupt,
                         provenance=_provenance(done), method_names=_display(done, "method_display", "method"),
                         exact=all(c.exact for c in cells.values()))
-    board.warnings = superseded + check_protocol(done, board)
+    board.warnings = fallback + superseded + check_protocol(done, board)
     board.protocols = _protocols(done)
     board.tuned = tuned
     if published:

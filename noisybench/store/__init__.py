@@ -46,6 +46,7 @@ from noisybench.io import (
     read_json,
     torch_load_weights,
 )
+from noisybench.records import field_problem
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 
 _RUNS, _PLANS, _JOBS, _RETIRED, _CACHE = "runs", "plans", "jobs", "retired", "cache"
@@ -79,7 +80,7 @@ def check_record(run_id: str, record: Any) -> str:
         return "result has no config"
     if record["status"] == "done" and not isinstance(record.get("metrics"), dict):
         return "done result has no metrics"
-    return ""
+    return field_problem(record)  # valid JSON with a field of the wrong type (a string seed) is corrupt too
 
 
 class Checkpoint:

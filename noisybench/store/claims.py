@@ -31,7 +31,15 @@ from typing import Any
 from noisybench.errors import NoisybenchError
 
 CLAIMS = "claims"
-DEFAULT_TTL = float(os.environ.get("NOISYBENCH_CLAIM_TTL", "300"))
+#: Seconds without a heartbeat after which a claim is stale (``$NOISYBENCH_CLAIM_TTL``, read when claiming).
+DEFAULT_TTL = 300.0
+
+
+def claim_ttl() -> float:
+    """The claims' time-to-live in this process (:data:`DEFAULT_TTL` or ``$NOISYBENCH_CLAIM_TTL``)."""
+    from noisybench.envvars import get
+
+    return float(get("NOISYBENCH_CLAIM_TTL"))
 
 
 class ClaimLostError(NoisybenchError):
@@ -82,8 +90,9 @@ class ClaimInfo:
     age: float
     path: Path
 
-    def stale(self, ttl: float = DEFAULT_TTL, me: dict[str, Any] | None = None) -> bool:
-        """Whether this claim may be taken over (see the module docstring)."""
+    def stale(self, ttl: float | None = None, me: dict[str, Any] | None = None) -> bool:
+        """Whether this claim may be taken over (see the module docstring); ``ttl`` defaults to :func:`claim_ttl`."""
+        ttl = claim_ttl() if ttl is None else ttl
         me = me or holder_info()
         if self.age > ttl:
             return True
@@ -220,7 +229,7 @@ class Claim:
         self.release()
 
 
-def try_claim(root: str | Path, run_id: str, ttl: float = DEFAULT_TTL,
+def try_claim(root: str | Path, run_id: str, ttl: float | None = None,
               interval: float | None = None) -> Claim | ClaimInfo:
     """Claim ``run_id`` under output dir ``root``.
 
@@ -231,6 +240,7 @@ def try_claim(root: str | Path, run_id: str, ttl: float = DEFAULT_TTL,
         live :class:`ClaimInfo` of the process that does.
     """
     root = Path(root)
+    ttl = claim_ttl() if ttl is None else ttl
     (root / CLAIMS).mkdir(parents=True, exist_ok=True)
     me = holder_info()
     for _ in range(8):  # retry only when the claim we saw vanished under us

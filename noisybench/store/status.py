@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from noisybench.store import ResultStore
-from noisybench.store.claims import DEFAULT_TTL, holder_info, read_claims
+from noisybench.store.claims import holder_info, read_claims
 
 STATES = ("done", "stale", "running", "queued", "failed", "pending")
 #: Given the recorded submissions (task id -> run ids), the run ids still queued, with their task id.
@@ -51,7 +51,7 @@ class StoreStatus:
         return "\n".join(lines) + "\n"
 
 
-def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float = DEFAULT_TTL) -> StoreStatus:
+def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float | None = None) -> StoreStatus:
     """Classify every planned or started run of ``out_dir`` (see the module docstring)."""
     from noisybench.fingerprint import matches
 

@@ -1,0 +1,80 @@
+"""The field types of a run's final record, checked before anything reads it.
+
+A record can be valid JSON and still wrong: a metric stored as a string, ``config.train`` not a
+table, a seed written as ``"1"``. Such a record would crash every reader (the report's sort and
+means, the closing table), so the store counts it as corrupt, with the field named
+(:func:`field_problem`), like a record it cannot parse. Fields a record lacks are not checked here:
+old records lack some, and readers take a missing field as empty.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_NUMBER = (int, float)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, _NUMBER) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: Where in a record -> (accepts, what it must be). Absent fields and nulls are not checked.
+FIELDS: dict[tuple[str, ...], tuple[Any, str]] = {
+    ("config", "dataset"): (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
+                            "a table with a name"),
+    ("config", "dataset", "params"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "noise"): (lambda v: isinstance(v, str), "a string"),
+    ("config", "method"): (lambda v: isinstance(v, str), "a string"),
+    ("config", "seed"): (_is_int, "an integer"),
+    ("config", "grid"): (lambda v: isinstance(v, str), "a string"),
+    ("config", "train"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "train", "epochs"): (_is_int, "an integer"),
+    ("config", "train", "protocol"): (lambda v: isinstance(v, str), "a string"),
+    ("config", "hparams"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "hparam_sources"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "sweep"): (lambda v: isinstance(v, dict), "a table"),
+    ("metrics",): (lambda v: isinstance(v, dict), "a table"),
+    ("noise",): (lambda v: isinstance(v, dict), "a table"),
+    ("noise", "actual_rate"): (_is_number, "a number"),
+    ("noise", "sha256"): (lambda v: isinstance(v, str), "a string"),
+    ("reason",): (lambda v: isinstance(v, str), "a string"),
+    ("wall_time",): (_is_number, "a number"),
+    ("finished_at",): (lambda v: isinstance(v, str), "a string"),
+    ("fingerprint_digest",): (lambda v: isinstance(v, str), "a string"),
+}
+
+
+def field_problem(record: dict[str, Any]) -> str:
+    """The first field of ``record`` whose type is wrong, as ``config.seed is '1' (a str), expected an integer``;
+    "" when every field it has is of the right type. Metrics are numbers (or true/false, or null)."""
+    for path, (accepts, wanted) in FIELDS.items():
+        value = _lookup(record, path)
+        if value is not None and not accepts(value):
+            return f"{'.'.join(path)} is {_show(value)}, expected {wanted}"
+    metrics = record.get("metrics")
+    for name, value in (metrics or {}).items() if isinstance(metrics, dict) else ():
+        if value is not None and not isinstance(value, (bool, int, float)):
+            return f"metrics.{name} is {_show(value)}, expected a number"
+    return ""
+
+
+def _lookup(record: dict[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return f"{text} (a {type(value).__name__})"
