@@ -202,3 +202,79 @@ def test_local_pool_starts_the_costliest_runs_first() -> None:
     assert METHODS.get("dividemix").relative_cost > METHODS.get("ce").relative_cost
     assert [r.method for r in ordered[:2]] == ["dividemix", "dividemix"]
     assert [r.run_id for r in ordered[2:]] == [r.run_id for r in runs if r.method != "dividemix"]  # plan order kept
+
+
+KILLER = '''
+import os
+import signal
+
+import torch.nn.functional as F
+from noisybench.method import Method
+
+
+class Killer(Method):
+    """Cross-entropy, except that the run of seed 1 kills its own process in its second epoch (as the
+    out-of-memory killer would)."""
+
+    relative_cost = 2.0  # started first, side by side
+
+    def setup(self, ctx):
+        self.seed = ctx.seed
+
+    def training_step(self, ctx, batch, epoch):
+        if epoch == 1 and self.seed == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)
+'''
+KILLER_GRID = """
+name = "deaths"
+[grid]
+datasets = ["blobs"]
+methods = ["killer", "ce"]
+noise = ["sym:0.2"]
+seeds = {seeds}
+[train]
+epochs = 6
+[datasets.blobs]
+n_samples = 300
+dim = 6
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_kills_its_worker_fails_alone_and_the_grid_goes_on(tmp_path: Path) -> None:
+    """Seed 1 of ``killer`` SIGKILLs its worker in epoch 1 while seed 2 trains in the other worker: seed 1 is
+    recorded as failed with the signal, seed 2 finishes undisturbed (the numbers of a run on its own), a fresh
+    worker takes the dead one's place for the CE runs, and ``run`` ends with "1 failed"."""
+    from tests._plugins import cli, install_plugin
+
+    env = install_plugin(tmp_path / "plugins", "nb_killer", KILLER, {"killer": "Killer"})
+    env["NOISYBENCH_TEST_EPOCH_SLEEP"] = "0.4"  # seed 2 is still in flight when seed 1 dies
+    grid = tmp_path / "g.toml"
+    grid.write_text(KILLER_GRID.format(seeds="[1, 2]"))
+    out = tmp_path / "out"
+    done = cli(["run", str(grid), "--out", str(out), "--workers", "2"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "1 failed" in done.stderr
+    records = {(r["config"]["method"], r["config"]["seed"]): r for r in ResultStore(out).iter_results()}
+    assert len(records) == 4
+    dead = records[("killer", 1)]
+    assert dead["status"] == "failed" and dead["reason"].startswith("worker died: signal 9 (SIGKILL")
+    survivor = records[("killer", 2)]
+    assert survivor["status"] == "done" and survivor["resumed_from_epoch"] == 0
+    assert records[("ce", 1)]["status"] == records[("ce", 2)]["status"] == "done"
+    pids = {r["pid"] for r in records.values()}
+    assert dead["pid"] in pids and len(pids) == 3  # a fresh worker replaced the dead one
+    shown = cli(["status", str(out), "--no-slurm"], env).stdout
+    assert "failed: 1" in shown and "worker died: signal 9" in shown
+    alone = tmp_path / "alone"  # seed 2 on its own: the same numbers, epoch by epoch
+    grid.write_text(KILLER_GRID.format(seeds="[2]"))
+    env["NOISYBENCH_TEST_EPOCH_SLEEP"] = "0"
+    assert cli(["run", str(grid), "--out", str(alone), "--workers", "1"], env).returncode == 0
+    reference = ResultStore(alone).result(survivor["run_id"])
+    volatile = {"train_time"}
+    assert {k: v for k, v in survivor["metrics"].items() if k not in volatile} == \
+        {k: v for k, v in reference["metrics"].items() if k not in volatile}
+    epochs = [{k: v for k, v in row.items() if k not in ("epoch_time", "peak_mem_mb")}
+              for store in (out, alone) for row in ResultStore(store).history(survivor["run_id"])]
+    assert epochs[:6] == epochs[6:]

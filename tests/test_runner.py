@@ -181,7 +181,7 @@ def test_runs_checkpoint_by_the_clock_and_still_store_their_whole_history(
 
     saved: list[str] = []
     monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", "3600")
-    monkeypatch.setattr("noisybench.store.atomic_torch_save",
+    monkeypatch.setattr("noisybench.store.checkpoint.atomic_torch_save",
                         lambda obj, path: saved.append(str(path)) or atomic_torch_save(obj, path))
     run = tiny_runs(seeds=(1,), epochs=4)[0]
     record = execute_run(run, tmp_path)
