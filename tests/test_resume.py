@@ -228,3 +228,70 @@ def test_a_failed_run_is_failed_not_stale_when_its_code_changed(tmp_path: Path, 
     runs = expand_grid(load_grid(grid))
     pending = classify(runs, store, retry_failed=True, expected=fingerprints(runs))
     assert pending.todo == runs and pending.stale == []
+
+
+def _hold(out: Path, run_id: str) -> None:
+    """A live claim of another process on this host (this test's parent) on ``run_id``."""
+    import os
+    import socket
+
+    from noisybench.store.claims import CLAIMS, process_start
+
+    parent = os.getppid()
+    (out / CLAIMS).mkdir(exist_ok=True)
+    (out / CLAIMS / f"{run_id}.0").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": parent, "start": process_start(parent), "job": None}))
+
+
+@pytest.mark.parametrize("how", ["force", "rerun-stale", "corrupt"])
+def test_a_run_another_live_driver_trains_is_never_moved(tmp_path: Path, plugin_module: Path, how: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """--force, --rerun-stale and the retiring of corrupt runs take the run's claim first: a run that a live
+    process holds is skipped as busy, its folder left where it is."""
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["edit-me"]))
+    assert run(capsys, grid, out)[0] == 0
+    store = ResultStore(out)
+    busy, free = sorted(store.run_ids())
+    before = (store.run_dir(busy) / "result.json").read_bytes()
+    flags: tuple[str, ...] = ()
+    if how == "force":
+        flags = ("--force",)
+    elif how == "rerun-stale":
+        plugin_module.write_text(PLUGIN.replace("1.0 * logits", "0.0 * logits"))
+        flags = ("--rerun-stale",)
+    else:
+        for run_id in (busy, free):
+            (store.run_dir(run_id) / "result.json").write_text("{truncated")
+        before = (store.run_dir(busy) / "result.json").read_bytes()
+    _hold(out, busy)
+    code, _, err = run(capsys, grid, out, *flags)
+    assert code == 0, err
+    assert f"{busy}" in err and "is being trained by" in err and "not moved, skipped" in err
+    assert (store.run_dir(busy) / "result.json").read_bytes() == before  # untouched
+    assert [p.name.split(".")[0] for p in (out / "retired").iterdir()] == [free]  # only the free run moved
+    assert store.stored(free).state == "done"
+
+
+def test_a_run_this_user_cannot_read_is_named_and_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's run whose files are not readable by this user: `run` neither retires nor redoes it,
+    `status` and `report` call it unreadable by this user, never corrupt."""
+    from tests.test_store import _deny
+
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["ce"]))
+    assert run(capsys, grid, out)[0] == 0
+    _deny(monkeypatch, "result.json")
+    code, _, err = run(capsys, grid, out)
+    assert code == 0 and "2 run(s) left alone, their records unreadable by this user" in err
+    assert "corrupt" not in err and not (out / "retired").exists() and "0 to run" in err
+    assert main(["status", str(out), "--no-slurm"]) == 0
+    shown = capsys.readouterr().out
+    assert "unreadable: 2" in shown and "unreadable by this user" in shown and "corrupt" not in shown
+    monkeypatch.undo()
+    hidden = sorted(ResultStore(out).run_ids())[0]
+    _deny(monkeypatch, "result.json", within=hidden)
+    assert main(["report", str(out)]) == 0
+    warning = next(line for line in capsys.readouterr().out.splitlines() if hidden in line)
+    assert "unreadable by this user" in warning and "corrupt:" not in warning

@@ -121,8 +121,8 @@ def test_store_files_follow_the_umask(finished_store, tmp_path: Path, umask: int
     assert claims_log.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
-def _deny(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    """Reading files called ``name`` fails as for a file of another user with mode 0600."""
+def _deny(monkeypatch: pytest.MonkeyPatch, name: str, within: str = "") -> None:
+    """Reading files called ``name`` (under a folder ``within``) fails as for another user's file of mode 0600."""
     import errno
 
     import noisybench.store as store_module
@@ -130,7 +130,7 @@ def _deny(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     real = store_module.read_json
 
     def read_json(path):
-        if Path(path).name == name:
+        if Path(path).name == name and within in Path(path).parts[:-1] + ("",):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
         return real(path)
 
