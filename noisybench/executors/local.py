@@ -128,6 +128,8 @@ class WorkerPool:
         self._start_error: BaseException | None = None
         #: run id -> [driver time the worker started it, driver time its record came back] (perf_counter)
         self.timings: dict[str, list[float]] = {}
+        #: seconds each worker spent warming up, as they report it
+        self.warm_seconds: list[float] = []
 
     def start(self, count: int | None = None) -> WorkerPool:
         """Start ``count`` workers (default :attr:`size`) from a background thread and return at once (they
@@ -235,6 +237,8 @@ class WorkerPool:
                 elif kind == "error":
                     worker.task = None
                     outcome.failure = outcome.failure or payload
+                elif kind == "ready":
+                    self.warm_seconds.append(payload)
         except (EOFError, OSError):
             return False
         return True
@@ -343,9 +347,11 @@ def _worker_main(conn: Connection, driver: int, stop: Any, warm: list[dict[str, 
 
 def warm_up(specs: list[dict[str, Any]]) -> None:
     """Pay in advance what a process's first run would: the environment record, each dataset's loading
-    (cached for the runs), and torch's lazy imports behind its determinism switches. Never raises: a
-    dataset that fails to load fails its runs, with their records."""
+    (cached for the runs: the same arrays they would load), torch's lazy imports behind its determinism
+    switches, and the first fingerprint's look-ups of installed distributions. Never raises: a dataset
+    that fails to load fails its runs, with their records."""
     from noisybench.data import load_dataset
+    from noisybench.fingerprint import fingerprint
     from noisybench.runner import environment
     from noisybench.runtime import resolve_runtime
 
@@ -356,7 +362,7 @@ def warm_up(specs: list[dict[str, Any]]) -> None:
             run = RunConfig.from_dict(config)
             load_dataset(run.dataset.name, run.data_root, **run.dataset.params)
             with resolve_runtime(run.train).applied():
-                pass
+                fingerprint(run)
 
 
 def _portable(exc: Exception) -> Exception:
