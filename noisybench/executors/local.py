@@ -124,6 +124,7 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self._idle: list[_Worker] = []  # let go (fewer runs than workers); joined on close
         self._closing = False
+        self._lock = threading.Lock()
         self._starter: threading.Thread | None = None
         self._start_error: BaseException | None = None
         #: run id -> [driver time the worker started it, driver time its record came back] (perf_counter)
@@ -142,7 +143,13 @@ class WorkerPool:
     def _spawn(self) -> None:
         try:
             while len(self._workers) < self._wanted and not self._closing:
-                self._workers.append(self._new_worker())
+                worker = self._new_worker()
+                with self._lock:
+                    if not self._closing:
+                        self._workers.append(worker)
+                        continue
+                self._stop_all([worker], kill=True)  # closed while this one started: not wanted any more
+                return
         except BaseException as exc:  # raised again where the workers are needed
             self._start_error = exc
 
@@ -273,20 +280,24 @@ class WorkerPool:
             worker.conn.send(None)
 
     def close(self, kill: bool = False) -> None:
-        """Stop the workers: ask them to exit (``kill``: kill them; their runs resume from their checkpoints)."""
-        self._closing = True
-        if self._starter is not None:
-            self._starter.join()
-        workers, self._workers, self._idle = [*self._workers, *self._idle], [], []
+        """Stop the workers: ask them to exit (``kill``: kill them; their runs resume from their checkpoints).
+
+        Returns without waiting for workers still starting (they stop as soon as they are up)."""
+        with self._lock:
+            self._closing = True
+            workers, self._workers, self._idle = [*self._workers, *self._idle], [], []
+        self._stop_all(workers, kill)
+
+    def _stop_all(self, workers: list[_Worker], kill: bool) -> None:
         for worker in workers:
             if kill:
                 with contextlib.suppress(OSError, ValueError):
                     worker.process.kill()
             else:
                 self._let_go(worker)
-        for worker in workers:
+        for worker in workers:  # idle workers exit at once; one still warming up is not worth waiting for
             with contextlib.suppress(OSError, ValueError, AssertionError):
-                worker.process.join(timeout=2 if kill else 30)
+                worker.process.join(timeout=2 if kill else 0.5)
                 if worker.process.exitcode is None:
                     worker.process.kill()
                     worker.process.join(timeout=2)

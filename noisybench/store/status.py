@@ -68,7 +68,8 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
     for run_id in run_ids:
         stored = store.stored(run_id)
         claim = claims.get(run_id)
-        changed = run_id in expected and (stored.record or {}).get("fingerprint_digest") != expected[run_id]
+        digest = (stored.record or {}).get("fingerprint_digest")
+        changed = run_id in expected and digest != expected[run_id]
         if stored.state == "unreadable":
             state, reason = "unreadable", stored.problem
         elif stored.state == "done" and changed:
@@ -77,7 +78,7 @@ def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float
             state, reason = stored.state, stored.record.get("reason") or ""
             if state == "failed":
                 reason += f" (at {stored.record['raised_at']})" if stored.record.get("raised_at") else ""
-                reason += "; the code changed since" if changed else ""
+                reason += "; the code changed since" if changed and digest else ""
                 path = store.traceback_path(run_id)
                 if path is not None:
                     result.tracebacks[run_id] = str(path)
