@@ -46,8 +46,7 @@ import numpy as np
 
 from noisybench.errors import NoisybenchError
 from noisybench.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json
-from noisybench.store import _files
-from noisybench.store._files import StoreWriteError, write_problem
+from noisybench.store._files import StoreWriteError, exists, write_json, write_problem, writing
 from noisybench.store.checkpoint import CHECKPOINT_PARTS, Checkpoint, checkpoint_problem
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 
@@ -127,13 +126,13 @@ class ResultStore:
     def has_started(self, run_id: str) -> bool:
         """Whether the folder holds a config or a final record (an empty stray folder does not count)."""
         folder = self.run_dir(run_id)
-        return _files.exists(folder / _CONFIG) or _files.exists(folder / _RESULT)
+        return exists(folder / _CONFIG) or exists(folder / _RESULT)
 
     # ---------------------------------------------------------------- final records
     def has_result(self, run_id: str) -> bool:
         """Whether a final record file exists (a stat, not a parse: fast on big grids; True when this user
         may not look, so that :meth:`stored` names the run unreadable)."""
-        return _files.exists(self.run_dir(run_id) / _RESULT)
+        return exists(self.run_dir(run_id) / _RESULT)
 
     def stored(self, run_id: str) -> StoredRecord:
         """The final record of ``run_id`` under the store's one policy for damaged files."""
@@ -190,23 +189,23 @@ class ResultStore:
     def write_start(self, config: dict[str, Any], environment: dict[str, Any]) -> None:
         """Create the run folder with its config and environment."""
         folder = self.run_dir(config["run_id"])
-        _files.write_json(folder / _CONFIG, config)
-        _files.write_json(folder / _ENVIRONMENT, environment)
+        write_json(folder / _CONFIG, config)
+        write_json(folder / _ENVIRONMENT, environment)
 
     def write_noise(self, run_id: str, summary: dict[str, Any], labels: np.ndarray) -> None:
         """Store the noise artifact of a run."""
         folder = self.run_dir(run_id)
-        with _files.writing(folder / _LABELS):
+        with writing(folder / _LABELS):
             atomic_save_npy(folder / _LABELS, np.asarray(labels, dtype=np.int64))
-        _files.write_json(folder / _NOISE, summary)
+        write_json(folder / _NOISE, summary)
 
     def write_history(self, run_id: str, history: list[dict[str, Any]]) -> None:
         """Rewrite the per-epoch history."""
-        _files.write_json(self.run_dir(run_id) / _HISTORY, history)
+        write_json(self.run_dir(run_id) / _HISTORY, history)
 
     def write_result(self, record: dict[str, Any]) -> None:
         """Write the final record (last, so its presence means finished); a success drops an old traceback."""
-        _files.write_json(self.run_dir(record["run_id"]) / _RESULT, record)
+        write_json(self.run_dir(record["run_id"]) / _RESULT, record)
         if record.get("status") == "done":
             with contextlib.suppress(OSError):
                 (self.run_dir(record["run_id"]) / _TRACEBACK).unlink(missing_ok=True)
@@ -214,7 +213,7 @@ class ResultStore:
     def write_traceback(self, run_id: str, text: str) -> None:
         """Keep a failed run's traceback in its own file (:meth:`traceback_path`)."""
         path = self.run_dir(run_id) / _TRACEBACK
-        with _files.writing(path):
+        with writing(path):
             atomic_write_bytes(path, text.encode())
 
     def archive_attempt(self, run_id: str) -> Path | None:
@@ -222,13 +221,13 @@ class ResultStore:
         ``attempts/<n>/`` of its folder, and drop its checkpoint (a retry starts over: the code that made it
         may have changed). Returns the attempt's folder (None when the run has no final record)."""
         folder = self.run_dir(run_id)
-        if not _files.exists(folder / _RESULT):
+        if not exists(folder / _RESULT):
             return None
         n = 1
-        while _files.exists(folder / _ATTEMPTS / str(n) / _RESULT):
+        while exists(folder / _ATTEMPTS / str(n) / _RESULT):
             n += 1
         target = folder / _ATTEMPTS / str(n)
-        with _files.writing(target):
+        with writing(target):
             self.checkpoint(run_id).remove()
             target.mkdir(parents=True, exist_ok=True)
             for name in (_ENVIRONMENT, _HISTORY, _TRACEBACK, _RESULT):  # the final record last: the commit point
@@ -289,7 +288,7 @@ class ResultStore:
         n = 0
         while (target_dir / f"{run_id}.{n}").exists():
             n += 1
-        with _files.writing(target_dir / f"{run_id}.{n}"):
+        with writing(target_dir / f"{run_id}.{n}"):
             os.replace(folder, target_dir / f"{run_id}.{n}")
         return target_dir / f"{run_id}.{n}"
 
@@ -308,9 +307,9 @@ class ResultStore:
         mine = ([p for p, plan in plans.items() if plan.get("source") == source]
                 or [p for p, plan in plans.items() if not _still_there(plan.get("source"))])
         path = mine[0] if mine else self.root / _PLANS / f"{grid_name}.json"
-        if not mine and _files.exists(path):
+        if not mine and exists(path):
             path = path.with_name(f"{grid_name}.{hashlib.sha256(str(source).encode()).hexdigest()[:8]}.json")
-        _files.write_json(path, {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {},
+        write_json(path, {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {},
                                  "source": source, "source_sha256": source_digest})
         return sorted({str(plan.get("source")) for p, plan in plans.items()
                        if p != path and _still_there(plan.get("source")) and
@@ -347,7 +346,7 @@ class ResultStore:
     def record_submission(self, array_id: str, tasks: dict[str, list[str]], options: dict[str, Any],
                           submitted_at: float) -> None:
         """Write a Slurm submission: task id -> run ids, with the options used."""
-        _files.write_json(self.root / _JOBS / f"{array_id}.json",
+        write_json(self.root / _JOBS / f"{array_id}.json",
                     {"array_id": array_id, "tasks": tasks, "options": options, "submitted_at": submitted_at})
 
     def submitted_tasks(self) -> dict[str, list[str]]:
@@ -395,7 +394,7 @@ class ResultStore:
 
 def _still_there(source: Any) -> bool:
     """Whether the grid file a plan names still exists (True when this user may not look)."""
-    return isinstance(source, str) and _files.exists(Path(source))
+    return isinstance(source, str) and exists(Path(source))
 
 
 def _mtime(path: Path) -> float:
