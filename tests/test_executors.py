@@ -207,6 +207,7 @@ def test_local_pool_starts_the_costliest_runs_first() -> None:
 KILLER = '''
 import os
 import signal
+import time
 
 import torch.nn.functional as F
 from noisybench.method import Method
@@ -214,9 +215,14 @@ from noisybench.method import Method
 
 class Killer(Method):
     """Cross-entropy, except that the first run to reach its second epoch kills its own process there (as the
-    out-of-memory killer would): it leaves a mark, so that no other run does."""
+    out-of-memory killer would): it leaves a mark, so that no other run does. Epochs are slowed down, so that the
+    other run is still in flight then."""
 
     relative_cost = 2.0  # started first, side by side
+
+    def end_epoch(self, ctx, epoch):
+        time.sleep(0.4)
+        return super().end_epoch(ctx, epoch)
 
     def training_step(self, ctx, batch, epoch):
         if epoch == 1:
@@ -252,7 +258,6 @@ def test_a_run_that_kills_its_worker_fails_alone_and_the_grid_goes_on(tmp_path: 
 
     env = install_plugin(tmp_path / "plugins", "nb_killer", KILLER, {"killer": "Killer"})
     env["NB_TEST_MARK"] = str(tmp_path / "mark")
-    env["NOISYBENCH_TEST_EPOCH_SLEEP"] = "0.4"  # the other run is still in flight when the first one dies
     grid = tmp_path / "g.toml"
     grid.write_text(KILLER_GRID.format(seeds="[1, 2]"))
     out = tmp_path / "out"
@@ -273,7 +278,6 @@ def test_a_run_that_kills_its_worker_fails_alone_and_the_grid_goes_on(tmp_path: 
     assert "failed: 1" in shown and "worker died: signal 9" in shown
     alone = tmp_path / "alone"  # the survivor on its own: the same numbers, epoch by epoch
     grid.write_text(KILLER_GRID.format(seeds=f"[{survivor['config']['seed']}]"))
-    env["NOISYBENCH_TEST_EPOCH_SLEEP"] = "0"
     assert cli(["run", str(grid), "--out", str(alone), "--workers", "1"], env).returncode == 0
     reference = ResultStore(alone).result(survivor["run_id"])
     volatile = {"train_time"}
@@ -375,3 +379,20 @@ def test_a_full_disk_in_a_worker_stops_the_grid_with_one_line(tmp_path: Path) ->
     assert f"no space left on device: cannot write {store.run_dir(full)}/result.json" in line
     again = cli(["run", str(grid), "--out", str(out), "--workers", "2"], env)
     assert again.returncode == 0 and "1 already finished, 3 to run" in again.stderr, again.stderr[-3000:]
+
+
+def test_warm_up_loads_each_dataset_of_the_grid_once_and_the_runs_reuse_it(tmp_path: Path) -> None:
+    """What a pool worker does while the plan is checked: each distinct dataset of the grid is loaded into the
+    process's data cache, and the runs then take it from there (the same arrays, not a second load)."""
+    from noisybench.data import _load_cached
+    from noisybench.executors.local import warm_specs, warm_up
+
+    runs = tiny_runs(seeds=(1, 2), datasets=("blobs", "digits"))
+    specs = warm_specs(runs)
+    assert sorted(s["dataset"]["name"] for s in specs) == ["blobs", "digits"]
+    _load_cached.cache_clear()
+    warm_up(specs)
+    assert _load_cached.cache_info().misses == 2
+    records = [execute_run(run, tmp_path) for run in runs]
+    assert [r["status"] for r in records] == ["done"] * 4
+    assert _load_cached.cache_info().misses == 2  # every run found its dataset prepared
