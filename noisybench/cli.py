@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,8 @@ def check_data_ready(runs: Sequence[Any]) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from noisybench.envvars import check_environment
-    from noisybench.executors import ExecRequest, execute_plan
-    from noisybench.fingerprint import fingerprints
     from noisybench.grid_checks import check_devices, check_label_files, naming
     from noisybench.plan import expand_grid
-    from noisybench.progress import ProgressPrinter
-    from noisybench.resume import select_runs
     from noisybench.store import ResultStore
 
     check_environment()  # a bad environment variable fails here, before anything is written
@@ -50,8 +47,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / grid.name)
     store = ResultStore(out)
     store.ensure_writable()
+    with _early_pool(args, runs, store) as pool:  # workers warm up while the plan is checked
+        return _plan_and_run(args, grid, runs, store, options, pool)
+
+
+def _plan_and_run(args: argparse.Namespace, grid: Any, runs: list, store: Any, options: Any, pool: Any) -> int:
+    import hashlib
+
+    from noisybench.executors import ExecRequest, execute_plan
+    from noisybench.fingerprint import fingerprints
+    from noisybench.progress import ProgressPrinter
+    from noisybench.resume import select_runs
+
+    out = store.root
     expected = fingerprints(runs)
-    store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected, str(Path(grid.source).resolve()))
+    source = Path(grid.source).resolve()
+    others = store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected, str(source),
+                               hashlib.sha256(source.read_bytes()).hexdigest())
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    if others:
+        log(f"warning: grid name {grid.name!r} is also the name of {others[0]}, planned in {out}: both grids' runs "
+            f"share this folder (reports of it show both); give this grid its own `name` to keep them apart")
     decision = select_runs(runs, store, expected, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
                            keep_stale=args.keep_stale, force=_force_selection(args), log=log)
     stale = f", {len(decision.stale)} stale" if decision.stale else ""
@@ -61,8 +77,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     failed_note = f" ({kept_failed} of them failed: rerun with --retry-failed)" if kept_failed else ""
     log(f"grid {grid.name!r}: {len(runs)} runs, {decision.finished} already finished{failed_note}{stale}, "
         f"{len(decision.train)} to run")
-    request = ExecRequest(args.executor, decision.train, out, grid.name, options, args.workers or os.cpu_count() or 1,
-                          args.retry_failed, args.detach, ProgressPrinter(), log=log)
+    request = ExecRequest(args.executor, decision.train, out, grid.name, options, _workers(args),
+                          args.retry_failed, args.detach, ProgressPrinter(), log=log, pool=pool)
     records = execute_plan(request)
     if records is None:
         return 0
@@ -81,6 +97,33 @@ def _load_grid(path: str, data_dir: str | None = None) -> Any:
     elif grid.data_root is None:
         grid.data_root = get("NOISYBENCH_DATA")
     return grid
+
+
+def _workers(args: argparse.Namespace) -> int:
+    return args.workers or os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _early_pool(args: argparse.Namespace, runs: list, store: Any) -> Iterator[Any]:
+    """A local worker pool started now, so that its workers import and load the grid's data while the plan
+    is checked; None for other executors, one worker, or a grid that looks finished (a stat per run)."""
+    if args.executor != "local" or _workers(args) <= 1:
+        yield None
+        return
+    likely = runs if (args.retry_failed or args.force or args.rerun_stale) else \
+        [r for r in runs if not store.has_result(r.run_id)]
+    if not likely:
+        yield None
+        return
+    from noisybench.executors.local import WorkerPool
+
+    pool = WorkerPool(_workers(args), likely).start(min(_workers(args), len(likely)))
+    try:
+        yield pool
+    except BaseException:
+        pool.close(kill=True)
+        raise
+    pool.close()
 
 
 def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
@@ -109,23 +152,27 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _closing_table(args: argparse.Namespace, out: Path, records: list, current: dict[str, str]) -> int:
-    """Print the leaderboard of exactly this grid's current runs (not the whole store)."""
+    """Print the leaderboard of exactly this grid's current runs (not the whole store). Exit status 1 with
+    ``--strict`` when any run of the grid is failed, whether it failed now or before."""
     from noisybench.report import closing_table
+    from noisybench.store import ResultStore
 
     busy = sum(r["status"] == "running" for r in records)
     if busy:
         print(f"{busy} run(s) skipped: another process is training them (see `noisybench status {out}`)",
               file=sys.stderr)
-    failed = sum(r["status"] == "failed" for r in records)
+    store = ResultStore(out)
+    failed = sum(store.status(run_id) == "failed" for run_id in current)
     if failed:
         print(f"{failed} failed — `noisybench status {out}` shows why and where; after fixing, rerun with "
               "--retry-failed", file=sys.stderr)
+    code = 1 if failed and args.strict else 0
     text = closing_table(out, current, args.metric)
     if text is None:
         print(f"no finished runs yet; follow with `noisybench status {out}`", file=sys.stderr)
-        return 0
+        return code
     print(text)
-    return 1 if failed and args.strict else 0
+    return code
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -273,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--datasets", help="with --force: comma-separated dataset patterns")
     run.add_argument("--noise", help="with --force: comma-separated noise patterns, e.g. 'sym:*'")
     run.add_argument("--metric", default="val", help="metric of the closing table (val|last|mean-last|best)")
-    run.add_argument("--strict", action="store_true", help="exit 1 when any run failed")
+    run.add_argument("--strict", action="store_true", help="exit 1 when any run of the grid is failed at the end")
     run.add_argument("--data-dir", help="data root of real datasets (default: the grid's [data] root, else "
                      "$NOISYBENCH_DATA)")
     run.add_argument("--executor", default="local", choices=["local", "slurm", "debug"],

@@ -33,6 +33,11 @@ class NonFiniteLossError(RuntimeError):
     """A training loss became NaN or infinite; the run fails with this reason."""
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that loads but does not fit the run (wrong shapes, missing parts): it is discarded and the
+    run starts over."""
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """Return a ``did you mean ...?`` hint for ``name`` among ``choices`` (or "")."""
     choices = list(choices)

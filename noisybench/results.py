@@ -68,8 +68,8 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _corrupt_row(run_id: str, why: str) -> dict[str, Any]:
-    return {"run_id": run_id, "status": "corrupt", "reason": why}
+def _corrupt_row(run_id: str, why: str, status: str = "corrupt") -> dict[str, Any]:
+    return {"run_id": run_id, "status": status, "reason": why}
 
 
 def _display_name(registry: Any, name: object) -> str:
@@ -114,14 +114,15 @@ def load_results(root: str | Path) -> pd.DataFrame:
     hparam_sources, fingerprint, stale`` (code or inputs changed since it ran), every metric
     (with ``<metric>_correct`` / ``<metric>_total`` counts when the runs recorded them) and the
     display columns of :func:`add_display_columns`. A run whose final record is damaged gets
-    status ``corrupt`` and what is wrong as its reason (its other columns are empty).
+    status ``corrupt`` (``unreadable`` when this user may not read it) and what is wrong as its reason (its
+    other columns are empty).
     """
     rows = []
     store = ResultStore(root)
     expected = store.planned_fingerprints()
     for stored in store.iter_stored():
         if stored.record is None:
-            rows.append(_corrupt_row(stored.run_id, stored.problem))
+            rows.append(_corrupt_row(stored.run_id, stored.problem, stored.state))
             continue
         row = _row(stored.record)
         row["stale"] = stored.run_id in expected and not matches(stored.record, expected[stored.run_id])

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -23,9 +23,18 @@ from typing import Any, Literal, TypedDict
 
 from noisybench.config import RunConfig
 from noisybench.envvars import get
-from noisybench.errors import raised_at
+from noisybench.errors import CheckpointError, raised_at
 from noisybench.interrupt import RunInterrupted, stop_requested
-from noisybench.store import Claim, ClaimInfo, ClaimLostError, ResultStore, slurm_job_id, try_claim
+from noisybench.store import (
+    Checkpoint,
+    Claim,
+    ClaimInfo,
+    ClaimLostError,
+    ResultStore,
+    StoreWriteError,
+    slurm_job_id,
+    try_claim,
+)
 
 #: ``interrupted`` (stopped at an epoch end on Ctrl-C) and ``cancelled`` (not started) are never stored.
 RunStatus = Literal["done", "failed", "running", "interrupted", "cancelled"]
@@ -52,9 +61,9 @@ class RunRecord(TypedDict, total=False):
     runtime: dict[str, Any]
     raised_at: str
     holder: dict[str, Any]
-    runtime: dict[str, Any]
     fingerprint: dict[str, Any]
     fingerprint_digest: str
+    attempts: list[dict[str, Any]]
 
 
 @lru_cache(maxsize=1)
@@ -103,10 +112,13 @@ def execute_run(
 ) -> RunRecord:
     """Run one configuration into ``out_dir`` and return its final record.
 
-    A finished run is returned as stored (a failed one is rerun only with ``retry_failed``).
+    A finished run is returned as stored. A failed one is rerun only with ``retry_failed``: its
+    attempt is kept in its folder (:meth:`~noisybench.store.ResultStore.archive_attempt`), the
+    retry starts over, and the new record lists the earlier attempts under ``attempts``.
     Exceptions inside training become a ``failed`` record with the reason (re-raised instead
-    with ``raise_errors``, for debugging). With ``claim`` (the default) the run is first claimed
-    atomically in the store; when another live process holds it, nothing is
+    with ``raise_errors``, for debugging); a store that cannot be written (disk full) raises
+    :class:`~noisybench.store.StoreWriteError` and records nothing. With ``claim`` (the default) the
+    run is first claimed atomically in the store; when another live process holds it, nothing is
     trained and the returned record, not stored, has status ``running`` and the holder.
     """
     run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
@@ -118,7 +130,7 @@ def execute_run(
         return {"run_id": run.run_id, "config": run.to_dict(), "status": "cancelled",
                 "reason": "not started: the grid was interrupted"}
     if not claim:
-        return _train(run, store, None, raise_errors)
+        return _retry(run, store, previous, None, raise_errors)
     store.runs.mkdir(parents=True, exist_ok=True)
     held = try_claim(out_dir, run.run_id)
     if isinstance(held, ClaimInfo):
@@ -127,7 +139,43 @@ def execute_run(
         latest = store.result(run.run_id)  # finished by another process before we claimed?
         if latest and (latest.get("status") == "done" or not retry_failed or latest != previous):
             return latest
-        return _train(run, store, held, raise_errors)
+        return _retry(run, store, latest, held, raise_errors)
+
+
+def _retry(run: RunConfig, store: ResultStore, failed: dict[str, Any] | None, claim: Claim | None,
+           raise_errors: bool) -> RunRecord:
+    """Train ``run``, keeping the attempt of a ``failed`` record first."""
+    if failed is not None:
+        store.archive_attempt(run.run_id)
+    return _train(run, store, claim, raise_errors)
+
+
+def record_lost_run(config: dict[str, Any] | RunConfig, out_dir: str | Path, reason: str,
+                    pid: int | None = None) -> RunRecord:
+    """Record as failed a run whose process died under it (killed, out of memory, crashed), with ``reason``.
+
+    Returns the stored record instead when the run finished before its process died, and a ``running``
+    record (nothing written) when another live process holds it by now.
+    """
+    run = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    store = ResultStore(out_dir)
+    held = try_claim(out_dir, run.run_id)  # the dead process's claim is stale: taken over at once
+    if isinstance(held, ClaimInfo):
+        return _busy_record(run, held)
+    with held:
+        latest = store.result(run.run_id)
+        if latest is not None:  # it wrote its record before dying
+            return latest
+        record: RunRecord = {
+            "run_id": run.run_id, "config": run.to_dict(), "status": "failed", "reason": reason,
+            "host": socket.gethostname(), "pid": pid or 0, "slurm_job": slurm_job_id(),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        attempts = store.attempts(run.run_id)
+        if attempts:
+            record["attempts"] = attempts
+        store.write_result(dict(record))
+        return record
 
 
 def _busy_record(run: RunConfig, holder: ClaimInfo) -> RunRecord:
@@ -142,10 +190,12 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
 
     store.write_start(run.to_dict(), environment())
     checkpoint = store.checkpoint(run.run_id)
-    resumed = len(store.history(run.run_id)) if checkpoint.exists() else 0
     start = time.perf_counter()
     record: RunRecord = {"run_id": run.run_id, "config": run.to_dict(), "host": socket.gethostname(),
-                              "pid": os.getpid(), "slurm_job": slurm_job_id(), "resumed_from_epoch": resumed}
+                         "pid": os.getpid(), "slurm_job": slurm_job_id(), "resumed_from_epoch": 0}
+    attempts = store.attempts(run.run_id)
+    if attempts:
+        record["attempts"] = attempts
 
     def on_save(history: list[dict[str, Any]]) -> None:
         if claim is not None:
@@ -154,15 +204,20 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
         if stop_requested():  # Ctrl-C: this epoch's checkpoint is written, stop here
             raise RunInterrupted(f"stopped after epoch {history[-1]['epoch']}; resumes from its checkpoint")
 
+    def trainer() -> Trainer:
+        return Trainer(run, checkpoint=checkpoint, on_save=on_save, checkpoint_every=checkpoint_seconds(),
+                       save_requested=stop_requested)
+
     try:
         load_plugin_folders(run.plugins)  # a pool worker or Slurm job loads the grid's local plugins
         record["fingerprint"] = fingerprint(run)
         record["fingerprint_digest"] = digest(record["fingerprint"])
-        out = Trainer(run, checkpoint=checkpoint, on_save=on_save, checkpoint_every=checkpoint_seconds(),
-                      save_requested=stop_requested).run()
+        out, record["resumed_from_epoch"] = _run_trainer(trainer, checkpoint)
         store.write_history(run.run_id, out["history"])
         store.write_noise(run.run_id, out["noise"], out["noise_labels"])
         record.update(status="done", metrics=out["metrics"], noise=_noise_brief(out["noise"]), runtime=out["runtime"])
+    except StoreWriteError:  # disk full or the like: not the run's fault, and nothing more can be written
+        raise
     except ClaimLostError as exc:  # another process owns the run now: leave the store to it
         return {**record, "status": "running", "reason": str(exc)}
     except RunInterrupted as exc:  # not a result: the checkpoint stays and a rerun resumes
@@ -184,6 +239,19 @@ def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors
     return record
 
 
+def _run_trainer(make: Callable[[], Any], checkpoint: Checkpoint) -> tuple[dict[str, Any], int]:
+    """Train; a checkpoint that loads but does not fit the run is discarded and the run starts over. Returns
+    the trainer's output and the number of epochs actually restored from the checkpoint."""
+    trainer = make()
+    try:
+        out = trainer.run()
+    except CheckpointError as exc:
+        checkpoint.discard(f"ignoring checkpoint {checkpoint.path} that does not fit the run ({exc})")
+        trainer = make()
+        out = trainer.run()
+    return out, trainer.resumed_from_epoch
+
+
 def _noise_brief(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != "transition_counts"}
 
@@ -196,17 +264,21 @@ def execute_runs(configs: list[dict[str, Any]], out_dir: str, retry_failed: bool
 
 @dataclass
 class Pending:
-    """What a plan still needs: runs to train, finished runs whose fingerprint changed, damaged runs."""
+    """What a plan still needs: runs to train, finished runs whose fingerprint changed, damaged runs, and runs
+    whose record this user may not read (left alone)."""
 
     todo: list[RunConfig] = field(default_factory=list)
     stale: list[RunConfig] = field(default_factory=list)
     corrupt: list[tuple[RunConfig, str]] = field(default_factory=list)
+    unreadable: list[tuple[RunConfig, str]] = field(default_factory=list)
 
 
 def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool = False,
              expected: dict[str, str] | None = None) -> Pending:
-    """Sort ``runs`` into what to train, what is stale (finished, but its stored fingerprint digest
-    is not ``expected[run_id]``) and what is corrupt (to be moved aside and redone)."""
+    """Sort ``runs`` into what to train, what is stale (done, but its stored fingerprint digest
+    is not ``expected[run_id]``), what is corrupt (to be moved aside and redone) and what this user may not
+    read. A failed run is never stale: it stays failed, and ``retry_failed`` reruns it whatever its
+    fingerprint (after a fix, the fingerprint has changed)."""
     from noisybench.fingerprint import matches
 
     out = Pending()
@@ -215,13 +287,16 @@ def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool =
             out.todo.append(run)
             continue
         stored = store.stored(run.run_id)
-        if stored.record is None:
+        if stored.state == "unreadable":
+            out.unreadable.append((run, stored.problem))
+        elif stored.record is None:
             out.corrupt.append((run, stored.problem))
             out.todo.append(run)
+        elif stored.state == "failed":  # failed, whatever its fingerprint: never stale, retried when asked
+            if retry_failed:
+                out.todo.append(run)
         elif expected is not None and not matches(stored.record, expected.get(run.run_id)):
             out.stale.append(run)
-        elif retry_failed and stored.state == "failed":
-            out.todo.append(run)
     return out
 
 

@@ -31,7 +31,7 @@ from noisybench.config import RunConfig, TrainConfig
 from noisybench.data import Dataset
 from noisybench.data.prepare import PreparedData, prepare_data
 from noisybench.data.streaming import BatchStreamer, is_streamed
-from noisybench.errors import NonFiniteLossError
+from noisybench.errors import CheckpointError, NonFiniteLossError
 from noisybench.method import Batch, Method, create_method
 from noisybench.metrics import final_metrics
 from noisybench.runtime import Runtime, accelerate, peak_memory_mb, resolve_runtime
@@ -318,6 +318,7 @@ class Trainer:
         self.runtime = resolve_runtime(self.train)
         self.device = self.runtime.torch_device
         self._clean: torch.Tensor | None = None
+        self.resumed_from_epoch = 0  # epochs restored from the checkpoint (set by run)
 
     def setup(self) -> tuple[TrainerContext, Method]:
         """Prepare data, networks, optimisers and the method (public for benchmarks and tests)."""
@@ -434,14 +435,22 @@ class Trainer:
         if self.checkpoint is None:
             return []
         state = self.checkpoint.load(map_location=self.device)
-        if state is None or state.get("run_id") != self.config.run_id:
+        if not isinstance(state, dict) or state.get("run_id") != self.config.run_id:
             return []
-        for net, s in zip(ctx.nets, state["nets"]):
-            net.load_state_dict(s)
-        for opt, s in zip(ctx.optimizers, state["optimizers"]):
-            opt.load_state_dict(s)
-        method.load_state_dict(state["method"])
-        return list(state["history"])
+        try:  # a state that does not fit (shapes, counts, missing parts) leaves the run half-restored: start over
+            if (len(state["nets"]), len(state["optimizers"])) != (len(ctx.nets), len(ctx.optimizers)):
+                raise ValueError(f"{len(state['nets'])} networks and {len(state['optimizers'])} optimisers saved, "
+                                 f"{len(ctx.nets)} built")
+            for net, s in zip(ctx.nets, state["nets"]):
+                net.load_state_dict(s)
+            for opt, s in zip(ctx.optimizers, state["optimizers"]):
+                opt.load_state_dict(s)
+            method.load_state_dict(state["method"])
+            history = list(state["history"])
+        except Exception as exc:
+            raise CheckpointError(f"{type(exc).__name__}: {exc}") from exc
+        self.resumed_from_epoch = len(history)
+        return history
 
 
 def belief_stats(method: Method, y_noisy: torch.Tensor, clean: torch.Tensor | None) -> dict[str, float]:

@@ -103,10 +103,10 @@ def test_earlier_incarnation_of_same_slurm_job_is_stale(tmp_path: Path, monkeypa
 
 
 def test_heartbeat_refreshes_and_loser_notices(tmp_path: Path) -> None:
-    claim = try_claim(tmp_path, "r1", ttl=0.5)
+    claim = try_claim(tmp_path, "r1", interval=0.1)
     assert isinstance(claim, Claim)
     time.sleep(0.4)
-    assert read_claims(tmp_path)["r1"].age < 0.3  # heartbeat every ttl/5 = 0.1 s
+    assert read_claims(tmp_path)["r1"].age < 0.3  # heartbeat every 0.1 s
     _forge(tmp_path, "r1", claim.generation + 1, host="elsewhere", pid=1, start="1", job=None)
     with pytest.raises(ClaimLostError, match="claim lost to elsewhere"):
         claim.check()
@@ -145,3 +145,71 @@ def test_racing_processes_each_run_claimed_once(tmp_path: Path, stale_first: boo
     assert sorted(flat) == run_ids  # every run won exactly once
     log = [line.split() for line in (tmp_path / CLAIMS / "log").read_text().splitlines()]
     assert sorted(entry[2] for entry in log) == run_ids
+
+
+def test_release_of_a_claim_with_a_huge_generation_returns_at_once(tmp_path: Path) -> None:
+    import threading
+
+    huge = 10**18
+    _forge(tmp_path, "r1", huge - 3, age=1000, host="gone", pid=1, start="1", job=None)  # an older generation
+    claim = try_claim(tmp_path, "r1", ttl=60)
+    assert isinstance(claim, Claim) and claim.generation == huge - 2
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (claim.release(), done.set()), daemon=True)
+    thread.start()
+    assert done.wait(5), "release() walks every generation number down to 0"
+    assert not list((tmp_path / CLAIMS).glob("r1.*"))
+
+
+@pytest.mark.parametrize("content", ["", "{trunc", "[1, 2]", "null", '"text"'])
+def test_an_empty_or_garbage_claim_does_not_block_the_run(tmp_path: Path, content: str) -> None:
+    """What a process killed between creating its claim file and writing it leaves behind: never a live claim."""
+    (tmp_path / CLAIMS).mkdir()
+    (tmp_path / CLAIMS / "r1.0").write_text(content)  # fresh mtime: only its content says it is dead
+    claim = try_claim(tmp_path, "r1", ttl=300)
+    assert isinstance(claim, Claim) and claim.generation == 1
+    claim.release()
+
+
+def test_a_claim_is_never_seen_half_written(tmp_path: Path) -> None:
+    """A claim file appears with its content in one step (no window in which it is empty)."""
+    claim = try_claim(tmp_path, "r1")
+    assert isinstance(claim, Claim)
+    seen = json.loads((tmp_path / CLAIMS / "r1.0").read_text())
+    assert seen["pid"] == os.getpid() and seen["host"] == socket.gethostname()
+    assert not [p.name for p in (tmp_path / CLAIMS).iterdir() if p.name not in ("r1.0", "log")]  # no temp left
+    claim.release()
+
+
+def test_a_heartbeat_in_the_future_does_not_block_the_run(tmp_path: Path) -> None:
+    _forge(tmp_path, "r1", 0, age=-3600, host="elsewhere", pid=1, start="1", job=None)  # clock far ahead
+    claim = try_claim(tmp_path, "r1", ttl=60)
+    assert isinstance(claim, Claim) and claim.generation == 1
+    claim.release()
+    _forge(tmp_path, "r2", 0, age=-5, host="elsewhere", pid=1, start="1", job=None)  # a few seconds of skew
+    assert isinstance(try_claim(tmp_path, "r2", ttl=60), ClaimInfo)
+
+
+_HOLD = """
+import sys, time
+from noisybench.store.claims import try_claim, Claim
+claim = try_claim(sys.argv[1], "r1", ttl=float(sys.argv[2]))
+print("won" if isinstance(claim, Claim) else "lost", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("ttl", [0.0, 0.001, -1.0, float("nan")])
+def test_no_ttl_lets_two_processes_hold_one_run(tmp_path: Path, ttl: float) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path), repr(ttl)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "won"
+        time.sleep(0.5)  # the holder is alive and beating; a TTL of (about) zero must not expire it
+        got = try_claim(tmp_path, "r1", ttl=ttl)
+        assert isinstance(got, ClaimInfo) and got.holder["pid"] == holder.pid
+        _forge(tmp_path, "r2", 0, age=0.5, host="elsewhere", pid=1, start="1", job=None)  # a fresh remote heartbeat
+        assert isinstance(try_claim(tmp_path, "r2", ttl=ttl), ClaimInfo)
+    finally:
+        holder.kill()
+        holder.wait()

@@ -123,3 +123,73 @@ def test_rerun_serves_the_unchanged_table_from_the_cache(grid_file, tmp_path: Pa
     result.write_text(json.dumps(record))
     assert run_cli("run", str(grid_file()), "--out", str(out)) == 0
     assert made == [1] and capsys.readouterr().out != first  # a changed result: the table is made again
+
+
+def test_strict_fails_on_failed_runs_already_in_the_store(grid_file, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    from noisybench.store import ResultStore
+
+    out = tmp_path / "out"
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1", "--strict") == 0
+    store = ResultStore(out)
+    record = next(store.iter_results())
+    store.write_result({**record, "status": "failed", "reason": "ValueError: x"})  # failed in an earlier run
+    capsys.readouterr()
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1", "--strict") == 1
+    assert "1 failed" in capsys.readouterr().err
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1") == 0
+
+
+def test_a_full_disk_ends_run_with_one_line_exit_2_and_keeps_what_finished(
+        grid_file, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import noisybench.io as io_module
+    from noisybench.store import ResultStore
+
+    real = io_module.atomic_write_bytes
+    results: list[str] = []
+
+    def full(path, data):  # the disk fills up while the second run writes its final record
+        if Path(path).name == "result.json":
+            results.append(str(path))
+            if len(results) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(io_module, "atomic_write_bytes", full)
+    out = tmp_path / "out"
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1") == 2
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("noisybench: error:")]
+    assert f"no space left on device: cannot write {results[1]}" in line and "rerun the same command" in line
+    assert "Traceback" not in err
+    store = ResultStore(out)
+    assert [s.state for s in store.iter_stored()] == ["done"]  # the first run is kept, nothing recorded failed
+    monkeypatch.undo()
+    assert run_cli("run", str(grid_file()), "--out", str(out), "--workers", "1") == 0
+    assert "1 already finished, 3 to run" in capsys.readouterr().err
+
+
+def test_two_grids_of_one_name_keep_their_own_plans_and_are_warned_about(
+        grid_file, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from noisybench.store import ResultStore
+
+    first = grid_file()
+    second = tmp_path / "copy.toml"  # copied and edited, `name` left as it was
+    second.write_text(TINY_GRID.replace('methods = ["ce", "gce"]', 'methods = ["ce"]').replace("seeds = [1, 2]",
+                                                                                               "seeds = [3]"))
+    out = tmp_path / "out"
+    for grid in (first, second):
+        assert run_cli("run", str(grid), "--out", str(out), "--workers", "1") == 0
+    err = capsys.readouterr().err
+    assert f"grid name 'tiny' is also the name of {first.resolve()}" in err and "own `name`" in err
+    planned = ResultStore(out).planned()
+    assert len(planned) == 5  # 4 runs of the first grid, 1 of the second: neither plan lost
+    assert sorted(ResultStore(out).plan_sources()) == sorted([str(first.resolve()), str(second.resolve())])
+    assert run_cli("run", str(first), "--out", str(out), "--workers", "1") == 0
+    assert "also the name of" in capsys.readouterr().err
+    assert len(list((out / "plans").iterdir())) == 2  # rerunning a grid replaces its own plan
+    first.rename(tmp_path / "moved.toml")  # the same grid file, moved: it takes over its old plan
+    assert run_cli("run", str(tmp_path / "moved.toml"), "--out", str(out), "--workers", "1") == 0
+    assert len(list((out / "plans").iterdir())) == 2

@@ -202,3 +202,197 @@ def test_local_pool_starts_the_costliest_runs_first() -> None:
     assert METHODS.get("dividemix").relative_cost > METHODS.get("ce").relative_cost
     assert [r.method for r in ordered[:2]] == ["dividemix", "dividemix"]
     assert [r.run_id for r in ordered[2:]] == [r.run_id for r in runs if r.method != "dividemix"]  # plan order kept
+
+
+KILLER = '''
+import os
+import signal
+import time
+
+import torch.nn.functional as F
+from noisybench.method import Method
+
+
+class Killer(Method):
+    """Cross-entropy, except that the first run to reach its second epoch kills its own process there (as the
+    out-of-memory killer would): it leaves a mark, so that no other run does. Epochs are slowed down, so that the
+    other run is still in flight then."""
+
+    relative_cost = 2.0  # started first, side by side
+
+    def end_epoch(self, ctx, epoch):
+        time.sleep(0.4)
+        return super().end_epoch(ctx, epoch)
+
+    def training_step(self, ctx, batch, epoch):
+        if epoch == 1:
+            try:
+                os.close(os.open(os.environ["NB_TEST_MARK"], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)
+'''
+KILLER_GRID = """
+name = "deaths"
+[grid]
+datasets = ["blobs"]
+methods = ["killer", "ce"]
+noise = ["sym:0.2"]
+seeds = {seeds}
+[train]
+epochs = 6
+[datasets.blobs]
+n_samples = 300
+dim = 6
+"""
+
+
+@pytest.mark.slow
+def test_a_run_that_kills_its_worker_fails_alone_and_the_grid_goes_on(tmp_path: Path) -> None:
+    """One ``killer`` run SIGKILLs its worker in epoch 1 while the other trains in the other worker: the first is
+    recorded as failed with the signal, the other finishes undisturbed (the numbers of a run on its own), a fresh
+    worker takes the dead one's place for the CE runs, and ``run`` ends with "1 failed"."""
+    from tests._plugins import cli, install_plugin
+
+    env = install_plugin(tmp_path / "plugins", "nb_killer", KILLER, {"killer": "Killer"})
+    env["NB_TEST_MARK"] = str(tmp_path / "mark")
+    grid = tmp_path / "g.toml"
+    grid.write_text(KILLER_GRID.format(seeds="[1, 2]"))
+    out = tmp_path / "out"
+    done = cli(["run", str(grid), "--out", str(out), "--workers", "2"], env)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "1 failed" in done.stderr
+    records = {(r["config"]["method"], r["status"]): r for r in ResultStore(out).iter_results()}
+    assert len(records) == 3 and sorted(records) == [("ce", "done"), ("killer", "done"), ("killer", "failed")]
+    dead = records[("killer", "failed")]
+    assert dead["reason"].startswith("worker died: signal 9 (SIGKILL")
+    survivor = records[("killer", "done")]
+    assert survivor["resumed_from_epoch"] == 0
+    ce = [r for r in ResultStore(out).iter_results() if r["config"]["method"] == "ce"]
+    assert [r["status"] for r in ce] == ["done", "done"]
+    pids = {r["pid"] for r in [*ce, dead, survivor]}
+    assert len(pids) == 3  # a fresh worker replaced the dead one
+    shown = cli(["status", str(out), "--no-slurm"], env).stdout
+    assert "failed: 1" in shown and "worker died: signal 9" in shown
+    alone = tmp_path / "alone"  # the survivor on its own: the same numbers, epoch by epoch
+    grid.write_text(KILLER_GRID.format(seeds=f"[{survivor['config']['seed']}]"))
+    assert cli(["run", str(grid), "--out", str(alone), "--workers", "1"], env).returncode == 0
+    reference = ResultStore(alone).result(survivor["run_id"])
+    volatile = {"train_time"}
+    assert {k: v for k, v in survivor["metrics"].items() if k not in volatile} == \
+        {k: v for k, v in reference["metrics"].items() if k not in volatile}
+    epochs = [{k: v for k, v in row.items() if k not in ("epoch_time", "peak_mem_mb")}
+              for store in (out, alone) for row in ResultStore(store).history(survivor["run_id"])]
+    assert epochs[:6] == epochs[6:]
+
+
+def test_a_refused_sbatch_is_one_line_with_its_message(tmp_path: Path, fake_sbatch: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from noisybench.cli import main
+
+    sbatch = Path(os.environ["PATH"].split(os.pathsep)[0]) / "sbatch"
+    sbatch.write_text("#!/bin/sh\necho 'sbatch: error: Batch job submission failed: Invalid partition name "
+                      "specified' >&2\nexit 1\n")
+    grid = tmp_path / "g.toml"
+    grid.write_text('name = "g"\n[grid]\ndatasets = ["blobs"]\nmethods = ["ce"]\nnoise = ["sym:0.2"]\nseeds = [1]\n')
+    code = main(["run", str(grid), "--out", str(tmp_path / "out"), "--executor", "slurm", "--partition", "nope",
+                 "--detach"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "FailedJobError" not in err
+    (line,) = [x for x in err.splitlines() if "Invalid partition" in x]
+    assert line == ("noisybench: error: sbatch failed: sbatch: error: Batch job submission failed: Invalid partition "
+                    "name specified; nothing was submitted")
+
+
+def test_slurm_without_slurm_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture) -> None:
+    from noisybench.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch, no srun
+    grid = tmp_path / "g.toml"
+    grid.write_text('name = "g"\n[grid]\ndatasets = ["blobs"]\nmethods = ["ce"]\nnoise = ["sym:0.2"]\nseeds = [1]\n')
+    assert main(["run", str(grid), "--out", str(tmp_path / "out"), "--executor", "slurm", "--detach"]) == 2
+    assert "Slurm is not installed here" in capsys.readouterr().err
+
+
+FILLER = '''
+import errno
+import os
+import time
+from pathlib import Path
+
+import torch.nn.functional as F
+import noisybench.io
+from noisybench.method import Method
+
+MARK = Path(os.environ["NB_TEST_DISK_MARK"])
+
+
+class Filler(Method):
+    """Cross-entropy, except that the disk fills up when the first run to start writes its final record (it
+    leaves a mark, so that this happens once); the other runs are slow, so that the first one ends first."""
+
+    def setup(self, ctx):
+        try:
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            self.slow = True
+        else:
+            self.slow = False
+            real = noisybench.io.atomic_write_bytes
+
+            def full(path, data):
+                if Path(path).name == "result.json":
+                    noisybench.io.atomic_write_bytes = real
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real(path, data)
+
+            noisybench.io.atomic_write_bytes = full
+
+    def training_step(self, ctx, batch, epoch):
+        if self.slow:
+            time.sleep(0.15)
+        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)
+'''
+
+
+@pytest.mark.slow
+def test_a_full_disk_in_a_worker_stops_the_grid_with_one_line(tmp_path: Path) -> None:
+    """The pool: a worker's run cannot write its record (ENOSPC). ``run`` starts no further run, lets the run
+    in flight finish, and exits 2 with one line naming the file; the rerun does the rest."""
+    from tests._plugins import cli, install_plugin
+
+    env = install_plugin(tmp_path / "plugins", "nb_filler", FILLER, {"filler": "Filler"})
+    env["NB_TEST_DISK_MARK"] = str(tmp_path / "mark")
+    grid = tmp_path / "g.toml"
+    grid.write_text(KILLER_GRID.replace('["killer", "ce"]', '["filler"]').format(seeds="[1, 2, 3, 4]"))
+    out = tmp_path / "out"
+    first = cli(["run", str(grid), "--out", str(out), "--workers", "2"], env)
+    assert first.returncode == 2 and "Traceback" not in first.stderr, first.stderr[-3000:]
+    (line,) = [x for x in first.stderr.splitlines() if x.startswith("noisybench: error:")]
+    store = ResultStore(out)
+    states = {r: store.stored(r).state for r in store.run_ids()}
+    assert sorted(states.values()) == ["done", "missing"]  # the run in flight finished; 2 runs never started
+    full = next(r for r, state in states.items() if state == "missing")
+    assert f"no space left on device: cannot write {store.run_dir(full)}/result.json" in line
+    again = cli(["run", str(grid), "--out", str(out), "--workers", "2"], env)
+    assert again.returncode == 0 and "1 already finished, 3 to run" in again.stderr, again.stderr[-3000:]
+
+
+def test_warm_up_loads_each_dataset_of_the_grid_once_and_the_runs_reuse_it(tmp_path: Path) -> None:
+    """What a pool worker does while the plan is checked: each distinct dataset of the grid is loaded into the
+    process's data cache, and the runs then take it from there (the same arrays, not a second load)."""
+    from noisybench.data import _load_cached
+    from noisybench.executors.local import warm_specs, warm_up
+
+    runs = tiny_runs(seeds=(1, 2), datasets=("blobs", "digits"))
+    specs = warm_specs(runs)
+    assert sorted(s["dataset"]["name"] for s in specs) == ["blobs", "digits"]
+    _load_cached.cache_clear()
+    warm_up(specs)
+    assert _load_cached.cache_info().misses == 2
+    records = [execute_run(run, tmp_path) for run in runs]
+    assert [r["status"] for r in records] == ["done"] * 4
+    assert _load_cached.cache_info().misses == 2  # every run found its dataset prepared

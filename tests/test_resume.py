@@ -208,3 +208,144 @@ def _realize(config: dict):
 
     return prepare_data(config["dataset"]["name"], config["dataset"]["params"], config["noise"], config["seed"],
                         config["train"]["val_fraction"])[1].noise
+BROKEN = '''
+import torch.nn.functional as F
+from noisybench.method import Method
+
+
+class Broken(Method):
+    """A method whose author forgot something: every run fails at its first step."""
+
+    def training_step(self, ctx, batch, epoch):
+        raise ValueError("broken on purpose")
+'''
+FIXED = BROKEN.replace('raise ValueError("broken on purpose")', "return F.cross_entropy(ctx.nets[0](batch.x), batch.y)")
+
+
+@pytest.mark.slow
+def test_the_advice_after_a_failure_works_as_written(tmp_path: Path) -> None:
+    """A failing method, then the user fixes its file and runs the command ``status`` prints: every failed run
+    is retried, ends done, and keeps the record of its failed attempt."""
+    import shlex
+
+    from tests._plugins import cli, install_plugin
+
+    env = install_plugin(tmp_path / "plugins", "nb_broken", BROKEN, {"broken": "Broken"})
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["ce", "broken"]))
+    first = cli(["run", str(grid), "--out", str(out), "--workers", "1"], env)
+    assert first.returncode == 0 and "2 failed" in first.stderr and "--retry-failed" in first.stderr, first.stderr
+    status = cli(["status", str(out), "--no-slurm"], env)
+    assert "failed: 2" in status.stdout and "ValueError: broken on purpose" in status.stdout
+    advice = status.stdout.split("rerun the failed runs after fixing them: ")[1].splitlines()[0]
+    (tmp_path / "plugins" / "nb_broken.py").write_text(FIXED)  # the fix
+    argv = shlex.split(advice)
+    assert argv[:2] == ["noisybench", "run"] and "--retry-failed" in argv
+    retry = cli([*argv[1:], "--workers", "1"], env)
+    assert retry.returncode == 0, retry.stderr[-2000:]
+    assert "2 to run" in retry.stderr and "stale" not in retry.stderr and "failed" not in retry.stderr
+    status = cli(["status", str(out), "--no-slurm"], env)
+    assert status.stdout.splitlines()[0].startswith("done: 4  stale: 0") and "failed: 0" in status.stdout
+    store = ResultStore(out)
+    retried = [r for r in store.iter_results() if r["config"]["method"] == "broken"]
+    assert len(retried) == 2 and {r["status"] for r in retried} == {"done"}
+    for record in retried:  # the history: failed, then retried
+        (attempt,) = record["attempts"]
+        assert attempt["status"] == "failed" and attempt["reason"] == "ValueError: broken on purpose"
+        assert attempt["raised_at"].endswith("in training_step") and attempt["finished_at"]
+        kept = store.run_dir(record["run_id"]) / attempt["folder"]
+        assert "broken on purpose" in (kept / "traceback.txt").read_text()
+        assert json.loads((kept / "result.json").read_text())["status"] == "failed"
+
+
+def test_a_failed_run_is_failed_not_stale_when_its_code_changed(tmp_path: Path, plugin_module: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """A fixed method's failed runs stay failed (never stale, never silently counted as finished), and
+    --retry-failed reruns them whatever their fingerprint."""
+    from noisybench.runner import classify
+
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["edit-me"]))
+    assert run(capsys, grid, out)[0] == 0
+    store = ResultStore(out)
+    for record in store.iter_results():  # as if the method had raised
+        store.write_result({**record, "status": "failed", "reason": "ValueError: x"})
+    plugin_module.write_text(PLUGIN.replace("1.0 * logits", "0.0 * logits"))  # the fix
+    code, _, err = run(capsys, grid, out)
+    assert "stale" not in err and "2 of them failed: rerun with --retry-failed" in err
+    assert main(["status", str(out), "--no-slurm"]) == 0
+    assert "failed: 2" in capsys.readouterr().out
+    from noisybench.config import load_grid
+    from noisybench.fingerprint import fingerprints
+    from noisybench.plan import expand_grid
+
+    runs = expand_grid(load_grid(grid))
+    pending = classify(runs, store, retry_failed=True, expected=fingerprints(runs))
+    assert pending.todo == runs and pending.stale == []
+
+
+def _hold(out: Path, run_id: str) -> None:
+    """A live claim of another process on this host (this test's parent) on ``run_id``."""
+    import os
+    import socket
+
+    from noisybench.store.claims import CLAIMS, process_start
+
+    parent = os.getppid()
+    (out / CLAIMS).mkdir(exist_ok=True)
+    (out / CLAIMS / f"{run_id}.0").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": parent, "start": process_start(parent), "job": None}))
+
+
+@pytest.mark.parametrize("how", ["force", "rerun-stale", "corrupt"])
+def test_a_run_another_live_driver_trains_is_never_moved(tmp_path: Path, plugin_module: Path, how: str,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    """--force, --rerun-stale and the retiring of corrupt runs take the run's claim first: a run that a live
+    process holds is skipped as busy, its folder left where it is."""
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["edit-me"]))
+    assert run(capsys, grid, out)[0] == 0
+    store = ResultStore(out)
+    busy, free = sorted(store.run_ids())
+    before = (store.run_dir(busy) / "result.json").read_bytes()
+    flags: tuple[str, ...] = ()
+    if how == "force":
+        flags = ("--force",)
+    elif how == "rerun-stale":
+        plugin_module.write_text(PLUGIN.replace("1.0 * logits", "0.0 * logits"))
+        flags = ("--rerun-stale",)
+    else:
+        for run_id in (busy, free):
+            (store.run_dir(run_id) / "result.json").write_text("{truncated")
+        before = (store.run_dir(busy) / "result.json").read_bytes()
+    _hold(out, busy)
+    code, _, err = run(capsys, grid, out, *flags)
+    assert code == 0, err
+    assert f"{busy}" in err and "is being trained by" in err and "not moved, skipped" in err
+    assert (store.run_dir(busy) / "result.json").read_bytes() == before  # untouched
+    assert [p.name.split(".")[0] for p in (out / "retired").iterdir()] == [free]  # only the free run moved
+    assert store.stored(free).state == "done"
+
+
+def test_a_run_this_user_cannot_read_is_named_and_left_alone(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A teammate's run whose files are not readable by this user: `run` neither retires nor redoes it,
+    `status` and `report` call it unreadable by this user, never corrupt."""
+    from tests.test_store import _deny
+
+    grid, out = tmp_path / "g.toml", tmp_path / "out"
+    grid.write_text(grid_text(["ce"]))
+    assert run(capsys, grid, out)[0] == 0
+    _deny(monkeypatch, "result.json")
+    code, _, err = run(capsys, grid, out)
+    assert code == 0 and "2 run(s) left alone, their records unreadable by this user" in err
+    assert "corrupt" not in err and not (out / "retired").exists() and "0 to run" in err
+    assert main(["status", str(out), "--no-slurm"]) == 0
+    shown = capsys.readouterr().out
+    assert "unreadable: 2" in shown and "unreadable by this user" in shown and "corrupt" not in shown
+    monkeypatch.undo()
+    hidden = sorted(ResultStore(out).run_ids())[0]
+    _deny(monkeypatch, "result.json", within=hidden)
+    assert main(["report", str(out)]) == 0
+    warning = next(line for line in capsys.readouterr().out.splitlines() if hidden in line)
+    assert "unreadable by this user" in warning and "corrupt:" not in warning

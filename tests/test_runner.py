@@ -187,7 +187,7 @@ def test_runs_checkpoint_by_the_clock_and_still_store_their_whole_history(
 
     saved: list[str] = []
     monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", "3600")
-    monkeypatch.setattr("noisybench.store.atomic_torch_save",
+    monkeypatch.setattr("noisybench.store.checkpoint.atomic_torch_save",
                         lambda obj, path: saved.append(str(path)) or atomic_torch_save(obj, path))
     run = tiny_runs(seeds=(1,), epochs=4)[0]
     record = execute_run(run, tmp_path)
@@ -236,3 +236,68 @@ def test_a_stop_checkpoints_at_once_between_clock_checkpoints(tmp_path: Path, mo
     volatile = {"train_time"}
     assert {k: v for k, v in resumed["metrics"].items() if k not in volatile} == \
         {k: v for k, v in reference["metrics"].items() if k not in volatile}
+
+
+@pytest.mark.parametrize("damage", ["shapes", "no-nets", "list", "nets-missing-one"])
+def test_a_checkpoint_that_loads_but_does_not_fit_is_discarded_and_the_run_starts_over(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str) -> None:
+    """A checkpoint that torch loads but the run cannot apply: warned about, removed, the run trains from
+    scratch to the numbers of an uninterrupted run, and records that it resumed from nothing."""
+    import torch
+
+    from noisybench.io import atomic_torch_save, torch_load_weights
+    from noisybench.trainer import Trainer
+
+    run = tiny_runs(seeds=(1,), epochs=4)[0]
+    reference = execute_run(run, tmp_path / "reference")
+    real_epoch = Trainer._run_epoch
+
+    def crash_in_epoch_2(self, ctx, method, epoch):
+        if epoch == 2:
+            raise RuntimeError("power cut")
+        return real_epoch(self, ctx, method, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_run_epoch", crash_in_epoch_2)
+        assert execute_run(run, tmp_path / "out")["status"] == "failed"
+    store = ResultStore(tmp_path / "out")
+    folder = store.run_dir(run.run_id)
+    (folder / "result.json").unlink()  # as if the process had died in epoch 2: checkpoint and history of 2 epochs
+    state = torch_load_weights(folder / "checkpoint.pt")
+    assert len(state["history"]) == 2 and len(store.history(run.run_id)) == 2
+    if damage == "shapes":
+        name = next(iter(state["nets"][0]))
+        state["nets"][0][name] = torch.zeros(3, 3)
+    elif damage == "no-nets":
+        del state["nets"]
+    elif damage == "nets-missing-one":
+        state["nets"] = []
+    else:
+        state = [1, 2]
+    atomic_torch_save(state, folder / "checkpoint.pt")
+    with pytest.warns(UserWarning, match="checkpoint"):
+        record = execute_run(run, tmp_path / "out")
+    assert record["status"] == "done", record.get("reason")
+    assert record["resumed_from_epoch"] == 0  # what was restored, not what the history file held
+    assert not (folder / "checkpoint.pt").exists()
+    volatile = {"train_time"}
+    assert {k: v for k, v in record["metrics"].items() if k not in volatile} == \
+        {k: v for k, v in reference["metrics"].items() if k not in volatile}
+
+
+def test_resumed_from_epoch_counts_the_epochs_restored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from noisybench.trainer import Trainer
+
+    run = tiny_runs(seeds=(1,), epochs=4)[0]
+    real_epoch = Trainer._run_epoch
+
+    def crash_in_epoch_3(self, ctx, method, epoch):
+        if epoch == 3:
+            raise RuntimeError("power cut")
+        return real_epoch(self, ctx, method, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_run_epoch", crash_in_epoch_3)
+        execute_run(run, tmp_path)
+    (ResultStore(tmp_path).run_dir(run.run_id) / "result.json").unlink()
+    assert execute_run(run, tmp_path)["resumed_from_epoch"] == 3

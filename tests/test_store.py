@@ -103,3 +103,113 @@ def test_failed_run_is_recorded_and_not_retried_unless_asked(finished_store, tmp
     assert (stored["finished_at"], stored["wall_time"]) == (record["finished_at"], record["wall_time"])
     retried = execute_run(bad, tmp_path, retry_failed=True)
     assert retried["status"] == "failed" and retried["wall_time"] != record["wall_time"]
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o022, 0o077])
+def test_store_files_follow_the_umask(finished_store, tmp_path: Path, umask: int) -> None:
+    """A teammate in the same group reads a shared store: files get 0666 & ~umask, as any tool's would."""
+    _, runs, _ = finished_store
+    old = os.umask(umask)
+    try:
+        execute_run(runs[0], tmp_path / "out")
+    finally:
+        os.umask(old)
+    folder = ResultStore(tmp_path / "out").run_dir(runs[0].run_id)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir() if p.is_file()}
+    assert "result.json" in modes and set(modes.values()) == {0o666 & ~umask}, modes
+    claims_log = tmp_path / "out" / "claims" / "log"
+    assert claims_log.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def _deny(monkeypatch: pytest.MonkeyPatch, name: str, within: str = "") -> None:
+    """Reading files called ``name`` (under a folder ``within``) fails as for another user's file of mode 0600."""
+    import errno
+
+    import noisybench.store as store_module
+
+    real = store_module.read_json
+
+    def read_json(path):
+        if Path(path).name == name and within in Path(path).parts[:-1] + ("",):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(store_module, "read_json", read_json)
+
+
+def test_a_result_this_user_cannot_read_is_unreadable_never_corrupt(finished_store, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out, runs, _ = finished_store
+    _deny(monkeypatch, "result.json")
+    store = ResultStore(out)
+    stored = store.stored(runs[0].run_id)
+    assert stored.state == "unreadable" and stored.record is None
+    assert "unreadable by this user" in stored.problem and "corrupt" not in stored.problem
+    assert store.corrupt() == []
+    assert pending_runs(runs, store) == []  # nothing to redo, nothing to move aside
+    frame = load_results(out)
+    assert set(frame["status"]) == {"unreadable"}
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file whatever its mode")
+def test_a_result_of_another_user_is_unreadable(finished_store, tmp_path: Path) -> None:
+    import shutil
+
+    out, runs, _ = finished_store
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    path = ResultStore(copy).run_dir(runs[0].run_id) / "result.json"
+    path.chmod(0)
+    try:
+        stored = ResultStore(copy).stored(runs[0].run_id)
+        assert stored.state == "unreadable" and "unreadable by this user" in stored.problem
+    finally:
+        path.chmod(0o644)
+
+
+@pytest.mark.parametrize("target", ["result.json", "history.json", "checkpoint.pt", "config.json"])
+def test_a_full_disk_stops_the_run_with_the_path_and_records_no_failure(tmp_path: Path, target: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing any file of a run: an error naming the file, no failed record (the run is not at
+    fault: a rerun after freeing space does it)."""
+    import errno
+
+    import noisybench.io as io_module
+    from noisybench.store import StoreWriteError
+    from tests.test_executors import tiny_runs
+
+    real = io_module.atomic_write_bytes
+
+    def full(path, data):
+        if Path(path).name == target:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(io_module, "atomic_write_bytes", full)
+    monkeypatch.setattr("noisybench.store.atomic_write_bytes", full)
+    run = tiny_runs(seeds=(1,), epochs=3)[0]
+    with pytest.raises(StoreWriteError, match=rf"no space left on device.*{run.run_id}/{target}") as caught:
+        execute_run(run, tmp_path)
+    assert "\n" not in str(caught.value)
+    store = ResultStore(tmp_path)
+    assert store.result(run.run_id) is None and not (store.run_dir(run.run_id) / "traceback.txt").exists()
+    monkeypatch.undo()
+    assert execute_run(run, tmp_path)["status"] == "done"  # space freed: the rerun finishes it
+
+
+@pytest.mark.parametrize("state", ["list", "no-nets", "history-not-a-list", "nets-not-a-list", "text"])
+def test_a_malformed_checkpoint_is_ignored_with_a_warning_and_removed(tmp_path: Path, state: str) -> None:
+    from noisybench.io import atomic_torch_save
+
+    path = tmp_path / "checkpoint.pt"
+    good = {"run_id": "r", "history": [{"epoch": 0}], "nets": [{}], "optimizers": [{}], "method": {}}
+    bad = {"list": [1, 2], "no-nets": {k: v for k, v in good.items() if k != "nets"}, "text": "hello",
+           "history-not-a-list": {**good, "history": {"epoch": 0}}, "nets-not-a-list": {**good, "nets": {}}}[state]
+    atomic_torch_save(bad, path)
+    from noisybench.store import Checkpoint
+
+    with pytest.warns(UserWarning, match="ignoring malformed checkpoint"):
+        assert Checkpoint(path).load() is None
+    assert not path.exists()
+    atomic_torch_save(good, path)
+    assert Checkpoint(path).load() == good

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from noisybench.config import RunConfig
 from noisybench.errors import ConfigError, suggest
@@ -35,6 +36,7 @@ class ExecRequest:
     detach: bool = False
     progress: ProgressFn | None = None
     log: Callable[[str], None] = print
+    pool: Any = None  # local: a started noisybench.executors.local.WorkerPool to use (warmed up while planning)
 
 
 def execute_plan(request: ExecRequest) -> list[RunRecord] | None:
@@ -47,7 +49,8 @@ def execute_plan(request: ExecRequest) -> list[RunRecord] | None:
 
         workers = min(request.workers, max(1, len(request.runs)))
         request.log(f"local executor: {workers} worker(s) -> {request.out_dir}")
-        return run_local(list(request.runs), request.out_dir, workers, request.retry_failed, request.progress)
+        return run_local(list(request.runs), request.out_dir, workers, request.retry_failed, request.progress,
+                         request.pool)
     if request.executor == "debug":
         from noisybench.executors.debug import run_debug
 

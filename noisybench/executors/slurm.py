@@ -14,13 +14,16 @@ can tell queued runs from pending ones without the driver (:func:`queued_runs` a
 
 from __future__ import annotations
 
+import contextlib
 import getpass
+import io
 import math
 import os
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import submitit
 
 from noisybench.config import RunConfig
+from noisybench.errors import NoisybenchError
 from noisybench.executors.slurm_options import MAX_ARRAY as MAX_ARRAY
 from noisybench.executors.slurm_options import UNLIMITED_WORDS as UNLIMITED_WORDS
 from noisybench.executors.slurm_options import SlurmOptions as SlurmOptions
@@ -84,6 +88,9 @@ def group_runs(runs: Sequence[RunConfig], runs_per_task: int, parallelism: int) 
 def make_slurm_executor(out_dir: str | Path, options: SlurmOptions, name: str) -> submitit.SlurmExecutor:
     """A submitit Slurm executor whose logs go to the store's ``slurm/<job id>/`` folder."""
     folder = ResultStore(out_dir).executor_folder("slurm") / "%j"
+    if shutil.which("srun") is None or shutil.which("sbatch") is None:
+        raise NoisybenchError("--executor slurm: Slurm is not installed here (no sbatch or srun on PATH); run on a "
+                              "cluster's login node, or use --executor local")
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=options.max_requeues)
     limit = options.time
     params: dict[str, Any] = {
@@ -114,19 +121,40 @@ class Submission:
 
 def submit(executor: submitit.Executor, runs: Sequence[RunConfig], out_dir: str | Path, options: SlurmOptions,
            retry_failed: bool = False, raise_errors: bool = False) -> Submission:
-    """Submit ``runs`` as job arrays of :class:`RunBatch` tasks and record them in the store."""
+    """Submit ``runs`` as job arrays of :class:`RunBatch` tasks and record each array in the store.
+
+    An ``sbatch`` that refuses a submission raises :class:`~noisybench.errors.NoisybenchError` with its
+    message, on one line (the arrays submitted before it stay recorded).
+    """
     groups = group_runs(runs, options.runs_per_task, options.array_parallelism)
     jobs: list[submitit.Job] = []
     for start in range(0, len(groups), MAX_ARRAY):
         chunk = groups[start : start + MAX_ARRAY]
-        with executor.batch():
+        with _sbatch_errors(start // MAX_ARRAY), executor.batch():
             for group in chunk:
                 batch = RunBatch([r.to_dict() for r in group], str(out_dir), retry_failed, options.cpus, raise_errors)
                 jobs.append(executor.submit(batch))
-    submission = Submission(jobs, groups)
-    if not isinstance(executor, submitit.DebugExecutor):
-        record_submission(out_dir, submission, asdict(options))
-    return submission
+        if not isinstance(executor, submitit.DebugExecutor):
+            record_submission(out_dir, Submission(jobs[start:], chunk), asdict(options))
+    return Submission(jobs, groups)
+
+
+@contextlib.contextmanager
+def _sbatch_errors(submitted: int) -> Iterator[None]:
+    """sbatch's refusal as one line (submitit prints sbatch's stderr itself, then raises with it)."""
+    echoed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(echoed):
+            yield
+    except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError) as exc:
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or "no message"
+        before = f"; the {submitted} job array(s) submitted before it are recorded" if submitted else \
+            "; nothing was submitted"
+        raise NoisybenchError(f"sbatch failed: {message}{before}") from None
+    except BaseException:
+        sys.stderr.write(echoed.getvalue())
+        raise
+    sys.stderr.write(echoed.getvalue())
 
 
 def record_submission(out_dir: str | Path, submission: Submission, options: dict[str, Any]) -> None:

@@ -141,5 +141,5 @@ def check_protocol(done: pd.DataFrame, board: BoardFacts) -> list[str]:
     if board.corrupt_runs:
         shown = "; ".join(board.corrupt_runs[:3]) + ("; ..." if len(board.corrupt_runs) > 3 else "")
         out.append(f"{len(board.corrupt_runs)} unreadable result file(s) are left out ({shown}); "
-                   "`noisybench run` redoes them")
+                   "`noisybench run` redoes corrupt ones (files of another user need their owner's permission)")
     return out

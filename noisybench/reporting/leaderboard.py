@@ -23,6 +23,9 @@ from noisybench.noise import noise_display, noise_sort_key
 from noisybench.reporting import stats
 from noisybench.reporting.guardrails import check_protocol, drop_superseded, matched_pairs, select_tuned
 
+#: Statuses of runs whose record is of no use (damaged, or another user's that this user may not read).
+UNUSABLE = ("corrupt", "unreadable")
+
 
 @dataclass
 class Column:
@@ -317,7 +320,7 @@ def _provenance(done: pd.DataFrame) -> dict[str, dict[str, str]]:
 def _corrupt(frame: pd.DataFrame) -> list[str]:
     if "status" not in frame.columns:
         return []
-    bad = frame[frame["status"] == "corrupt"]
+    bad = frame[frame["status"].isin(UNUSABLE)]
     return [f"{r}: {why}" for r, why in zip(bad["run_id"], bad["reason"])]
 
 
@@ -384,7 +387,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     if frame.empty:
         raise NoisybenchError("no finished runs to report; run `noisybench run GRID --out DIR` first")
     corrupt = _corrupt(frame)
-    frame = filter_runs(frame[frame["status"] != "corrupt"], datasets, noises, methods)
+    frame = filter_runs(frame[~frame["status"].isin(UNUSABLE)], datasets, noises, methods)
     done = frame[frame["status"] == "done"]
     if done.empty:
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")

@@ -10,18 +10,25 @@ Layout of an output directory (nothing outside this package names these files)::
                         checkpoint.pt     state after the last checkpointed epoch (removed when the run finishes)
                         result.json       final record; its presence means "finished"
                         traceback.txt     where a failed run's exception came from (failed runs only)
-    <out>/plans/<grid>.json               planned run ids of each grid, with their fingerprints (written first)
+                        attempts/<n>/     an earlier, failed attempt kept when the run was retried: its
+                                          result.json, traceback.txt, history.json, environment.json
+    <out>/plans/<grid>.json               planned run ids of each grid, with their fingerprints and grid file
+                                          (written first; <grid>.<hash>.json for another grid file of the same name)
     <out>/retired/<run_id>.<n>/           folders moved aside (corrupt, stale or forced reruns), never deleted
     <out>/jobs/<array id>.json            Slurm submissions: task id -> run ids
     <out>/claims/<run_id>.<generation>    atomic claims on runs (:mod:`noisybench.store.claims`)
     <out>/slurm/, <out>/debug/            submitit's job folders
     <out>/cache/<name>.json               derived texts (e.g. the closing leaderboard) with the digest of their inputs
 
-Every file is written atomically (:mod:`noisybench.io`). One policy for damaged runs: a final
-record that cannot be read, is not a JSON object, lacks its status, names another run, or (when
+Every file is written atomically (:mod:`noisybench.io`), with the permissions the umask gives (a
+group that shares a results folder reads it). A write that fails (disk full, quota, permissions)
+raises :class:`StoreWriteError` naming the file. One policy for damaged runs: a final
+record that cannot be parsed, is not a JSON object, lacks its status, names another run, or (when
 done) lacks its metrics or its noise artifacts counts as **corrupt**; a corrupt run is unfinished
 everywhere (``run`` moves its folder aside and redoes it, ``status`` lists it as pending with the
-reason, reports list it among their warnings) and nothing raises on it.
+reason, reports list it among their warnings) and nothing raises on it. A final record this user
+may not read (another user's file) is **unreadable**: named as such everywhere, never corrupt,
+never moved aside and never redone.
 """
 
 from __future__ import annotations
@@ -38,24 +45,22 @@ from typing import Any, Literal
 import numpy as np
 
 from noisybench.errors import NoisybenchError
-from noisybench.io import (
-    atomic_save_npy,
-    atomic_torch_save,
-    atomic_write_bytes,
-    atomic_write_json,
-    read_json,
-    torch_load_weights,
-)
+from noisybench.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json
 from noisybench.records import field_problem
+from noisybench.store._files import StoreWriteError, exists, write_json, write_problem, writing
+from noisybench.store.checkpoint import CHECKPOINT_PARTS, Checkpoint, checkpoint_problem
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
 
 _RUNS, _PLANS, _JOBS, _RETIRED, _CACHE = "runs", "plans", "jobs", "retired", "cache"
 _RESULT, _CONFIG, _ENVIRONMENT = "result.json", "config.json", "environment.json"
 _NOISE, _LABELS, _HISTORY, _CHECKPOINT = "noise.json", "noisy_labels.npy", "history.json", "checkpoint.pt"
-_TRACEBACK = "traceback.txt"
+_TRACEBACK, _ATTEMPTS = "traceback.txt", "attempts"
 #: Final statuses a valid record may carry.
 FINAL_STATUSES = ("done", "failed")
-RecordState = Literal["done", "failed", "corrupt", "missing"]
+RecordState = Literal["done", "failed", "corrupt", "unreadable", "missing"]
+#: What a retried run's record keeps of each earlier attempt (beside the attempt's folder).
+ATTEMPT_FIELDS = ("status", "reason", "raised_at", "finished_at", "wall_time", "host", "slurm_job",
+                  "fingerprint_digest")
 
 
 @dataclass(frozen=True)
@@ -81,35 +86,6 @@ def check_record(run_id: str, record: Any) -> str:
     if record["status"] == "done" and not isinstance(record.get("metrics"), dict):
         return "done result has no metrics"
     return field_problem(record)  # valid JSON with a field of the wrong type (a string seed) is corrupt too
-
-
-class Checkpoint:
-    """The per-epoch checkpoint of one run (written atomically, read with ``weights_only``)."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def exists(self) -> bool:
-        """Whether a checkpoint was written."""
-        return self._path.exists()
-
-    def save(self, state: dict[str, Any]) -> None:
-        """Replace the checkpoint with ``state``."""
-        atomic_torch_save(state, self._path)
-
-    def load(self, map_location: Any = "cpu") -> dict[str, Any] | None:
-        """The saved state; None when missing, or unreadable (with a warning: the run starts over)."""
-        if not self._path.exists():
-            return None
-        try:
-            return torch_load_weights(self._path, map_location)
-        except Exception as exc:  # corrupt or foreign file: start over rather than crash
-            warnings.warn(f"ignoring unreadable checkpoint {self._path}: {exc}", stacklevel=2)
-            return None
-
-    def remove(self) -> None:
-        """Delete the checkpoint (the run finished)."""
-        self._path.unlink(missing_ok=True)
 
 
 class ResultStore:
@@ -151,12 +127,13 @@ class ResultStore:
     def has_started(self, run_id: str) -> bool:
         """Whether the folder holds a config or a final record (an empty stray folder does not count)."""
         folder = self.run_dir(run_id)
-        return (folder / _CONFIG).exists() or (folder / _RESULT).exists()
+        return exists(folder / _CONFIG) or exists(folder / _RESULT)
 
     # ---------------------------------------------------------------- final records
     def has_result(self, run_id: str) -> bool:
-        """Whether a final record file exists (a stat, not a parse: fast on big grids)."""
-        return (self.run_dir(run_id) / _RESULT).exists()
+        """Whether a final record file exists (a stat, not a parse: fast on big grids; True when this user
+        may not look, so that :meth:`stored` names the run unreadable)."""
+        return exists(self.run_dir(run_id) / _RESULT)
 
     def stored(self, run_id: str) -> StoredRecord:
         """The final record of ``run_id`` under the store's one policy for damaged files."""
@@ -165,6 +142,10 @@ class ResultStore:
             record = read_json(path)
         except FileNotFoundError:
             return StoredRecord(run_id, "missing")
+        except PermissionError as exc:
+            return StoredRecord(run_id, "unreadable", None,
+                                f"{path}: unreadable by this user ({exc.strerror or exc}); its owner can share it "
+                                "with `chmod -R g+rX` (and umask 002 for new files)")
         except (ValueError, OSError) as exc:
             return StoredRecord(run_id, "corrupt", None, f"unreadable {path}: {exc}")
         problem = check_record(run_id, record) or self._missing_artifacts(run_id, record)
@@ -209,28 +190,70 @@ class ResultStore:
     def write_start(self, config: dict[str, Any], environment: dict[str, Any]) -> None:
         """Create the run folder with its config and environment."""
         folder = self.run_dir(config["run_id"])
-        atomic_write_json(folder / _CONFIG, config)
-        atomic_write_json(folder / _ENVIRONMENT, environment)
+        write_json(folder / _CONFIG, config)
+        write_json(folder / _ENVIRONMENT, environment)
 
     def write_noise(self, run_id: str, summary: dict[str, Any], labels: np.ndarray) -> None:
         """Store the noise artifact of a run."""
         folder = self.run_dir(run_id)
-        atomic_save_npy(folder / _LABELS, np.asarray(labels, dtype=np.int64))
-        atomic_write_json(folder / _NOISE, summary)
+        with writing(folder / _LABELS):
+            atomic_save_npy(folder / _LABELS, np.asarray(labels, dtype=np.int64))
+        write_json(folder / _NOISE, summary)
 
     def write_history(self, run_id: str, history: list[dict[str, Any]]) -> None:
         """Rewrite the per-epoch history."""
-        atomic_write_json(self.run_dir(run_id) / _HISTORY, history)
+        write_json(self.run_dir(run_id) / _HISTORY, history)
 
     def write_result(self, record: dict[str, Any]) -> None:
         """Write the final record (last, so its presence means finished); a success drops an old traceback."""
-        atomic_write_json(self.run_dir(record["run_id"]) / _RESULT, record)
+        write_json(self.run_dir(record["run_id"]) / _RESULT, record)
         if record.get("status") == "done":
-            (self.run_dir(record["run_id"]) / _TRACEBACK).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                (self.run_dir(record["run_id"]) / _TRACEBACK).unlink(missing_ok=True)
 
     def write_traceback(self, run_id: str, text: str) -> None:
         """Keep a failed run's traceback in its own file (:meth:`traceback_path`)."""
-        atomic_write_bytes(self.run_dir(run_id) / _TRACEBACK, text.encode())
+        path = self.run_dir(run_id) / _TRACEBACK
+        with writing(path):
+            atomic_write_bytes(path, text.encode())
+
+    def archive_attempt(self, run_id: str) -> Path | None:
+        """Before a failed run is retried: keep its attempt (final record, traceback, history, environment) in
+        ``attempts/<n>/`` of its folder, and drop its checkpoint (a retry starts over: the code that made it
+        may have changed). Returns the attempt's folder (None when the run has no final record)."""
+        folder = self.run_dir(run_id)
+        if not exists(folder / _RESULT):
+            return None
+        n = 1
+        while exists(folder / _ATTEMPTS / str(n) / _RESULT):
+            n += 1
+        target = folder / _ATTEMPTS / str(n)
+        with writing(target):
+            self.checkpoint(run_id).remove()
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (_ENVIRONMENT, _HISTORY, _TRACEBACK, _RESULT):  # the final record last: the commit point
+                if (folder / name).exists():
+                    os.replace(folder / name, target / name)
+        return target
+
+    def attempts(self, run_id: str) -> list[dict[str, Any]]:
+        """The earlier attempts of ``run_id`` kept by :meth:`archive_attempt`, oldest first: the
+        :data:`ATTEMPT_FIELDS` of each final record and ``folder``, the attempt's folder within the run's."""
+        root = self.run_dir(run_id) / _ATTEMPTS
+        try:
+            numbers = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit())
+        except OSError:
+            return []
+        out = []
+        for n in numbers:
+            try:
+                record = read_json(root / str(n) / _RESULT)
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict):
+                kept = {k: record[k] for k in ATTEMPT_FIELDS if record.get(k) is not None}
+                out.append({**kept, "folder": f"{_ATTEMPTS}/{n}"})
+        return out
 
     def traceback_path(self, run_id: str) -> Path | None:
         """The traceback file of a failed run, or None."""
@@ -248,6 +271,9 @@ class ResultStore:
             history = read_json(path)
         except FileNotFoundError:
             return []
+        except PermissionError as exc:
+            warnings.warn(f"skipping history {path}: unreadable by this user ({exc.strerror})", stacklevel=2)
+            return []
         except (ValueError, OSError) as exc:
             warnings.warn(f"skipping corrupt history {path}: {exc}", stacklevel=2)
             return []
@@ -263,16 +289,42 @@ class ResultStore:
         n = 0
         while (target_dir / f"{run_id}.{n}").exists():
             n += 1
-        os.replace(folder, target_dir / f"{run_id}.{n}")
+        with writing(target_dir / f"{run_id}.{n}"):
+            os.replace(folder, target_dir / f"{run_id}.{n}")
         return target_dir / f"{run_id}.{n}"
 
     # ---------------------------------------------------------------- plans and submissions
     def record_plan(self, grid_name: str, labels: dict[str, str], fingerprints: dict[str, str] | None = None,
-                    source: str | None = None) -> None:
+                    source: str | None = None, source_digest: str | None = None) -> list[str]:
         """Write the planned run ids of ``grid_name`` (run id -> short label), their fingerprint digests
-        and the grid file."""
-        atomic_write_json(self.root / _PLANS / f"{grid_name}.json",
-                          {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {}, "source": source})
+        and the grid file (``source``, whose text has sha256 ``source_digest``).
+
+        Each grid file keeps its own plan: another grid file of the same name gets ``<grid>.<hash>.json``
+        beside the first one's, so neither plan is lost; the plan of a grid file that no longer exists (it was
+        moved) is replaced. Returns the other grid files of this name planned here whose text differs from
+        this one's: two grids sharing one folder, usually by mistake (the caller warns).
+        """
+        plans = self._plans_named(grid_name)
+        mine = ([p for p, plan in plans.items() if plan.get("source") == source]
+                or [p for p, plan in plans.items() if not _still_there(plan.get("source"))])
+        path = mine[0] if mine else self.root / _PLANS / f"{grid_name}.json"
+        if not mine and exists(path):
+            path = path.with_name(f"{grid_name}.{hashlib.sha256(str(source).encode()).hexdigest()[:8]}.json")
+        write_json(path, {"grid": grid_name, "runs": labels, "fingerprints": fingerprints or {},
+                                 "source": source, "source_sha256": source_digest})
+        return sorted({str(plan.get("source")) for p, plan in plans.items()
+                       if p != path and _still_there(plan.get("source")) and
+                       (source_digest is None or plan.get("source_sha256") != source_digest)})
+
+    def _plans_named(self, grid_name: str) -> dict[Path, dict[str, Any]]:
+        """The readable plan files of grid ``grid_name``."""
+        found = {}
+        for path in sorted((self.root / _PLANS).glob("*.json")):
+            with contextlib.suppress(OSError, ValueError):
+                plan = read_json(path)
+                if isinstance(plan, dict) and plan.get("grid") == grid_name:
+                    found[path] = plan
+        return found
 
     def plan_sources(self) -> list[str]:
         """The grid files recorded with the plans (for the commands ``status`` suggests)."""
@@ -295,8 +347,8 @@ class ResultStore:
     def record_submission(self, array_id: str, tasks: dict[str, list[str]], options: dict[str, Any],
                           submitted_at: float) -> None:
         """Write a Slurm submission: task id -> run ids, with the options used."""
-        atomic_write_json(self.root / _JOBS / f"{array_id}.json",
-                          {"array_id": array_id, "tasks": tasks, "options": options, "submitted_at": submitted_at})
+        write_json(self.root / _JOBS / f"{array_id}.json",
+                    {"array_id": array_id, "tasks": tasks, "options": options, "submitted_at": submitted_at})
 
     def submitted_tasks(self) -> dict[str, list[str]]:
         """Task id -> run ids of every recorded Slurm submission."""
@@ -341,6 +393,11 @@ class ResultStore:
         return merged
 
 
+def _still_there(source: Any) -> bool:
+    """Whether the grid file a plan names still exists (True when this user may not look)."""
+    return isinstance(source, str) and exists(Path(source))
+
+
 def _mtime(path: Path) -> float:
     try:
         return path.stat().st_mtime
@@ -348,5 +405,6 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-__all__ = ["FINAL_STATUSES", "Checkpoint", "Claim", "ClaimInfo", "ClaimLostError", "ResultStore", "StoredRecord",
-           "check_record", "slurm_job_id", "try_claim"]
+__all__ = ["CHECKPOINT_PARTS", "FINAL_STATUSES", "Checkpoint", "Claim", "ClaimInfo", "ClaimLostError", "ResultStore",
+           "StoreWriteError", "StoredRecord", "check_record", "checkpoint_problem", "slurm_job_id", "try_claim",
+           "write_problem"]

@@ -1,15 +1,22 @@
 """Atomic, expiring claims on runs, so concurrent drivers and jobs never train a run twice.
 
-A claim on run ``R`` is a file ``<out>/claims/R.<generation>`` created with ``O_CREAT | O_EXCL``:
-of several processes that try the same name exactly one succeeds, on local disks and on NFS
+A claim on run ``R`` is a file ``<out>/claims/R.<generation>``, created exclusively and whole: its
+content is written to a private temporary file that is then hard-linked to the claim's name
+(``link`` fails when the name exists; where a file system has no hard links, ``O_CREAT | O_EXCL``).
+Of several processes that try the same name exactly one succeeds, on local disks and on NFS
 alike. The file records the holder (host, pid, process start time, Slurm job id) and its
 modification time is the holder's heartbeat, refreshed by a background thread.
 
 The current claim of a run is its highest generation. A claim is *stale* when
 
-* its heartbeat is older than the time-to-live (the holder hung, or died on another host);
+* its heartbeat is further from now than the time-to-live, in the past (the holder hung, or died
+  on another host) or in the future (a clock far off; a small skew between hosts is harmless). The
+  time-to-live is never taken below :data:`MIN_TTL`, whatever is asked, so a live holder's
+  heartbeat (every fifth of it) always keeps its claim;
 * it was made on this host by a process that no longer exists (pid gone or reused);
-* it was made by an earlier incarnation of this very Slurm job (the job was requeued).
+* it was made by an earlier incarnation of this very Slurm job (the job was requeued);
+* its content is not a holder (empty or garbage: a process killed while creating it, before
+  claims were written whole).
 
 A stale claim is never deleted and re-created (two breakers could then both win); it is taken
 over by creating the *next* generation with ``O_EXCL``, so again exactly one process wins. A
@@ -19,6 +26,7 @@ holder that finds a higher generation than its own has lost the run and must sto
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -40,6 +48,20 @@ def claim_ttl() -> float:
     from noisybench.envvars import get
 
     return float(get("NOISYBENCH_CLAIM_TTL"))
+#: Least time-to-live (seconds) a claim is judged by: five heartbeats of a live holder, with room for a
+#: busy machine's scheduling delays. A smaller (or zero, negative, NaN) TTL would let a second process
+#: take a run over from a live holder between two of its heartbeats.
+MIN_TTL = 10.0
+
+
+def effective_ttl(ttl: float) -> float:
+    """The time-to-live claims are judged by: ``ttl``, but at least :data:`MIN_TTL` (NaN counts as 0)."""
+    return ttl if ttl >= MIN_TTL else MIN_TTL  # NaN compares false: MIN_TTL
+
+
+def heartbeat_interval(ttl: float) -> float:
+    """Seconds between two heartbeats of a claim judged by ``ttl``: a fifth of it, at most 30 s."""
+    return min(30.0, effective_ttl(ttl) / 5)
 
 
 class ClaimLostError(NoisybenchError):
@@ -82,23 +104,28 @@ def holder_info() -> dict[str, Any]:
 
 @dataclass
 class ClaimInfo:
-    """A claim file as read back: run, generation, holder and heartbeat age in seconds."""
+    """A claim file as read back: run, generation, holder and heartbeat age in seconds.
+
+    ``age`` is how far the heartbeat is from now, in the past or the future; ``damaged`` marks a file
+    whose content is no holder (empty or garbage).
+    """
 
     run_id: str
     generation: int
     holder: dict[str, Any]
     age: float
     path: Path
+    damaged: bool = False
 
     def stale(self, ttl: float | None = None, me: dict[str, Any] | None = None) -> bool:
         """Whether this claim may be taken over (see the module docstring); ``ttl`` defaults to :func:`claim_ttl`."""
         ttl = claim_ttl() if ttl is None else ttl
         me = me or holder_info()
-        if self.age > ttl:
+        if self.damaged or self.age > effective_ttl(ttl):
             return True
         holder = self.holder
-        if holder.get("host") == me["host"]:
-            pid = int(holder.get("pid", -1))
+        if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int):
+            pid = holder["pid"]
             if pid != me["pid"] and (not pid_alive(pid) or process_start(pid) != holder.get("start")):
                 return True
         same_job = holder.get("job") is not None and holder.get("job") == me.get("job")
@@ -113,7 +140,7 @@ class ClaimInfo:
 
 def _parse_name(name: str) -> tuple[str, int] | None:
     run_id, _, gen = name.rpartition(".")
-    if not run_id or not gen.isdigit():
+    if not run_id or run_id.startswith(".") or not (gen.isascii() and gen.isdigit()):
         return None
     return run_id, int(gen)
 
@@ -139,16 +166,28 @@ def read_claims(root: str | Path) -> dict[str, ClaimInfo]:
 
 
 def _read_one(run_id: str, generation: int, path: Path) -> ClaimInfo | None:
+    """The claim file at ``path``; None when it vanished. One this user may not read (a teammate's, written
+    by an older version) is judged by its heartbeat alone; one whose content is no holder is damaged."""
     try:
         stat = path.stat()
-        holder = json.loads(path.read_text() or "{}")
+    except OSError:
+        return None
+    try:
+        holder = json.loads(path.read_bytes())
+    except PermissionError:
+        return ClaimInfo(run_id, generation, {}, abs(time.time() - stat.st_mtime), path)
+    except FileNotFoundError:
+        return None
     except (OSError, ValueError):
         holder = None
-        try:  # a claim being written right now (empty) is fresh; a vanished one is gone
-            stat = path.stat()
-        except OSError:
-            return None
-    return ClaimInfo(run_id, generation, holder or {}, max(0.0, time.time() - stat.st_mtime), path)
+    damaged = not (isinstance(holder, dict) and _is_holder(holder))
+    if damaged:
+        holder = {}
+    return ClaimInfo(run_id, generation, holder, abs(time.time() - stat.st_mtime), path, damaged)
+
+
+def _is_holder(holder: dict[str, Any]) -> bool:
+    return isinstance(holder.get("host"), str) and isinstance(holder.get("pid"), int)
 
 
 def current_claim(root: str | Path, run_id: str) -> ClaimInfo | None:
@@ -216,11 +255,10 @@ class Claim:
         """Stop the heartbeat and remove our claim file (and older generations) if still ours."""
         self._stop.set()
         if self.owned():
-            for gen in range(self.generation, -1, -1):
-                try:
-                    os.unlink(self.root / CLAIMS / f"{self.run_id}.{gen}")
-                except FileNotFoundError:
-                    pass
+            for path in (self.root / CLAIMS).glob(f"{self.run_id}.*"):
+                parsed = _parse_name(path.name)
+                if parsed and parsed[0] == self.run_id and parsed[1] <= self.generation:
+                    _unlink(path)
 
     def __enter__(self) -> Claim:
         return self
@@ -248,7 +286,7 @@ def try_claim(root: str | Path, run_id: str, ttl: float | None = None,
         if current is not None and not current.stale(ttl, me):
             return current
         generation = 0 if current is None else current.generation + 1
-        claim = Claim(root, run_id, generation, me, interval or max(0.05, min(30.0, ttl / 5)))
+        claim = Claim(root, run_id, generation, me, interval or heartbeat_interval(ttl))
         if not _create_exclusive(claim.path, me):
             continue
         if not claim.owned():  # a takeover raced past the generation we saw: theirs wins
@@ -261,16 +299,39 @@ def try_claim(root: str | Path, run_id: str, ttl: float | None = None,
     raise NoisybenchError(f"could not claim run {run_id} under {root}: claim files keep changing")
 
 
+#: ``link`` errors of file systems without hard links: claims are then created with ``O_EXCL`` instead.
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
 def _create_exclusive(path: Path, holder: dict[str, Any]) -> bool:
+    """Create the claim file ``path`` with ``holder`` inside, whole, unless it exists (then False)."""
+    data = json.dumps({**holder, "created": time.time()}).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    _write_new(tmp, data, os.O_TRUNC)
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.link(tmp, path)
+        return True
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps({**holder, "created": time.time()}))
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    finally:
+        _unlink(tmp)
+    try:
+        _write_new(path, data, os.O_EXCL)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _write_new(path: Path, data: bytes, flag: int) -> None:
+    """Write ``data`` to ``path`` (mode from the umask) and flush it to disk."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | flag, 0o666)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    return True
 
 
 def _unlink(path: Path) -> None:
@@ -281,8 +342,12 @@ def _unlink(path: Path) -> None:
 
 
 def _log(root: Path, line: str) -> None:
+    """Append to the audit log (a log this user may not write, e.g. a teammate's, is skipped)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    fd = os.open(root / CLAIMS / "log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    try:
+        fd = os.open(root / CLAIMS / "log", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o666)
+    except PermissionError:
+        return
     try:
         os.write(fd, f"{stamp} {line}\n".encode())
     finally:
