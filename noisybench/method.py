@@ -134,12 +134,17 @@ class TrainContext(Protocol):
         ...
 
     def augment(self, raw: torch.Tensor, policy: str | None = None) -> torch.Tensor:
-        """Network input of a fresh random view of stored-format ``raw``, under the recipe's augmentation (``policy=None``) or the dataset's named policy (``"weak"``, ``"strong"``, ``"autoaugment-cutout16"``, ...)."""
+        """Network input of a fresh random view of stored-format ``raw``, under the recipe's augmentation
+        (``policy=None``) or the dataset's named policy (``"weak"``, ``"strong"``, ``"autoaugment-cutout16"``, ...).
+        """
         ...
 
     def optimize(self, loss: torch.Tensor, which: list[int] | None = None,
                  extra: Sequence[torch.optim.Optimizer] = ()) -> None:
-        """Zero the grads, backpropagate ``loss``, step the chosen network optimisers (default all; gradients clipped to the recipe's ``grad_clip_norm``), then the method's own ``extra`` optimisers (never clipped, rates never set: keep their state in ``state_dict``), and record the loss."""
+        """Zero the grads, backpropagate ``loss``, step the chosen network optimisers (default all; gradients clipped
+        to the recipe's ``grad_clip_norm``), then the method's own ``extra`` optimisers (never clipped, rates never
+        set: keep their state in ``state_dict``), and record the loss.
+        """
         ...
 
     def mean_loss(self) -> float:
@@ -304,19 +309,29 @@ class Method:
 
     @classmethod
     def paper_recipe(cls, query: RecipeQuery) -> dict[str, HParam] | None:
-        """The published recipe for a dataset family and noise (default: ``paper_recipes[query.family]``); override to choose by the noise's kind, class map or rate (e.g. a paper's recipe for symmetric noise and its official config's for asymmetric)."""
+        """The published recipe for a dataset family and noise (default: ``paper_recipes[query.family]``); override to
+        choose by the noise's kind, class map or rate (e.g. a paper's recipe for symmetric noise and its official
+        config's for asymmetric).
+        """
         return cls.paper_recipes.get(query.family) if query.family else None
 
     # ----------------------------------------------------------------- training hooks
     def extend_network(self, net: nn.Module, k: int) -> nn.Module:
-        """Network ``k`` as the method trains it (default: unchanged); return a module that wraps ``net`` to add heads: its parameters join the recipe's optimiser. Its ``forward(x)`` must still return the main logits (evaluation calls it); give extra outputs through ``forward`` keywords, which mixed precision and compilation wrap, never through another method."""
+        """Network ``k`` as the method trains it (default: unchanged); return a module that wraps ``net`` to add heads:
+        its parameters join the recipe's optimiser. Its ``forward(x)`` must still return the main logits (evaluation
+        calls it); give extra outputs through ``forward`` keywords, which mixed precision and compilation wrap,
+        never through another method.
+        """
         return net
 
     def setup(self, ctx: TrainContext) -> None:
         """Allocate state once the trainer has built the data and networks."""
 
     def begin_phase(self, ctx: TrainContext, phase: int) -> None:
-        """Start ``phase`` of a phased recipe (its optimisers are already new): e.g. reload the best noisy-validation state of the previous phase. Called only under recipes with ``phases``; keep what it changes in ``state_dict``."""
+        """Start ``phase`` of a phased recipe (its optimisers are already new): e.g. reload the best noisy-validation
+        state of the previous phase. Called only under recipes with ``phases``; keep what it changes in
+        ``state_dict``.
+        """
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Run one epoch; return scalar statistics (``train_loss`` at least)."""
@@ -334,7 +349,9 @@ class Method:
         return ctx.nets[0](x)
 
     def predict_heads(self, ctx: TrainContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Extra named predictions for ``x`` (second network, pseudo head), each recorded per epoch as ``test_acc_<name>``; the headline metrics stay :meth:`predict`'s. Default: none (and no cost)."""
+        """Extra named predictions for ``x`` (second network, pseudo head), each recorded per epoch as
+        ``test_acc_<name>``; the headline metrics stay :meth:`predict`'s. Default: none (and no cost).
+        """
         return {}
 
     def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:

@@ -33,6 +33,19 @@ from noisybench.optim import build_optimizer, set_beta1, set_lr
 from noisybench.runtime import accelerate, peak_memory_mb, resolve_runtime
 from noisybench.schedules import beta1_at, lr_at, phase_config, phase_of
 
+
+class CheckpointIO(Protocol):
+    """Where the trainer keeps a run's per-epoch state (the store provides one)."""
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Replace the saved state."""
+        ...
+
+    def load(self, map_location: Any = "cpu") -> dict[str, Any] | None:
+        """The saved state, or None."""
+        ...
+
+
 __all__ = ["CheckpointIO", "Trainer", "TrainerContext", "accuracy", "belief_stats", "build_optimizer",
            "correct_total", "lr_at", "seed_global_generators", "topk_accuracy", "train_fit"]
 
