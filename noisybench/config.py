@@ -185,8 +185,8 @@ class RunConfig:
         existing run id.
         """
         train = {k: v for k, v in self.train.to_dict().items()
-                 if k not in RESULT_NEUTRAL_TRAIN_KEYS and not _is_neutral(k, v, ID_NEUTRAL_TRAIN_KEYS)}
-        hparams = {k: v for k, v in self.hparams.items() if not _is_neutral(k, v, self.neutral_hparams)}
+                 if k not in RESULT_NEUTRAL_TRAIN_KEYS and not is_neutral(k, v, ID_NEUTRAL_TRAIN_KEYS)}
+        hparams = {k: v for k, v in self.hparams.items() if not is_neutral(k, v, self.neutral_hparams)}
         return {
             "schema": self.schema, "dataset": self.dataset.to_dict(), "noise": self.noise,
             "method": self.method, "hparams": hparams, "seed": self.seed, "train": train,
@@ -228,7 +228,7 @@ class RunConfig:
         return f"{self.dataset.name} {self.noise} {self.method} seed={self.seed}"
 
 
-def _is_neutral(key: str, value: Any, neutral: dict[str, Any]) -> bool:
+def is_neutral(key: str, value: Any, neutral: dict[str, Any]) -> bool:
     """Whether ``value`` is ``key``'s declared neutral value (``0`` counts as ``0.0``; ``False`` never as ``0``)."""
     if key not in neutral:
         return False

@@ -6,7 +6,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig, legacy_profile_message
+from noisybench.config import (
+    ID_NEUTRAL_TRAIN_KEYS,
+    DatasetRef,
+    Grid,
+    RunConfig,
+    TrainConfig,
+    is_neutral,
+    legacy_profile_message,
+)
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
 from noisybench.grid_checks import naming
@@ -213,13 +221,17 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
         seeds = ", ".join(str(s) for s in g["seeds"])
         head = (f"== {g['dataset']} | {g['noise']} | {g['method']} | protocol {g['protocol']} | "
                 f"seeds {seeds} ({len(g['seeds'])} runs x {g['epochs']} epochs) ==")
-        rows = [("recipe", k, _show(v["value"]), v["source"], v["ref"]) for k, v in g["recipe"].items()]
+        quiet = [k for k, v in g["recipe"].items() if is_neutral(k, v["value"], ID_NEUTRAL_TRAIN_KEYS)]
+        rows = [("recipe", k, _show(v["value"]), v["source"], v["ref"]) for k, v in g["recipe"].items()
+                if k not in quiet]
         rows += [("hparam", k, _show(v["value"]), v["source"], "") for k, v in sorted(g["hparams"].items())]
         headers = ["", "key", "value", "source", "reference"]
         if not any(row[4] for row in rows):  # no citation to show: the table keeps its four columns
             rows, headers = [row[:4] for row in rows], headers[:4]
         lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
         lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
+        if quiet:
+            lines.append(f"off (neutral): {', '.join(quiet)}")
         blocks.append("\n".join(lines))
     blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")
     return "\n\n".join(blocks) + "\n"
