@@ -221,11 +221,13 @@ def keras_affine(x: torch.Tensor, degrees: torch.Tensor, shift_rows: torch.Tenso
 
 def fill_box(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, bottom: torch.Tensor, right: torch.Tensor,
              value: torch.Tensor | float) -> torch.Tensor:
-    """Set rows ``top <= r < bottom`` and columns ``left <= c < right`` (per image) to ``value`` (per channel or one)."""
+    """Set rows ``top <= r < bottom`` and columns ``left <= c < right`` (per image) to ``value`` (one value or
+    one per channel)."""
     h, w = x.shape[-2:]
     r = torch.arange(h, device=x.device).view(1, h, 1)
     c = torch.arange(w, device=x.device).view(1, 1, w)
-    box = (r >= top.view(-1, 1, 1)) & (r < bottom.view(-1, 1, 1)) & (c >= left.view(-1, 1, 1)) & (c < right.view(-1, 1, 1))
+    rows = (r >= top.view(-1, 1, 1)) & (r < bottom.view(-1, 1, 1))
+    box = rows & (c >= left.view(-1, 1, 1)) & (c < right.view(-1, 1, 1))
     fill = torch.as_tensor(value, dtype=x.dtype, device=x.device)
     fill = fill.view(1, -1, 1, 1) if fill.dim() else fill
     return torch.where(box[:, None], fill, x)

@@ -87,10 +87,11 @@ def test_lookup_operations_equal_pillow_bit_for_bit(images) -> None:
     assert torch.equal(ops.equalize(x), _pil(imgs, ImageOps.equalize))
     assert torch.equal(ops.invert(x), _pil(imgs, ImageOps.invert))
     for bits in (1, 2, 4, 8):
-        assert torch.equal(ops.posterize(x, torch.full((n,), bits)), _pil(imgs, lambda im: ImageOps.posterize(im, bits)))
+        assert torch.equal(ops.posterize(x, torch.full((n,), bits)),
+                           _pil(imgs, lambda im, b=bits: ImageOps.posterize(im, b)))
     for threshold in (0.0, 100.5, 205.0, 256.0):
         assert torch.equal(ops.solarize(x, torch.full((n,), threshold)),
-                           _pil(imgs, lambda im: ImageOps.solarize(im, threshold)))
+                           _pil(imgs, lambda im, t=threshold: ImageOps.solarize(im, t)))
 
 
 def test_geometric_operations_follow_pillows_nearest_mapping(images) -> None:
@@ -98,16 +99,16 @@ def test_geometric_operations_follow_pillows_nearest_mapping(images) -> None:
     n = len(x)
     for v in (0.24, -0.21):
         assert torch.equal(ops.shear_x(x, torch.full((n,), v)),
-                           _pil(imgs, lambda im: im.transform(im.size, Image.AFFINE, (1, v, 0, 0, 1, 0))))
+                           _pil(imgs, lambda im, v=v: im.transform(im.size, Image.AFFINE, (1, v, 0, 0, 1, 0))))
         assert torch.equal(ops.shear_y(x, torch.full((n,), v)),
-                           _pil(imgs, lambda im: im.transform(im.size, Image.AFFINE, (1, 0, 0, v, 1, 0))))
+                           _pil(imgs, lambda im, v=v: im.transform(im.size, Image.AFFINE, (1, 0, 0, v, 1, 0))))
     for v in (9.0, -3.0, 7.3):
         assert torch.equal(ops.translate_x(x, torch.full((n,), v)),
-                           _pil(imgs, lambda im: im.transform(im.size, Image.AFFINE, (1, 0, v, 0, 1, 0))))
+                           _pil(imgs, lambda im, v=v: im.transform(im.size, Image.AFFINE, (1, 0, v, 0, 1, 0))))
         assert torch.equal(ops.translate_y(x, torch.full((n,), v)),
-                           _pil(imgs, lambda im: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, v))))
+                           _pil(imgs, lambda im, v=v: im.transform(im.size, Image.AFFINE, (1, 0, 0, 0, 1, v))))
     for degrees in (6.0, -13.7, 20.0, 29.9):  # Pillow maps in fixed point: a rare boundary pixel lands one over
-        differs = ops.rotate(x, torch.full((n,), degrees)) != _pil(imgs, lambda im: im.rotate(degrees))
+        differs = ops.rotate(x, torch.full((n,), degrees)) != _pil(imgs, lambda im, d=degrees: im.rotate(d))
         assert float(differs.float().mean()) < 0.005, degrees
 
 
@@ -123,7 +124,8 @@ def test_keras_shift_is_scipys_affine_transform_with_keras_matrix() -> None:
     rotation = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
     shift = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1]])
     o = 32 / 2 + 0.5
-    matrix = np.array([[1, 0, o], [0, 1, o], [0, 0, 1]]) @ rotation @ shift @ np.array([[1, 0, -o], [0, 1, -o], [0, 0, 1]])
+    to_centre, back = np.array([[1, 0, o], [0, 1, o], [0, 0, 1]]), np.array([[1, 0, -o], [0, 1, -o], [0, 0, 1]])
+    matrix = to_centre @ rotation @ shift @ back
     reference = np.stack([ndimage.affine_transform(img[0, c], matrix[:2, :2], matrix[:2, 2], order=1,
                                                    mode="nearest") for c in range(3)])
     assert np.allclose(ours[0].numpy(), reference, atol=1e-3)
@@ -132,7 +134,8 @@ def test_keras_shift_is_scipys_affine_transform_with_keras_matrix() -> None:
 def test_autoaugment_magnitudes_follow_sops_mapping() -> None:
     assert autoaugment_value("Rotate", 2) == 6.0 and autoaugment_value("TranslateXAbs", 9) == 9.0
     assert autoaugment_value("Posterize2", 7) == 2.0 and autoaugment_value("Solarize", 2) == 205.0
-    assert autoaugment_value("Contrast", 6) == pytest.approx(1.18) and autoaugment_value("ShearY", 8) == pytest.approx(0.24)
+    assert autoaugment_value("Contrast", 6) == pytest.approx(1.18)
+    assert autoaugment_value("ShearY", 8) == pytest.approx(0.24)
 
 
 def test_cutouts() -> None:
