@@ -94,19 +94,21 @@ def autocontrast(x: torch.Tensor) -> torch.Tensor:
 
 def equalize(x: torch.Tensor) -> torch.Tensor:
     """``ImageOps.equalize``: per channel, step = (pixels - count of the last used level) // 255; level i maps
-    to ``(step // 2 + pixels below i) // step``; channels with one level or ``step == 0`` unchanged."""
+    to ``(step // 2 + pixels below i) // step``; channels with one level or ``step == 0`` unchanged.
+
+    The histogram comes from sorting each channel (no atomics, no data-dependent sizes: deterministic and
+    free of host synchronisation on a GPU).
+    """
     b, c = x.shape[:2]
-    flat = x.reshape(b * c, -1).to(torch.int64)
-    offsets = torch.arange(b * c, device=x.device)[:, None] * 256
-    hist = torch.bincount((flat + offsets).flatten(), minlength=b * c * 256).view(b * c, 256)
-    levels = torch.arange(256, device=x.device)
-    last = torch.where(hist > 0, levels, -1).amax(dim=1)
-    last_count = hist.gather(1, last.clamp(min=0)[:, None])[:, 0]
-    step = (flat.shape[1] - last_count) // 255
-    below = torch.cumsum(hist, dim=1) - hist
+    flat = x.reshape(b * c, -1).to(torch.int64).sort(dim=1).values
+    levels = torch.arange(257, device=x.device).expand(b * c, 257).contiguous()
+    below_all = torch.searchsorted(flat, levels)  # pixels below each level, and the total
+    below, hist = below_all[:, :256], below_all[:, 1:] - below_all[:, :256]
+    top = flat[:, -1:]  # the last used level
+    step = (flat.shape[1] - hist.gather(1, top)[:, 0]) // 255
     table = (step[:, None] // 2 + below) // step.clamp(min=1)[:, None]
     used = (hist > 0).sum(dim=1)
-    table = torch.where(((used > 1) & (step > 0))[:, None], table, levels).clamp_(0, 255)
+    table = torch.where(((used > 1) & (step > 0))[:, None], table, levels[:, :256]).clamp_(0, 255)
     return _lut(x, table.view(b, c, 256))
 
 
@@ -126,7 +128,7 @@ def invert(x: torch.Tensor) -> torch.Tensor:
     return 255 - x
 
 
-def affine_nearest(x: torch.Tensor, matrix: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def affine_nearest(x: torch.Tensor, matrix: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """Pillow's ``transform(size, AFFINE, matrix, NEAREST, fillcolor=fill)`` with one matrix (B, 6) per image:
     output pixel (x, y) takes input pixel (floor(a x' + b y' + c), floor(d x' + e y' + f)) with
     (x', y') = (x + 0.5, y + 0.5), or ``fill`` where that falls outside."""
@@ -140,35 +142,34 @@ def affine_nearest(x: torch.Tensor, matrix: torch.Tensor, fill: tuple[int, ...] 
     inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     index = (row.clamp(0, h - 1) * w + col.clamp(0, w - 1)).view(b, 1, h * w).expand(b, ch, h * w)
     out = x.reshape(b, ch, h * w).gather(2, index).view(b, ch, h, w)
-    colour = torch.as_tensor(fill, dtype=x.dtype, device=x.device).view(1, -1, 1, 1).expand(b, ch, h, w)
-    return torch.where(inside[:, None], out, colour)
+    return out.masked_fill(~inside[:, None], fill)
 
 
-def shear_x(x: torch.Tensor, v: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def shear_x(x: torch.Tensor, v: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """PIL ``ShearX``: matrix (1, v, 0, 0, 1, 0)."""
     one, zero = torch.ones_like(v, dtype=torch.float64), torch.zeros_like(v, dtype=torch.float64)
     return affine_nearest(x, torch.stack([one, v.double(), zero, zero, one, zero], 1), fill)
 
 
-def shear_y(x: torch.Tensor, v: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def shear_y(x: torch.Tensor, v: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """PIL ``ShearY``: matrix (1, 0, 0, v, 1, 0)."""
     one, zero = torch.ones_like(v, dtype=torch.float64), torch.zeros_like(v, dtype=torch.float64)
     return affine_nearest(x, torch.stack([one, zero, zero, v.double(), one, zero], 1), fill)
 
 
-def translate_x(x: torch.Tensor, pixels: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def translate_x(x: torch.Tensor, pixels: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """PIL ``TranslateX`` by ``pixels``: matrix (1, 0, v, 0, 1, 0) (the content moves left by v)."""
     one, zero = torch.ones_like(pixels, dtype=torch.float64), torch.zeros_like(pixels, dtype=torch.float64)
     return affine_nearest(x, torch.stack([one, zero, pixels.double(), zero, one, zero], 1), fill)
 
 
-def translate_y(x: torch.Tensor, pixels: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def translate_y(x: torch.Tensor, pixels: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """PIL ``TranslateY`` by ``pixels``: matrix (1, 0, 0, 0, 1, v)."""
     one, zero = torch.ones_like(pixels, dtype=torch.float64), torch.zeros_like(pixels, dtype=torch.float64)
     return affine_nearest(x, torch.stack([one, zero, zero, zero, one, pixels.double()], 1), fill)
 
 
-def rotate(x: torch.Tensor, degrees: torch.Tensor, fill: tuple[int, ...] | int = 0) -> torch.Tensor:
+def rotate(x: torch.Tensor, degrees: torch.Tensor, fill: int = 0) -> torch.Tensor:
     """PIL ``Image.rotate(degrees)`` (counter-clockwise about the centre (W/2, H/2), NEAREST, same size)."""
     h, w = x.shape[-2:]
     angle = -torch.deg2rad(degrees.to(torch.float64))
@@ -228,7 +229,7 @@ def fill_box(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, bottom: tor
     c = torch.arange(w, device=x.device).view(1, 1, w)
     rows = (r >= top.view(-1, 1, 1)) & (r < bottom.view(-1, 1, 1))
     box = rows & (c >= left.view(-1, 1, 1)) & (c < right.view(-1, 1, 1))
-    fill = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    fill = fill.view(1, -1, 1, 1) if fill.dim() else fill
-    return torch.where(box[:, None], fill, x)
+    if not isinstance(value, torch.Tensor):
+        return x.masked_fill(box[:, None], value)
+    return torch.where(box[:, None], value.to(x.dtype).view(1, -1, 1, 1), x)
 

@@ -35,6 +35,16 @@ from noisybench.data import AugmentPolicy
 from noisybench.datasets import _image_ops as ops
 from noisybench.datasets._image_batch import random_crop, random_flip
 
+_CONSTANTS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def _constant(name: str, device: torch.device, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """A policy's constant table on ``device``, built and copied there once (no host copy per batch)."""
+    key = (name, str(device))
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = build().to(device)
+    return _CONSTANTS[key]
+
 
 def _uniform(n: int, generator: torch.Generator, device: torch.device, low: float = 0.0,
              high: float = 1.0) -> torch.Tensor:
@@ -151,16 +161,22 @@ def autoaugment_cifar10(x: torch.Tensor, generator: torch.Generator) -> torch.Te
     policy = _index(n, len(AUTOAUGMENT_CIFAR10), generator, device)
     names = tuple(sorted({op for sub in AUTOAUGMENT_CIFAR10 for op, _, _ in sub}))
     for stage in range(2):
-        table = [sub[stage] for sub in AUTOAUGMENT_CIFAR10]
-        op_index = torch.tensor([names.index(op) for op, _, _ in table], device=device)[policy]
-        prob = torch.tensor([p for _, p, _ in table], dtype=torch.float64, device=device)[policy]
-        value = torch.tensor([autoaugment_value(op, level) for op, _, level in table], dtype=torch.float64,
-                             device=device)[policy]
-        signed = torch.tensor([_AUTOAUG_MAGNITUDE[op][2] for op, _, _ in table], device=device)[policy]
+        op_index, prob, value, signed = (t[policy] for t in _autoaugment_tables(stage, names, device))
         apply = _uniform(n, generator, device) <= prob
         negative = signed & (_uniform(n, generator, device) > 0.5)
         x = _apply_chosen(x, names, op_index, apply, torch.where(negative, -value, value))
     return x
+
+
+def _autoaugment_tables(stage: int, names: tuple[str, ...], device: torch.device) -> list[torch.Tensor]:
+    """Per sub-policy: operation index, probability, magnitude, whether its sign is random (stage 0 or 1)."""
+    def build() -> torch.Tensor:
+        table = [sub[stage] for sub in AUTOAUGMENT_CIFAR10]
+        return torch.tensor([[names.index(op), p, autoaugment_value(op, level), _AUTOAUG_MAGNITUDE[op][2]]
+                             for op, p, level in table], dtype=torch.float64)
+
+    rows = _constant(f"autoaugment-{stage}", device, build)
+    return [rows[:, 0].long(), rows[:, 1], rows[:, 2], rows[:, 3].bool()]
 
 
 def cutout_zero(x: torch.Tensor, generator: torch.Generator, length: int = 16) -> torch.Tensor:
@@ -187,10 +203,10 @@ def randaugment_promix(x: torch.Tensor, generator: torch.Generator, n_ops: int =
     """ProMix's ``RandomAugment(3, 5)``: ``n_ops`` random operations per image, then a grey Cutout."""
     n, device, w = len(x), x.device, x.shape[-1]
     names = tuple(op for op, _, _ in RANDAUGMENT_OPS)
-    low = torch.tensor([lo for _, lo, _ in RANDAUGMENT_OPS], dtype=torch.float64, device=device)
-    high = torch.tensor([hi for _, _, hi in RANDAUGMENT_OPS], dtype=torch.float64, device=device)
-    scale = torch.tensor([w if op in ("TranslateX", "TranslateY") else 1 for op in names], dtype=torch.float64,
-                         device=device)
+    table = _constant(f"randaugment-{w}", device, lambda: torch.tensor(
+        [[lo, hi, w if op in ("TranslateX", "TranslateY") else 1] for op, lo, hi in RANDAUGMENT_OPS],
+        dtype=torch.float64))
+    low, high, scale = table[:, 0], table[:, 1], table[:, 2]
     for _ in range(n_ops):
         chosen = _index(n, len(names), generator, device)
         value = (low[chosen] + (high[chosen] - low[chosen]) * _uniform(n, generator, device)) * scale[chosen]
@@ -206,9 +222,9 @@ def cutout_grey(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     side = _uniform(n, generator, device) * 0.5 * w
     x0 = torch.trunc((_uniform(n, generator, device, 0, w) - side / 2).clamp(min=0))
     y0 = torch.trunc((_uniform(n, generator, device, 0, h) - side / 2).clamp(min=0))
-    x1, y1 = torch.trunc(torch.minimum(x0 + side, torch.tensor(float(w), device=device))), \
-        torch.trunc(torch.minimum(y0 + side, torch.tensor(float(h), device=device)))
-    boxed = ops.fill_box(x, y0.long(), x0.long(), y1.long() + 1, x1.long() + 1, torch.tensor(CUTOUT_GREY))
+    x1, y1 = torch.trunc((x0 + side).clamp(max=float(w))), torch.trunc((y0 + side).clamp(max=float(h)))
+    grey = _constant("grey", device, lambda: torch.tensor(CUTOUT_GREY, dtype=torch.uint8))
+    boxed = ops.fill_box(x, y0.long(), x0.long(), y1.long() + 1, x1.long() + 1, grey)
     return torch.where((side > 0)[:, None, None, None], boxed, x)
 
 

@@ -28,8 +28,9 @@ from noisybench.registry import DATASETS, METHODS, MODELS, NOISES, Registry
 
 #: Modules whose code decides every run's numbers (plugins are fingerprinted one by one).
 CORE_MODULES = (
-    "noisybench.trainer", "noisybench.method", "noisybench.data", "noisybench.data.prepare",
-    "noisybench.data.streaming", "noisybench.noise", "noisybench.seeds", "noisybench.metrics", "noisybench.runtime",
+    "noisybench.trainer", "noisybench.context", "noisybench.schedules", "noisybench.optim", "noisybench.method",
+    "noisybench.data", "noisybench.data.prepare", "noisybench.data.streaming", "noisybench.noise", "noisybench.seeds",
+    "noisybench.metrics", "noisybench.runtime",
 )
 
 

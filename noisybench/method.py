@@ -317,10 +317,11 @@ class Method:
 
     # ----------------------------------------------------------------- training hooks
     def extend_network(self, net: nn.Module, k: int) -> nn.Module:
-        """Network ``k`` as the method trains it (default: unchanged); return a module that wraps ``net`` to add heads:
-        its parameters join the recipe's optimiser. Its ``forward(x)`` must still return the main logits (evaluation
-        calls it); give extra outputs through ``forward`` keywords, which mixed precision and compilation wrap,
-        never through another method.
+        """Network ``k`` as the method trains it (default: unchanged); return a module that wraps ``net`` to add heads
+        (a head like the classifier: ``copy.deepcopy(net.layer_groups()[-1])``, re-initialised, on the features of
+        ``net(x, features=True)``): its parameters join the recipe's optimiser. Its ``forward(x)`` must still return
+        the main logits (evaluation calls it); give extra outputs through ``forward`` keywords, which mixed precision
+        and compilation wrap, never through another method.
         """
         return net
 

@@ -360,3 +360,12 @@ def test_a_hyperparameter_added_later_keeps_old_run_ids_at_its_neutral_value(reg
     changed = dataclasses.replace(run, hparams={"a": 1.0, "new": 0.5})
     assert changed.run_id != run.run_id
     assert RunConfig.from_dict(run.to_dict()).run_id == run.run_id  # stored and read back
+
+
+def test_extra_outputs_come_back_as_float32_under_mixed_precision(register) -> None:
+    run = config(register(TwoHeads), amp=True, epochs=1)
+    trainer = Captured(run)
+    out = trainer.run()
+    assert out["runtime"]["precision"] == "bf16" and "test_acc_pseudo" in out["history"][0]
+    main, extra = trainer.ctx.nets[0](trainer.ctx.prepare(trainer.ctx.data.x_test[:4]), heads=True)
+    assert main.dtype == extra.dtype == torch.float32
