@@ -13,11 +13,12 @@ no epoch-based hyperparameter.
 
 Paper recipes (``protocol = "paper"``), chosen by the noise (:meth:`ELR.paper_recipe`): on CIFAR-10,
 ResNet-34, SGD lr 0.02, momentum 0.9, wd 1e-3, batch 128 (both official configs) for 120 epochs with
-lr x0.01 at 40 and 80. For asymmetric noise that schedule is the official ``config_cifar10_asym.json``; for
-symmetric (and other) noise it comes from the paper's text: the shipped ``config_cifar10.json`` trains 150
-epochs under ``CosineAnnealingWarmRestarts(T_0=10, eta_min=0.001)`` (the README's "ELR (cosine
+lr x0.01 at 40 and 80. For asymmetric noise that schedule is the official asymmetric-noise config's; for
+symmetric (and other) noise it comes from the paper's text: the shipped symmetric-noise config trains 150
+epochs under ``CosineAnnealingWarmRestarts(T_0=10, eta_min=0.001)`` (the official README's "ELR (cosine
 annealing)" row), reachable as ``[train] epochs = 150, schedule = "cosine-restarts", restart_every = 10,
-eta_min = 0.001``. CIFAR-100: ``config_cifar100.json`` (x0.01 at 80/120 of 150). On the CLOTHING_1M and
+eta_min = 0.001``. CIFAR-100: the official config (x0.01 at 80/120 of 150). Each value's citation
+(``recipe(ref=...)``) is shown by ``noisybench plan``; the README names the config files. On the CLOTHING_1M and
 WEB_VISION families the official ELR+ configs of the same repository without the second network
 (``paper-default``), with timm's Inception-ResNet-v2 on WEB_VISION.
 """
@@ -101,14 +102,18 @@ PUBLISHED = (CIFAR_10, CIFAR_100)
 
 #: Where ELR's CIFAR recipe values come from (official repository shengliu66/ELR at commit 934af53).
 REPO = "shengliu66/ELR@934af53"
-PAPER_TEXT = "ELR paper text (Liu et al., NeurIPS 2020); the shipped config_cifar10.json: 150 epochs, warm restarts"
+PAPER_TEXT = ("ELR paper text (Liu et al., NeurIPS 2020); the shipped CIFAR-10 symmetric-noise config: 150 epochs, "
+              "warm restarts")
+CONFIG_SYM = f"{REPO} official CIFAR-10 config (symmetric noise)"
+CONFIG_ASYM = f"{REPO} official CIFAR-10 config for asymmetric noise"
+CONFIG_C100 = f"{REPO} official CIFAR-100 config"
 #: CIFAR-10: the optimiser both official configs share, and the schedule, whose source depends on the noise.
-_CIFAR10_OPTIMISER = {"arch": "resnet34", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": False,
+_C10_OPTIMISER = {"arch": "resnet34", "optimizer": "sgd", "lr": 0.02, "momentum": 0.9, "nesterov": False,
                       "weight_decay": 1e-3, "batch_size": 128, "augment": True}
-_CIFAR10_SCHEDULE = {"epochs": 120, "schedule": "step", "milestones": [40, 80], "gamma": 0.01}
-CIFAR10_SYMMETRIC = {**recipe(ref=f"{REPO} ELR/config_cifar10.json", **_CIFAR10_OPTIMISER),
-                     **recipe(ref=PAPER_TEXT, **_CIFAR10_SCHEDULE)}
-CIFAR10_ASYMMETRIC = recipe(ref=f"{REPO} ELR/config_cifar10_asym.json", **_CIFAR10_OPTIMISER, **_CIFAR10_SCHEDULE)
+_C10_SCHEDULE = {"epochs": 120, "schedule": "step", "milestones": [40, 80], "gamma": 0.01}
+C10_SYMMETRIC = {**recipe(ref=CONFIG_SYM, **_C10_OPTIMISER),
+                     **recipe(ref=PAPER_TEXT, **_C10_SCHEDULE)}
+C10_ASYMMETRIC = recipe(ref=CONFIG_ASYM, **_C10_OPTIMISER, **_C10_SCHEDULE)
 
 
 @register_method("elr")
@@ -118,8 +123,8 @@ class ELR(Method):
 
     hparams = {"beta": 0.7, "lam": 3.0}
     paper_recipes = {
-        CIFAR_10: CIFAR10_SYMMETRIC,
-        CIFAR_100: recipe(ref=f"{REPO} ELR/config_cifar100.json", arch="resnet34", epochs=150, optimizer="sgd",
+        CIFAR_10: C10_SYMMETRIC,
+        CIFAR_100: recipe(ref=CONFIG_C100, arch="resnet34", epochs=150, optimizer="sgd",
                           lr=0.02, momentum=0.9, nesterov=False, weight_decay=1e-3, schedule="step",
                           milestones=[80, 120], gamma=0.01, batch_size=128, augment=True),
         CLOTHING_1M: recipe("paper-default", arch="resnet50", epochs=15, optimizer="sgd", lr=0.002, momentum=0.9,
@@ -134,7 +139,7 @@ class ELR(Method):
     def paper_recipe(cls, query: RecipeQuery) -> dict[str, HParam] | None:
         """CIFAR-10 with the dataset's asymmetric map: the official asymmetric config; otherwise by family."""
         if query.family == CIFAR_10 and is_published_asym(query):
-            return CIFAR10_ASYMMETRIC
+            return C10_ASYMMETRIC
         return super().paper_recipe(query)
 
     @classmethod

@@ -212,7 +212,7 @@ def _describe(obj: object) -> str:
 
 METHODS: Registry = Registry("method", ("noisybench.methods",), "noisybench.methods")
 DATASETS: Registry = Registry("dataset", ("noisybench.datasets",), "noisybench.datasets")
-NOISES: Registry = Registry("noise", ("noisybench.noise",), "noisybench.noises")
+NOISES: Registry = Registry("noise", ("noisybench.noise", "noisybench.noise_blockswap"), "noisybench.noises")
 MODELS: Registry = Registry("model", ("noisybench.archs",), "noisybench.models")
 #: Every registry, by the word ``noisybench list`` takes.
 REGISTRIES: dict[str, Registry] = {"methods": METHODS, "datasets": DATASETS, "noises": NOISES, "models": MODELS}

@@ -114,11 +114,11 @@ def test_cifar10_schedule_source_is_the_paper_for_symmetric_noise_and_the_config
         assert {k: recipe[k]["value"] for k in SCHEDULE_KEYS} == expected
         assert all(recipe[k]["source"] == "paper" for k in (*SCHEDULE_KEYS, *OPTIMISER_KEYS))
     for key in SCHEDULE_KEYS:
-        assert sym[key]["ref"].startswith("ELR paper text") and "config_cifar10.json: 150 epochs" in sym[key]["ref"]
-        assert asym[key]["ref"] == "shengliu66/ELR@934af53 ELR/config_cifar10_asym.json"
+        assert sym[key]["ref"].startswith("ELR paper text") and "symmetric-noise config: 150 epochs" in sym[key]["ref"]
+        assert asym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config for asymmetric noise"
     for key in OPTIMISER_KEYS:
-        assert sym[key]["ref"] == "shengliu66/ELR@934af53 ELR/config_cifar10.json"
-        assert asym[key]["ref"] == "shengliu66/ELR@934af53 ELR/config_cifar10_asym.json"
+        assert sym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config (symmetric noise)"
+        assert asym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config for asymmetric noise"
 
 
 def test_the_shipped_symmetric_config_is_reachable_as_an_explicit_variant(capsys) -> None:
@@ -126,7 +126,7 @@ def test_the_shipped_symmetric_config_is_reachable_as_an_explicit_variant(capsys
     assert {k: shipped[k]["value"] for k in ("epochs", "schedule", "restart_every", "eta_min")} == \
         {"epochs": 150, "schedule": "cosine-restarts", "restart_every": 10, "eta_min": 0.001}
     assert {shipped[k]["source"] for k in ("epochs", "schedule", "restart_every", "eta_min")} == {"user"}
-    assert shipped["lr"]["ref"] == "shengliu66/ELR@934af53 ELR/config_cifar10.json"
+    assert shipped["lr"]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config (symmetric noise)"
 
 
 def test_plan_shows_each_values_reference(tmp_path, capsys) -> None:
@@ -141,4 +141,4 @@ def test_plan_shows_each_values_reference(tmp_path, capsys) -> None:
     milestones = [line for line in sym.splitlines() if line.startswith("recipe  milestones")][0]
     assert "paper" in milestones and "ELR paper text" in milestones
     milestones = [line for line in asym.splitlines() if line.startswith("recipe  milestones")][0]
-    assert "config_cifar10_asym.json" in milestones
+    assert "config for asymmetric noise" in milestones
