@@ -1,4 +1,4 @@
-"""``asym-pairswap5``: a random pair per block of five classes, swapped with probability r (noisybench.noise_blockswap)."""
+"""`asym-pairswap5`: a random pair per block of five classes swapped with probability r (noise_blockswap)."""
 
 from __future__ import annotations
 
