@@ -231,7 +231,7 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
         lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
         lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
         if quiet:
-            lines.append(f"off (neutral): {', '.join(quiet)}")
+            lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")
         blocks.append("\n".join(lines))
     blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")
     return "\n\n".join(blocks) + "\n"
