@@ -369,3 +369,21 @@ def test_extra_outputs_come_back_as_float32_under_mixed_precision(register) -> N
     assert out["runtime"]["precision"] == "bf16" and "test_acc_pseudo" in out["history"][0]
     main, extra = trainer.ctx.nets[0](trainer.ctx.prepare(trainer.ctx.data.x_test[:4]), heads=True)
     assert main.dtype == extra.dtype == torch.float32
+
+
+class BetaRecorder(Method):
+    name = "test-betas"
+
+    def training_step(self, ctx: Any, batch: Any, epoch: int) -> torch.Tensor:
+        return F.cross_entropy(ctx.nets[0](batch.x), batch.y)
+
+    def end_epoch(self, ctx: Any, epoch: int) -> dict[str, float]:
+        return {"beta1": ctx.optimizers[0].param_groups[0]["betas"][0]}
+
+
+def test_the_trainer_switches_adams_beta1_with_the_linear_tail(register) -> None:
+    run = config(register(BetaRecorder), optimizer="adam", lr=1e-3, weight_decay=0.0, schedule="linear-tail",
+                 milestones=[2], adam_beta1_tail=0.1)
+    history = Trainer(run).run()["history"]
+    assert [h["beta1"] for h in history] == [0.9, 0.9, 0.1, 0.1]
+    assert [h["lr"] for h in history] == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4])
