@@ -12,9 +12,9 @@ The trainer calls them in this order for a run of E epochs:
    seeded from (seed, "setup");
 4. on a resume, :meth:`Method.load_state_dict` with what :meth:`Method.state_dict` returned at the
    last checkpoint (the end of an epoch);
-5. for every epoch e: under a recipe with ``phases``, at the first epoch of each phase (phase 0 at the
-   start of a fresh run), :meth:`Method.begin_phase` with the phase's new optimisers in place; then
-   :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()`` and calls
+5. for every epoch e: under a recipe with ``phases``, at the first epoch of each phase,
+   :meth:`Method.begin_phase` with the phase's new optimisers in place and the epoch's random streams
+   seeded; then :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()`` and calls
    :meth:`Method.training_step` on every :class:`Batch`), then evaluation through :meth:`Method.predict`
    (and :meth:`Method.predict_heads`), then :meth:`Method.end_epoch`, then the trainer reads
    :meth:`Method.refined_targets` and :meth:`Method.selection` to score them against the clean

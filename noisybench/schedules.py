@@ -148,8 +148,7 @@ def check_phases(train: TrainConfig, where: str) -> None:
         if not (isinstance(phase.get("epochs"), int) and not isinstance(phase.get("epochs"), bool)
                 and phase["epochs"] >= 1):
             raise ConfigError(f"{here}: epochs must be an integer >= 1, got {phase.get('epochs')!r}")
-        config = type(train).from_dict({**_plain(train), **phase, "phases": []}, where=here)
-        del config
+        type(train).from_dict({**_plain(train), **phase, "phases": []}, where=here)  # validates the phase's recipe
     total = phase_bounds(train)[-1]
     if total != train.epochs:
         raise ConfigError(f"{where}: the phases train {total} epochs but epochs = {train.epochs}; set epochs to "

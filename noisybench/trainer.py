@@ -152,12 +152,10 @@ class Trainer:
             ctx, method = self.setup()
             try:
                 history = self._resume(ctx, method)
-                if self.train.phases and not history:
-                    method.begin_phase(ctx, 0)
                 saved_at = time.monotonic()
                 for epoch in range(len(history), self.train.epochs):
-                    self._enter_phase(ctx, method, epoch)
-                    history.append(self._run_epoch(ctx, method, epoch))
+                    starts_phase = self._enter_phase(ctx, epoch) or (bool(self.train.phases) and epoch == 0)
+                    history.append(self._run_epoch(ctx, method, epoch, starts_phase))
                     if epoch + 1 < self.train.epochs and self._checkpoint_due(saved_at):
                         self._save(ctx, method, history)
                         saved_at = time.monotonic()
@@ -182,15 +180,19 @@ class Trainer:
             return True
         return bool(self.save_requested and self.save_requested())
 
-    def _enter_phase(self, ctx: TrainerContext, method: Method, epoch: int) -> None:
-        """At the first epoch of a later phase: new optimisers for it, then ``Method.begin_phase``."""
+    def _enter_phase(self, ctx: TrainerContext, epoch: int) -> bool:
+        """At the first epoch of a later phase: new optimisers for it (True); otherwise nothing (False)."""
         phase = phase_of(self.train, epoch)
-        if phase != ctx.phase:
-            recipe = phase_config(self.train, phase)
-            ctx.set_phase(phase, [build_optimizer(n, recipe) for n in ctx.nets])
-            method.begin_phase(ctx, phase)
+        if phase == ctx.phase:
+            return False
+        recipe = phase_config(self.train, phase)
+        ctx.set_phase(phase, [build_optimizer(n, recipe) for n in ctx.nets])
+        return True
 
-    def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:
+    def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int,
+                   starts_phase: bool = False) -> dict[str, Any]:
+        """One epoch; ``Method.begin_phase`` first when it starts a phase (after the epoch's streams are reseeded,
+        so its draws are the same in a resumed run)."""
         start = time.perf_counter()
         lr = lr_at(self.train, epoch)
         beta1 = beta1_at(self.train, epoch)
@@ -200,6 +202,8 @@ class Trainer:
                 set_beta1(opt, beta1)
         ctx.lr = lr
         ctx.begin_epoch(epoch)
+        if starts_phase:
+            method.begin_phase(ctx, ctx.phase)
         for net in ctx.nets:
             net.train()
         stats = method.train_epoch(ctx, epoch)

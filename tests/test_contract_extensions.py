@@ -237,8 +237,8 @@ class Phased(Method):
     def setup(self, ctx: Any) -> None:
         self.scale, self.calls = 0.0, []
 
-    def begin_phase(self, ctx: Any, phase: int) -> None:
-        self.scale = 1.0 + phase
+    def begin_phase(self, ctx: Any, phase: int) -> None:  # draws from the epoch's streams: exact on resume too
+        self.scale = 1.0 + phase + float(torch.rand(1, generator=ctx.generator)) + float(torch.rand(1))
         self.calls.append(phase * 100 + ctx.phase)
 
     def training_step(self, ctx: Any, batch: Any, epoch: int) -> torch.Tensor:
