@@ -154,8 +154,7 @@ class Trainer:
                 history = self._resume(ctx, method)
                 saved_at = time.monotonic()
                 for epoch in range(len(history), self.train.epochs):
-                    starts_phase = self._enter_phase(ctx, epoch) or (bool(self.train.phases) and epoch == 0)
-                    history.append(self._run_epoch(ctx, method, epoch, starts_phase))
+                    history.append(self._run_epoch(ctx, method, epoch))
                     if epoch + 1 < self.train.epochs and self._checkpoint_due(saved_at):
                         self._save(ctx, method, history)
                         saved_at = time.monotonic()
@@ -189,11 +188,11 @@ class Trainer:
         ctx.set_phase(phase, [build_optimizer(n, recipe) for n in ctx.nets])
         return True
 
-    def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int,
-                   starts_phase: bool = False) -> dict[str, Any]:
-        """One epoch; ``Method.begin_phase`` first when it starts a phase (after the epoch's streams are reseeded,
-        so its draws are the same in a resumed run)."""
+    def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:
+        """One epoch; when it starts a phase, new optimisers first and ``Method.begin_phase`` once the epoch's
+        streams are reseeded (so its draws are the same in a resumed run)."""
         start = time.perf_counter()
+        starts_phase = self._enter_phase(ctx, epoch) or (bool(self.train.phases) and epoch == 0)
         lr = lr_at(self.train, epoch)
         beta1 = beta1_at(self.train, epoch)
         for opt in ctx.optimizers:
