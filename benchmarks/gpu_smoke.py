@@ -10,7 +10,12 @@ Sections (each a key of the JSON it prints):
   :class:`noisybench.syncs.HostSyncCounter`'s simulation on the CPU);
 * ``throughput``: images/s of one training epoch, each fast-path effect added on its own to a
   plain DataLoader fp32 loop: data on the device (uint8, batched crop/flip), bf16, channels_last,
-  compile; plus the noisybench trainer with the run's settings.
+  compile; plus the noisybench trainer with the run's settings;
+* ``extensions``: the contract's extensions on the device: the new networks (forward and backward under
+  the default precision), every CIFAR augmentation policy (reproducible from the generator, no host
+  synchronisation), a run under every new recipe key (phases, warm restarts, clipping, per-step decay,
+  per-module decay, Adam's beta_1 switch, AutoAugment view, no normalisation) resumed across its phase
+  boundary, and an extra head reached through ``forward`` keywords under autocast and compile.
 
 Usage::
 
@@ -23,6 +28,7 @@ Exit status 1 when a check fails (non-finite loss, resume not identical, syncs i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -319,12 +325,110 @@ def throughput(device: str, sizes: Sizes) -> list[dict[str, Any]]:
     return rows
 
 
+NEW_ARCHS = ("resnet18", "cifar_resnet50", "coteaching_cnn", "jocor_cnn", "cnn8", "resnet44")
+EXTENDED = {"epochs": 4, "lr": 0.05, "augment": "autoaugment-cutout16", "normalize": False, "deterministic": True,
+            "phases": [{"epochs": 2, "schedule": "cosine-restarts", "restart_every": 2, "eta_min": 0.001,
+                        "grad_clip_norm": 5.0, "lr_decay_per_step": 1e-3, "weight_decay_by_module": {"kernels": 1e-3}},
+                       {"epochs": 2, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "linear-tail",
+                        "milestones": [0], "adam_beta1_tail": 0.1}]}
+
+
+def _syncs_of(device: torch.device, fn: Any) -> int:
+    """Host-device synchronisations of ``fn()`` (CUDA's sync debug mode; the simulation on the CPU)."""
+    from noisybench.syncs import HostSyncCounter
+
+    if device.type != "cuda":
+        counter = HostSyncCounter(device)
+        with counter:
+            fn()
+        return counter.total
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def _heads_check(device: torch.device, sizes: Sizes) -> dict[str, Any]:
+    """A second head through ``forward(x, heads=True)`` of a network under autocast and compile."""
+    from noisybench.runtime import Runtime, accelerate
+
+    class WithHead(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net, self.head = net, torch.nn.Linear(net.fc.in_features, net.fc.out_features)
+
+        def forward(self, x: torch.Tensor, heads: bool = False) -> Any:
+            logits, feats = self.net(x, features=True)
+            return (logits, self.head(feats)) if heads else logits
+
+    net = WithHead(create_model("resnet18", (3, 32, 32), 10, width=8 if sizes.batch < 128 else 64)).to(device)
+    backend = "inductor" if device.type == "cuda" else "eager"
+    runtime = Runtime(str(device), "", None, "bf16", False, backend, True, False, torch.__version__)
+    accelerate(net, runtime, True)
+    x = torch.randn(8, 3, 32, 32, device=device)
+    main, extra = net(x, heads=True)
+    (main.sum() + extra.sum()).backward()
+    ok = main.dtype == extra.dtype == torch.float32 and bool(net.head.weight.grad.abs().sum() > 0)
+    return {"check": "extra head through forward keywords (bf16, compile)", "ok": ok}
+
+
+def extensions_check(device: str, sizes: Sizes) -> list[dict[str, Any]]:
+    """New networks, augmentation policies on the device, a run under every new recipe key, an extra head."""
+    dev = resolve_device(device)
+    rows: list[dict[str, Any]] = []
+    dtype = torch.bfloat16 if resolve_precision("auto", dev) == "bf16" else None
+    for name in NEW_ARCHS:
+        net = create_model(name, (3, 32, 32), 10).to(dev)
+        x = torch.randn(min(sizes.batch, 128), 3, 32, 32, device=dev)
+        with torch.autocast(dev.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            logits, _ = net(x, features=True)
+        logits.float().sum().backward()
+        rows.append({"check": f"network {name}", "ok": bool(torch.isfinite(logits.float()).all()),
+                     "params": sum(p.numel() for p in net.parameters())})
+    dataset = create_dataset("cifar-synthetic", n_train=256, n_test=10)
+    batch = dataset.load().x_train[: min(sizes.batch, 256)].to(dev)
+    for policy in dataset.policy_names():
+        chosen = dataset.policy(policy)
+        views = [chosen.stored(dataset, batch, torch.Generator(device=dev).manual_seed(3)) for _ in range(2)]
+        generator = torch.Generator(device=dev).manual_seed(4)
+        syncs = _syncs_of(dev, lambda c=chosen, g=generator: c.stored(dataset, batch, g))
+        rows.append({"check": f"policy {policy}", "ok": bool(torch.equal(*views)) and syncs == 0, "syncs": syncs})
+    rows.append(_extended_run_check(device, sizes))
+    rows.append(_heads_check(dev, sizes))
+    return rows
+
+
+def _extended_run_check(device: str, sizes: Sizes) -> dict[str, Any]:
+    run = _run(device, sizes, **EXTENDED)
+    full = Trainer(run).run()["history"]
+    checkpoint = _MemoryCheckpoint()
+
+    def stop(history: list[dict[str, Any]]) -> None:
+        if len(history) == 2:
+            raise _Interrupt
+
+    try:
+        Trainer(run, checkpoint=checkpoint, on_epoch=stop).run()
+    except _Interrupt:
+        pass
+    resumed = Trainer(run, checkpoint=checkpoint).run()["history"]
+    strip = [[{k: v for k, v in row.items() if k not in VOLATILE} for row in h] for h in (full, resumed)]
+    finite = all(math.isfinite(h["train_loss"]) for h in full)
+    return {"check": "run under every new recipe key, resumed across its phase boundary",
+            "ok": finite and strip[0] == strip[1], "lr": [h["lr"] for h in full]}
+
+
 def failures(results: dict[str, Any]) -> list[str]:
     """What failed, in words."""
     out = [f"non-finite loss: {r['method']}" for r in results["methods"] if not r["ok"]]
     out += [f"non-finite loss: compile={r['compile']} amp={r['amp']}" for r in results["options"] if not r["ok"]]
     out += [f"resume differs: {r['method']}" for r in results["resume"] if not r["identical"]]
     out += [f"syncs in steps: {r['method']} ({r['max_per_step']})" for r in results["syncs"] if r["max_per_step"] > 1]
+    out += [f"extension failed: {r['check']}" for r in results.get("extensions", []) if not r["ok"]]
     return out
 
 
@@ -340,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes(args.tiny or device.type == "cpu")
     results: dict[str, Any] = {"environment": environment(device)}
     sections = {"methods": methods_check, "options": options_check, "resume": resume_check,
-                "syncs": syncs_check, "throughput": throughput}
+                "syncs": syncs_check, "throughput": throughput, "extensions": extensions_check}
     for name, fn in sections.items():
         start = time.perf_counter()
         results[name] = [] if name in args.skip else fn(str(device), sizes)

@@ -31,3 +31,22 @@ def gaussian_jitter(x: torch.Tensor, sigma: float, generator: torch.Generator) -
     """Add N(0, sigma^2) noise."""
     noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
     return x + sigma * noise.to(x.device)
+
+
+def random_cutout_2d(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square of each image of ``x`` (B, H, W), centred at a uniform pixel, clipped."""
+    b, h, w = x.shape
+    cy = torch.randint(0, h, (b,), generator=generator, device=generator.device).to(x.device)
+    cx = torch.randint(0, w, (b,), generator=generator, device=generator.device).to(x.device)
+    rows = torch.arange(h, device=x.device).view(1, h, 1) - (cy - size // 2).view(-1, 1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w) - (cx - size // 2).view(-1, 1, 1)
+    box = (rows >= 0) & (rows < size) & (cols >= 0) & (cols < size)
+    return x.masked_fill(box, 0.0)
+
+
+def random_mask_1d(x: torch.Tensor, width: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a window of ``width`` steps of each sequence of ``x`` (B, L), starting at a uniform step, clipped."""
+    b, length = x.shape
+    start = torch.randint(0, length, (b,), generator=generator, device=generator.device).to(x.device)
+    steps = torch.arange(length, device=x.device).view(1, length) - start.view(-1, 1)
+    return x.masked_fill((steps >= 0) & (steps < width), 0.0)

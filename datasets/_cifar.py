@@ -3,7 +3,8 @@ versions): torchvision's python pickles (methods.md §9.1), class maps, recipes.
 
 Images are kept as uint8 (N, 3, 32, 32); the trainer moves them to the device once, and
 :meth:`augment` (random crop with 4-pixel padding, horizontal flip) and :meth:`preprocess`
-(float, per-channel normalisation) run on whole batches there: the fast path.
+(float, per-channel normalisation) run on whole batches there: the fast path. The papers' other
+policies (rotations, Keras shifts, AutoAugment, RandAugment) are named in :mod:`._policies`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from noisybench.data import Dataset, DataSplits
 from noisybench.datasets._image_batch import Normalizer, random_crop, random_flip
+from noisybench.datasets._policies import cifar_policies
 from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
 from noisybench.errors import DataError
 
@@ -62,6 +64,8 @@ class CifarBase(Dataset):
     default_arch = "resnet34"
     val_fraction = 0.1
     params: ClassVar[dict[str, Any]] = {"download": False}
+    augment_policies = cifar_policies()
+    can_skip_normalization = True
 
     def __init__(self, root: str | Path | None = None, **params: Any) -> None:
         super().__init__(root, **params)
@@ -151,6 +155,7 @@ class CifarBase(Dataset):
         """Random 32x32 crop of the 4-pixel zero-padded image, then a random horizontal flip."""
         return random_flip(random_crop(x, 32, 4, generator), generator)
 
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 -> float32, normalised with the dataset's channel mean and std."""
-        return self._normalize(x)
+    def preprocess(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """uint8 (or float on the 0-255 scale) -> float32, normalised with the dataset's channel mean and std;
+        ``normalize=False``: scaled to [0, 1] only (``ToTensor()`` without ``Normalize``)."""
+        return self._normalize(x) if normalize else x.float().div(255)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from noisybench.data import Dataset, DataSplits
-from noisybench.datasets._augment import gaussian_jitter, random_shift_2d
+from noisybench.data import AugmentPolicy, Dataset, DataSplits
+from noisybench.datasets._augment import gaussian_jitter, random_cutout_2d, random_shift_2d
 from noisybench.registry import register_dataset
 
 #: MNIST asymmetric map of the loss-correction literature (methods.md §8.7, a suite convention).
@@ -17,13 +17,17 @@ MNIST_ASYM_MAP = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 class Digits(Dataset):
     """sklearn ``load_digits``: fixed stratified 20 % test split (seed 0), pixels scaled to [0, 1].
 
-    Augmentation: shifts of up to one pixel plus small Gaussian jitter.
+    Augmentation: shifts of up to one pixel plus small Gaussian jitter. Policy ``strong`` (ours, ``suite``):
+    shifts of up to two pixels, jitter of 0.1 and a zeroed 3 x 3 square.
     """
     display_name = "Digits"
 
     num_classes = 10
     default_arch = "mlp"
     asym_maps = {"default": MNIST_ASYM_MAP}
+    augment_policies = {"strong": AugmentPolicy(
+        "shifts up to 2 pixels, Gaussian jitter 0.1, a zeroed 3 x 3 square (the suite's strong view)", "suite",
+        lambda ds, x, g: random_cutout_2d(gaussian_jitter(random_shift_2d(x, 2, g), 0.1, g), 3, g))}
     recipes = {
         "shared": {"epochs": 40, "batch_size": 64, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
     }

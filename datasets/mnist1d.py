@@ -7,8 +7,8 @@ import io
 import numpy as np
 import torch
 
-from noisybench.data import Dataset, DataSplits
-from noisybench.datasets._augment import gaussian_jitter, random_shift_1d
+from noisybench.data import AugmentPolicy, Dataset, DataSplits
+from noisybench.datasets._augment import gaussian_jitter, random_mask_1d, random_shift_1d
 from noisybench.datasets.digits import MNIST_ASYM_MAP
 from noisybench.io import atomic_write_bytes
 from noisybench.registry import register_dataset
@@ -20,7 +20,9 @@ class MNIST1D(Dataset):
 
     Generated with ``mnist1d.data.make_dataset`` (never ``get_dataset``, which tries to download)
     with ``num_samples`` (default 10,000: twice the package default) and an 80/20 train/test
-    split; cached as ``.npz`` under the cache directory.
+    split; cached as ``.npz`` under the cache directory. Augmentation: shifts of up to two steps and jitter
+    of 0.05; policy ``strong`` (ours, ``suite``): shifts of up to four steps, jitter of 0.1, a zeroed window
+    of 6 steps.
     """
     display_name = "MNIST-1D"
 
@@ -28,6 +30,9 @@ class MNIST1D(Dataset):
     default_arch = "cnn1d"
     asym_maps = {"default": MNIST_ASYM_MAP}
     params = {"num_samples": 10000, "seed": 42}
+    augment_policies = {"strong": AugmentPolicy(
+        "shifts up to 4 steps, Gaussian jitter 0.1, a zeroed window of 6 steps (the suite's strong view)", "suite",
+        lambda ds, x, g: random_mask_1d(gaussian_jitter(random_shift_1d(x, 4, g), 0.1, g), 6, g))}
     recipes = {
         "shared": {"epochs": 30, "batch_size": 128, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine"},
     }

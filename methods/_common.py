@@ -7,19 +7,20 @@ import torch
 import torch.nn.functional as F
 
 from noisybench.facts import NoiseKind, Setting
+from noisybench.method import RecipeQuery
 
 
-def is_class_conditional(setting: Setting) -> bool:
+def is_class_conditional(setting: Setting | RecipeQuery) -> bool:
     """True for noise that follows a class map (asymmetric, pair-flip)."""
     return setting.noise_kind is NoiseKind.CLASS_CONDITIONAL
 
 
-def is_published_asym(setting: Setting) -> bool:
+def is_published_asym(setting: Setting | RecipeQuery) -> bool:
     """True for noise along the dataset's own asymmetric class map (what the papers call "asym")."""
     return is_class_conditional(setting) and setting.class_map == "dataset"
 
 
-def is_symmetric(setting: Setting) -> bool:
+def is_symmetric(setting: Setting | RecipeQuery) -> bool:
     """True for symmetric noise, whatever its sampler."""
     return setting.noise_kind is NoiseKind.SYMMETRIC
 

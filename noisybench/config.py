@@ -19,7 +19,7 @@ from typing import Any
 
 from noisybench.errors import ConfigError, NoisybenchError, suggest
 from noisybench.grid_checks import check_grid_table
-from noisybench.validate import check_distinct, check_fields
+from noisybench.validate import check_distinct, check_fields, matches
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +29,13 @@ else:  # pragma: no cover
 SCHEMA_VERSION = 1
 #: TrainConfig fields that cannot change a run's numbers, so they stay out of its id.
 RESULT_NEUTRAL_TRAIN_KEYS = frozenset({"num_workers"})
+#: TrainConfig fields added after the first schema, each with its neutral value: the value that trains exactly
+#: as the suite did before the field existed. At that value a field stays out of the run id, so adding a field
+#: leaves every existing run id (and stored run) as it was; any other value is part of the id.
+ID_NEUTRAL_TRAIN_KEYS: dict[str, Any] = {
+    "eta_min": 0.0, "restart_every": None, "adam_beta1_tail": None, "lr_decay_per_step": 0.0,
+    "grad_clip_norm": None, "weight_decay_by_module": {}, "normalize": True, "phases": [],
+}
 #: torch.compile backends ``[train] compile`` may name (``true`` means inductor).
 COMPILE_BACKENDS = frozenset({"inductor", "eager", "aot_eager", "cudagraphs"})
 
@@ -52,10 +59,10 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "cosine"
+    schedule: str = "cosine"  # see noisybench.schedules: cosine, step, constant, linear-tail, cosine-restarts
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
-    augment: bool = True
+    augment: bool | str = True  # true: the dataset's default policy; false: none; or a policy's name
     val_fraction: float = 0.1
     mean_last_k: int = 10
     eval_batch_size: int = 2048
@@ -66,6 +73,15 @@ class TrainConfig:
     deterministic: bool = True  # deterministic algorithms (see noisybench.runtime); false = cudnn.benchmark
     threads: int = 1  # torch CPU threads of the run (part of the run id: results depend on it)
     num_workers: int = 4  # DataLoader workers of streamed (on-disk) datasets; no effect on results
+    # Fields added after the first schema (ID_NEUTRAL_TRAIN_KEYS): out of the run id at their neutral value.
+    eta_min: float = 0.0  # floor of the cosine schedules
+    restart_every: int | None = None  # period (epochs) of schedule "cosine-restarts"
+    adam_beta1_tail: float | None = None  # Adam's beta_1 from the tail start of schedule "linear-tail"
+    lr_decay_per_step: float = 0.0  # Keras-style decay: the epoch's lr / (1 + d * optimiser steps so far)
+    grad_clip_norm: float | None = None  # clip each network's gradient norm to this before its optimiser steps
+    weight_decay_by_module: dict[str, float] = field(default_factory=dict)  # {name prefix or "kernels": wd}
+    normalize: bool = True  # false: network input without the dataset's normalisation (images in [0, 1])
+    phases: list[dict[str, Any]] = field(default_factory=list)  # consecutive optimiser/schedule phases
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str = "[train]") -> TrainConfig:
@@ -102,7 +118,6 @@ class TrainConfig:
              f"after the last epoch a milestone never lowers the learning rate): set [train] milestones for a "
              f"{self.epochs}-epoch run, or schedule = \"cosine\""),
             (self.optimizer in {"sgd", "adam"}, "optimizer must be 'sgd' or 'adam'"),
-            (self.schedule in {"cosine", "step", "constant"}, "schedule must be 'cosine', 'step' or 'constant'"),
             (0 <= self.val_fraction < 1, "val_fraction must be in [0, 1)"),
             (self.mean_last_k >= 1, "mean_last_k must be >= 1"),
             (self.num_workers >= 0, "num_workers must be >= 0"),
@@ -118,6 +133,27 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"{where} {message}")
+        self._validate_extensions(where)
+
+    def _validate_extensions(self, where: str) -> None:
+        """The keys added after the first schema (schedules, clipping, per-module decay, views, phases)."""
+        from noisybench.schedules import check_phases, check_schedule
+
+        check_schedule(self, where)
+        checks = [
+            (self.grad_clip_norm is None or self.grad_clip_norm > 0,
+             f"grad_clip_norm must be > 0 (or left out for no clipping), got {self.grad_clip_norm!r}"),
+            (all(isinstance(k, str) and k for k in self.weight_decay_by_module),
+             "weight_decay_by_module keys must be parameter-name prefixes (e.g. \"fc1\") or \"kernels\""),
+            (all(matches(v, float) and v >= 0 for v in self.weight_decay_by_module.values()),
+             f"weight_decay_by_module values must be weight decays >= 0, got {self.weight_decay_by_module!r}"),
+            (not isinstance(self.augment, str) or bool(self.augment.strip()),
+             "augment must be true, false or the name of one of the dataset's augmentation policies"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{where} {message}")
+        check_phases(self, where)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-dict form, as stored in a run's config."""
@@ -158,14 +194,24 @@ class RunConfig:
     schema: int = SCHEMA_VERSION
     sweep: dict[str, Any] = field(default_factory=dict)  # this run's point of a [sweep.<method>] table
     plugins: tuple[str, ...] = ()  # local plugin folders its workers load (not part of the id)
+    #: the method's ``id_neutral_hparams``: hyperparameters at these values stay out of the run id
+    neutral_hparams: dict[str, Any] = field(default_factory=dict)
+    train_refs: dict[str, str] = field(default_factory=dict)  # citation of each paper recipe value, where known
 
     def identity(self) -> dict[str, Any]:
         """The fields that determine the result (not the grid name, data path, plugin folders or loader
-        workers: a plugin's code is pinned by the fingerprint)."""
-        train = {k: v for k, v in self.train.to_dict().items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
+        workers: a plugin's code is pinned by the fingerprint).
+
+        Recipe fields and hyperparameters added after the first schema stay out while at their neutral
+        value (:data:`ID_NEUTRAL_TRAIN_KEYS`, the method's ``id_neutral_hparams``), so adding one changes no
+        existing run id.
+        """
+        train = {k: v for k, v in self.train.to_dict().items()
+                 if k not in RESULT_NEUTRAL_TRAIN_KEYS and not is_neutral(k, v, ID_NEUTRAL_TRAIN_KEYS)}
+        hparams = {k: v for k, v in self.hparams.items() if not is_neutral(k, v, self.neutral_hparams)}
         return {
             "schema": self.schema, "dataset": self.dataset.to_dict(), "noise": self.noise,
-            "method": self.method, "hparams": self.hparams, "seed": self.seed, "train": train,
+            "method": self.method, "hparams": hparams, "seed": self.seed, "train": train,
         }
 
     @functools.cached_property
@@ -181,7 +227,8 @@ class RunConfig:
             "hparams": dict(self.hparams), "hparam_sources": dict(self.hparam_sources), "seed": self.seed,
             "train": self.train.to_dict(), "train_sources": dict(self.train_sources), "grid": self.grid,
             "data_root": self.data_root, "schema": self.schema,
-            "sweep": dict(self.sweep), **({"plugins": list(self.plugins)} if self.plugins else {}),
+            "sweep": dict(self.sweep), "neutral_hparams": dict(self.neutral_hparams),
+            "train_refs": dict(self.train_refs), **({"plugins": list(self.plugins)} if self.plugins else {}),
         }
 
     @classmethod
@@ -202,6 +249,18 @@ class RunConfig:
     def label(self) -> str:
         """Short human-readable description."""
         return f"{self.dataset.name} {self.noise} {self.method} seed={self.seed}"
+
+
+def is_neutral(key: str, value: Any, neutral: dict[str, Any]) -> bool:
+    """Whether ``value`` is ``key``'s declared neutral value (``0`` counts as ``0.0``; ``False`` never as ``0``)."""
+    if key not in neutral:
+        return False
+    default = neutral[key]
+    if default is None or value is None or isinstance(default, bool) or isinstance(value, bool):
+        return value is default
+    if isinstance(default, (int, float)) and isinstance(value, (int, float)):
+        return value == default
+    return type(value) is type(default) and value == default
 
 
 def legacy_profile_message(profile: Any, where: str) -> str:

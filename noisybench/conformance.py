@@ -8,11 +8,16 @@ a few tiny runs (400 four-class blobs, three epochs, on the CPU) through the sha
 * ``resume``: a run stopped after an epoch and resumed from its checkpoint in a fresh trainer and
   method ends with the same history and the same method state as one that ran straight through
   (a buffer missing from ``state_dict`` is named, with the epoch where it first differs);
-* ``history``: every epoch records the base columns as numbers and the final metrics are complete.
+* ``history``: every epoch records the base columns as numbers and the final metrics are complete;
+* ``extensions``: under a recipe that sets every recipe key of the contract's extensions (two phases
+  with a new optimiser at the boundary; warm-restart cosine with a floor, gradient clipping, per-step
+  decay and per-module weight decay, then Adam under the linear tail with its beta_1 switch; a named
+  augmentation policy), the method trains, and resumes exactly across the phase boundary.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -34,6 +39,16 @@ from noisybench.store import Checkpoint, ResultStore
 from noisybench.trainer import Trainer
 
 EPOCHS = 3
+#: The ``extensions`` check's recipe: every recipe key added to the contract, at a non-neutral value.
+EXTENDED_RECIPE: dict[str, Any] = {
+    "epochs": 4, "lr": 0.05, "augment": "weak",
+    "phases": [
+        {"epochs": 2, "schedule": "cosine-restarts", "restart_every": 2, "eta_min": 0.001, "grad_clip_norm": 5.0,
+         "lr_decay_per_step": 1e-3, "weight_decay_by_module": {"kernels": 1e-3}},
+        {"epochs": 2, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "schedule": "linear-tail",
+         "milestones": [0], "adam_beta1_tail": 0.1},
+    ],
+}
 BASE_COLUMNS = ("epoch", "lr", "train_loss", "val_acc", "test_acc", "epoch_time", "peak_mem_mb")
 METRICS = ("val_selected", "last", "mean_last_k", "best_on_test", "epochs_run")
 VOLATILE = frozenset({"epoch_time", "peak_mem_mb"})
@@ -53,11 +68,12 @@ class CheckResult:
 
 
 def probe_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS, seed: int = 1,
-              noise: str = "sym:0.4") -> RunConfig:
-    """A resolved run of ``method`` on 400 four-class blobs (8 dims) on the CPU."""
+              noise: str = "sym:0.4", train: dict[str, Any] | None = None) -> RunConfig:
+    """A resolved run of ``method`` on 400 four-class blobs (8 dims) on the CPU (``train``: more recipe keys)."""
     grid = Grid(
         name="conformance", datasets=["blobs"], methods=[method], noise=[noise], seeds=[seed],
-        train={"epochs": epochs, "device": "cpu"}, method_params={method: dict(hparams)} if hparams else {},
+        train={"epochs": epochs, "device": "cpu", **(train or {})},
+        method_params={method: dict(hparams)} if hparams else {},
         dataset_params={"blobs": {"n_samples": 400, "dim": 8, "classes": 4}}, source="probe run",
     )
     return expand_grid(grid)[0]
@@ -150,9 +166,11 @@ def first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
 class Probe:
     """The checks of one method (and hyperparameters); the straight run is trained once and shared."""
 
-    def __init__(self, method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> None:
-        self.method, self.hparams, self.epochs = method, dict(hparams or {}), epochs
-        self.config = probe_run(method, self.hparams, epochs)
+    def __init__(self, method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS,
+                 train: dict[str, Any] | None = None) -> None:
+        self.method, self.hparams = method, dict(hparams or {})
+        self.epochs = int((train or {}).get("epochs", epochs))
+        self.config = probe_run(method, self.hparams, self.epochs, train=train)
         self._straight: Observed | None = None
 
     def straight(self) -> Observed:
@@ -181,7 +199,7 @@ class Probe:
         if where:
             return CheckResult("determinism", False, f"two runs with the same seed differ at {where}; draw randomness "
                                "only from ctx.generator / ctx.rng (reseeded every epoch)")
-        other = stable(observe(probe_run(self.method, self.hparams, self.epochs, seed=2)).out["history"])
+        other = stable(observe(dataclasses.replace(self.config, seed=2)).out["history"])
         if other == a:
             return CheckResult("determinism", False, "seeds 1 and 2 give the same history; the seed is ignored")
         return CheckResult("determinism", True)
@@ -238,11 +256,17 @@ class Probe:
             return CheckResult("history", False, f"final metrics lack {missing}")
         return CheckResult("history", True)
 
+    def extensions(self) -> CheckResult:
+        """Train under :data:`EXTENDED_RECIPE` and resume exactly across its phase boundary."""
+        result = Probe(self.method, self.hparams, train=EXTENDED_RECIPE).resume(stop_after=2)
+        detail = f"under a recipe with phases, clipping, per-step decay and Adam's beta_1 switch: {result.detail}"
+        return CheckResult("extensions", result.ok, "" if result.ok else detail)
+
     def run_all(self) -> list[CheckResult]:
         """Every check; an exception inside one becomes its failure, with where it was raised."""
         checks: list[tuple[str, Callable[[], CheckResult]]] = [
             ("contract", self.contract), ("determinism", self.determinism), ("resume", self.resume),
-            ("history", self.history)]
+            ("history", self.history), ("extensions", self.extensions)]
         results = []
         for name, check in checks:
             try:
@@ -259,8 +283,9 @@ def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int =
 
 # ---------------------------------------------------------------------- the contract, as README text
 #: Hooks a method may override, in the order the README lists them.
-HOOKS = ("default_hparams", "check_hparams", "setup", "train_epoch", "training_step", "predict", "end_epoch",
-         "refined_targets", "selection", "state_dict", "load_state_dict")
+HOOKS = ("default_hparams", "check_hparams", "paper_recipe", "extend_network", "setup", "begin_phase", "train_epoch",
+         "training_step", "predict", "predict_heads", "end_epoch", "refined_targets", "selection", "state_dict",
+         "load_state_dict")
 
 
 def _markdown(text: str) -> str:

@@ -5,13 +5,18 @@ The trainer calls them in this order for a run of E epochs:
 
 1. ``Method(**hparams)``, with the values :meth:`Method.resolve_hparams` chose for the run's
    :class:`~noisybench.facts.Setting`;
-2. :meth:`Method.setup` once the trainer has built the data, networks and optimisers: allocate
-   per-sample state here (ELR/ALR target buffers);
-3. on a resume, :meth:`Method.load_state_dict` with what :meth:`Method.state_dict` returned at the
+2. :meth:`Method.extend_network` on every network once all are built (seeded), before the trainer
+   builds their optimisers: extra heads added here train under the recipe;
+3. :meth:`Method.setup` once the trainer has built the data, networks and optimisers: allocate
+   per-sample state here (ELR/ALR target buffers); ``ctx.generator`` and ``ctx.rng`` are already
+   seeded from (seed, "setup");
+4. on a resume, :meth:`Method.load_state_dict` with what :meth:`Method.state_dict` returned at the
    last checkpoint (the end of an epoch);
-4. for every epoch e: :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()``
-   and calls :meth:`Method.training_step` on every :class:`Batch`), then evaluation through
-   :meth:`Method.predict`, then :meth:`Method.end_epoch`, then the trainer reads
+5. for every epoch e: under a recipe with ``phases``, at the first epoch of each phase,
+   :meth:`Method.begin_phase` with the phase's new optimisers in place and the epoch's random streams
+   seeded; then :meth:`Method.train_epoch` (the default iterates ``ctx.train_batches()`` and calls
+   :meth:`Method.training_step` on every :class:`Batch`), then evaluation through :meth:`Method.predict`
+   (and :meth:`Method.predict_heads`), then :meth:`Method.end_epoch`, then the trainer reads
    :meth:`Method.refined_targets` and :meth:`Method.selection` to score them against the clean
    labels (methods never see clean labels), then :meth:`Method.state_dict` when a checkpoint is due
    (after every epoch but the last, at most every few seconds; see :class:`noisybench.trainer.Trainer`).
@@ -23,7 +28,7 @@ epoch counts published for another schedule go through :func:`scale_epochs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -32,7 +37,7 @@ import torch
 from torch import nn
 
 from noisybench.errors import ConfigError, suggest
-from noisybench.facts import Setting
+from noisybench.facts import NoiseKind, Setting
 from noisybench.search_space import SearchSpace
 from noisybench.validate import check_like_defaults
 
@@ -71,10 +76,18 @@ class TrainContext(Protocol):
     Attributes
     ----------
     nets : list[nn.Module]
-        The networks (``num_networks`` of them), each with its own optimiser; in train mode
-        during ``train_epoch``.
+        The networks (``num_networks`` of them, as :meth:`Method.extend_network` returned them), each with
+        its own optimiser; in train mode during ``train_epoch``. Every registered network exposes
+        ``layer_groups()`` (its parameters in groups from input to output; the last is the classifier)
+        and ``forward(x, features=True)``, which returns ``(logits, penultimate features)``.
     device : torch.device
         Where networks, labels and per-sample state live.
+    epochs : int
+        E, the run's number of epochs (all phases together).
+    lr : float
+        This epoch's learning rate under the recipe's schedule (before any per-step decay).
+    phase : int
+        The phase of a phased recipe (``phases``) this epoch belongs to; 0 without phases.
     num_train : int
         N, the number of training samples (batch indices run over 0..N-1); read it in ``setup``
         to size per-sample state.
@@ -87,18 +100,23 @@ class TrainContext(Protocol):
     epoch_indices : torch.Tensor
         This epoch's training indices on ``device`` (all of them, or the dataset's per-epoch draw).
     generator : torch.Generator
-        A torch generator (on the CPU) reseeded from (seed, epoch) at every epoch start.
+        A torch generator (on the CPU) seeded from (seed, "setup") before ``setup`` and reseeded from
+        (seed, epoch) at every epoch start.
     device_generator : torch.Generator
-        A torch generator on ``device``, reseeded likewise (the same object as ``generator`` on
+        A torch generator on ``device``, seeded likewise (the same object as ``generator`` on
         the CPU); draws on the device need no host-device copy.
     rng : np.random.Generator
-        A numpy generator reseeded from (seed, epoch) at every epoch start.
+        A numpy generator seeded from (seed, "setup") before ``setup`` and from (seed, epoch) at every
+        epoch start.
     last_val_acc : float
         Noisy-validation accuracy of the epoch just evaluated (read it in ``end_epoch``).
     """
 
     nets: list[nn.Module]
     device: torch.device
+    epochs: int
+    lr: float
+    phase: int
     num_train: int
     num_classes: int
     batch_size: int
@@ -116,12 +134,18 @@ class TrainContext(Protocol):
         """Batches over ``indices`` (default: ``epoch_indices``) in a seeded order."""
         ...
 
-    def augment(self, raw: torch.Tensor) -> torch.Tensor:
-        """Network input of a fresh random view of stored-format ``raw``."""
+    def augment(self, raw: torch.Tensor, policy: str | None = None) -> torch.Tensor:
+        """Network input of a fresh random view of stored-format ``raw``, under the recipe's augmentation
+        (``policy=None``) or the dataset's named policy (``"weak"``, ``"strong"``, ``"autoaugment-cutout16"``, ...).
+        """
         ...
 
-    def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
-        """Zero the grads, backpropagate ``loss``, step the chosen optimisers (default all), record the loss."""
+    def optimize(self, loss: torch.Tensor, which: list[int] | None = None,
+                 extra: Sequence[torch.optim.Optimizer] = ()) -> None:
+        """Zero the grads, backpropagate ``loss``, step the chosen network optimisers (default all; gradients clipped
+        to the recipe's ``grad_clip_norm``), then the method's own ``extra`` optimisers (never clipped, rates never
+        set: keep their state in ``state_dict``), and record the loss.
+        """
         ...
 
     def mean_loss(self) -> float:
@@ -135,18 +159,41 @@ class TrainContext(Protocol):
 
 #: The :class:`~noisybench.config.TrainConfig` fields a recipe decides (what ``noisybench plan`` shows).
 RECIPE_KEYS = ("arch", "arch_kwargs", "epochs", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
-               "schedule", "milestones", "gamma", "batch_size", "augment", "val_fraction")
+               "schedule", "milestones", "gamma", "batch_size", "augment", "val_fraction", "eta_min", "restart_every",
+               "adam_beta1_tail", "lr_decay_per_step", "grad_clip_norm", "weight_decay_by_module", "normalize",
+               "phases")
 
 
-def recipe(source: str = "paper", **values: Any) -> dict[str, HParam]:
-    """A published training recipe: ``TrainConfig`` field values that share one provenance ``source``.
+def recipe(source: str = "paper", ref: str = "", **values: Any) -> dict[str, HParam]:
+    """A published training recipe: ``TrainConfig`` field values that share one provenance ``source``
+    and, optionally, one citation ``ref`` (where exactly the values come from: a paper section, an
+    official config file), which ``noisybench plan`` shows beside each value.
 
     Merge dicts to give single values another tag: ``{**recipe(lr=0.01), **recipe("paper-default", ...)}``.
     """
     unknown = sorted(set(values) - set(RECIPE_KEYS))
     if unknown:
         raise ValueError(f"recipe: unknown key(s) {', '.join(unknown)}; recipe keys: {', '.join(RECIPE_KEYS)}")
-    return {key: HParam(value, source) for key, value in values.items()}
+    return {key: HParam(value, source, ref) for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class RecipeQuery:
+    """What :meth:`Method.paper_recipe` may choose a published recipe by: the dataset's family and the noise's
+    facts (the attribute names are :class:`~noisybench.facts.Setting`'s, so the same helpers read both).
+    Not the epochs: the run's length comes from the recipe."""
+
+    family: str
+    base_family: str = ""
+    noise_kind: NoiseKind = NoiseKind.SYMMETRIC
+    class_map: str = ""
+    noise_rate: float | None = None
+    noise_arg: str | None = None
+
+    @property
+    def images(self) -> str:
+        """The family whose images the dataset has."""
+        return self.base_family or self.family
 
 
 def epoch_hparam(value: int, setting: Setting, source: str, reference_epochs: int | None = None) -> HParam:
@@ -181,11 +228,13 @@ class HParam:
     ``source`` is one of ``paper`` (the paper's value for this setting), ``paper-default``
     (the paper's or official code's general default), ``suite`` (our convention, e.g. for
     datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (chosen per setting on
-    noisy validation among the values of a ``[sweep.<method>]`` table).
+    noisy validation among the values of a ``[sweep.<method>]`` table). ``ref`` optionally cites the
+    exact origin (``"paper text, Sec. 4"``, ``"official config_cifar10_asym.json"``).
     """
 
     value: Any
     source: str = "suite"
+    ref: str = ""
 
 
 class Method:
@@ -201,7 +250,11 @@ class Method:
     hparams : generic defaults; :meth:`default_hparams` refines them per setting.
     paper_recipes : the method's own published training recipe per dataset family
         (:mod:`noisybench.facts`), each a dict of :func:`recipe` values with provenance. Runs under
-        ``protocol = "paper"`` use it; a family without one falls back to the dataset's shared recipe.
+        ``protocol = "paper"`` use it (through :meth:`paper_recipe`, which may also choose by the noise);
+        a family without one falls back to the dataset's shared recipe.
+    id_neutral_hparams : hyperparameters added after runs were stored, each with the value that trains
+        exactly as the method did before it existed; at that value a hyperparameter stays out of the run
+        id, so adding one changes no existing run id.
     deviations : where the suite departs, on purpose, from the reference code it follows: each entry one
         statement of what the reference does, what the suite does, why, and the measured effect.
         ``noisybench plan`` prints them under every configuration of the method.
@@ -214,6 +267,7 @@ class Method:
     hparams: ClassVar[dict[str, Any]] = {}
     paper_recipes: ClassVar[dict[str, dict[str, HParam]]] = {}
     deviations: ClassVar[tuple[str, ...]] = ()
+    id_neutral_hparams: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -259,6 +313,14 @@ class Method:
         """Raise :class:`ConfigError` for out-of-range values (override to add checks)."""
 
     @classmethod
+    def paper_recipe(cls, query: RecipeQuery) -> dict[str, HParam] | None:
+        """The published recipe for a dataset family and noise (default: ``paper_recipes[query.family]``); override to
+        choose by the noise's kind, class map or rate (e.g. a paper's recipe for symmetric noise and its official
+        config's for asymmetric).
+        """
+        return cls.paper_recipes.get(query.family) if query.family else None
+
+    @classmethod
     def search_space(cls, setting: Setting) -> SearchSpace:
         """Hyperparameters tuned under a grid's ``[tune]`` budget, each a dimension of
         :mod:`noisybench.search_space` with its source (default: none; CE has none).
@@ -274,8 +336,23 @@ class Method:
         return cls.deviations
 
     # ----------------------------------------------------------------- training hooks
+    def extend_network(self, net: nn.Module, k: int) -> nn.Module:
+        """Network ``k`` as the method trains it (default: unchanged); return a module that wraps ``net`` to add heads
+        (a head like the classifier: ``copy.deepcopy(net.layer_groups()[-1])``, re-initialised, on the features of
+        ``net(x, features=True)``): its parameters join the recipe's optimiser. Its ``forward(x)`` must still return
+        the main logits (evaluation calls it); give extra outputs through ``forward`` keywords, which mixed precision
+        and compilation wrap, never through another method.
+        """
+        return net
+
     def setup(self, ctx: TrainContext) -> None:
         """Allocate state once the trainer has built the data and networks."""
+
+    def begin_phase(self, ctx: TrainContext, phase: int) -> None:
+        """Start ``phase`` of a phased recipe (its optimisers are already new): e.g. reload the best noisy-validation
+        state of the previous phase. Called only under recipes with ``phases``; keep what it changes in
+        ``state_dict``.
+        """
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Run one epoch; return scalar statistics (``train_loss`` at least)."""
@@ -291,6 +368,12 @@ class Method:
     def predict(self, ctx: TrainContext, x: torch.Tensor) -> torch.Tensor:
         """Logits for ``x`` (networks are already in eval mode, without gradients)."""
         return ctx.nets[0](x)
+
+    def predict_heads(self, ctx: TrainContext, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Extra named predictions for ``x`` (second network, pseudo head), each recorded per epoch as
+        ``test_acc_<name>``; the headline metrics stay :meth:`predict`'s. Default: none (and no cost).
+        """
+        return {}
 
     def end_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
         """Per-epoch statistics recorded in the run's history (after evaluation)."""

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import itertools
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from noisybench.config import DatasetRef, Grid, RunConfig, TrainConfig, legacy_profile_message
+from noisybench.config import (
+    ID_NEUTRAL_TRAIN_KEYS,
+    DatasetRef,
+    Grid,
+    RunConfig,
+    TrainConfig,
+    is_neutral,
+    legacy_profile_message,
+)
 from noisybench.data import split_problem
 from noisybench.errors import ConfigError, suggest
 from noisybench.facts import PAPER, PROTOCOLS, SHARED, Setting
 from noisybench.grid_checks import check_arch_options, naming
-from noisybench.method import RECIPE_KEYS
+from noisybench.method import RECIPE_KEYS, RecipeQuery
 from noisybench.noise import NoiseSpec, parse_noise
 from noisybench.plugins import load_environment_plugins, load_plugin_folders
 from noisybench.registry import DATASETS, METHODS, MODELS, NOISES
@@ -29,6 +37,7 @@ class Recipe:
     paper_schedule: bool
     paper_epochs: int | None
     note: str = ""
+    refs: dict[str, str] = field(default_factory=dict)  # citation of each published value, where the recipe gives one
 
 
 def protocols(dataset_cls: Any) -> list[str]:
@@ -37,13 +46,14 @@ def protocols(dataset_cls: Any) -> list[str]:
 
 
 def resolve_train(dataset_cls: Any, method_cls: Any, overrides: dict[str, Any],
-                  source: str = "[train]") -> Recipe:
+                  source: str = "[train]", noise: RecipeQuery | None = None) -> Recipe:
     """The recipe of ``method_cls`` on ``dataset_cls`` under the grid's ``[train]`` table.
 
     ``protocol = "shared"`` (default) or another shared recipe name: the dataset's recipe.
-    ``protocol = "paper"``: the method's :attr:`~noisybench.method.Method.paper_recipes` entry for
-    the dataset's family, over the shared recipe; without one, the shared recipe, tagged ``suite``.
-    Other ``[train]`` keys override any recipe and are tagged ``user``.
+    ``protocol = "paper"``: what the method's :meth:`~noisybench.method.Method.paper_recipe` gives for
+    the dataset's family and the noise (``noise``; symmetric noise when not given), over the shared
+    recipe; without one, the shared recipe, tagged ``suite``. Other ``[train]`` keys override any recipe
+    and are tagged ``user``. An augmentation policy or ``normalize = false`` the dataset lacks is refused.
     """
     overrides = dict(overrides)
     if "profile" in overrides:
@@ -54,7 +64,10 @@ def resolve_train(dataset_cls: Any, method_cls: Any, overrides: dict[str, Any],
         raise ConfigError(f"{source}: protocol {protocol!r} is not available for dataset {dataset_cls.name!r}."
                           f"{suggest(str(protocol), names)} Protocols: {', '.join(names)}")
     shared = dataset_cls.recipes[SHARED if protocol == PAPER else protocol]
-    published = method_cls.paper_recipes.get(dataset_cls.family) if dataset_cls.family else None
+    query = noise or RecipeQuery(dataset_cls.family)
+    query = RecipeQuery(dataset_cls.family, dataset_cls.base_family, query.noise_kind, query.class_map,
+                        query.noise_rate, query.noise_arg)
+    published = method_cls.paper_recipe(query) if dataset_cls.family else None
     values = dict(shared)
     sources = {key: "suite" for key in shared}
     note = ""
@@ -70,9 +83,28 @@ def resolve_train(dataset_cls: Any, method_cls: Any, overrides: dict[str, Any],
     sources.update({key: "user" for key in overrides})
     values.setdefault("val_fraction", dataset_cls.val_fraction)
     train = TrainConfig.from_dict({**values, "protocol": protocol}, where=source)
+    _check_views(train, dataset_cls, source)
     paper_epochs = published["epochs"].value if published is not None and "epochs" in published else None
     on_paper = protocol == PAPER and published is not None and "epochs" not in overrides
-    return Recipe(train, {k: sources[k] for k in sorted(sources)}, on_paper, paper_epochs, note)
+    refs = {k: hp.ref for k, hp in (published or {}).items() if protocol == PAPER and hp.ref and k not in overrides}
+    return Recipe(train, {k: sources[k] for k in sorted(sources)}, on_paper, paper_epochs, note, refs)
+
+
+def _check_views(train: TrainConfig, dataset_cls: Any, source: str) -> None:
+    """The recipe's augmentation policy and ``normalize`` must exist for the dataset."""
+    if isinstance(train.augment, str) and train.augment not in dataset_cls.policy_names():
+        raise ConfigError(f"{source}: augment {train.augment!r} is not an augmentation policy of dataset "
+                          f"{dataset_cls.name!r}.{suggest(train.augment, dataset_cls.policy_names())} Its policies: "
+                          f"{', '.join(dataset_cls.policy_names())} (or true / false)")
+    if not train.normalize and not dataset_cls.can_skip_normalization:
+        raise ConfigError(f"{source}: normalize = false has no meaning for dataset {dataset_cls.name!r}: its inputs "
+                          "are not normalised per channel; remove normalize")
+
+
+def noise_query(dataset_cls: Any, spec: NoiseSpec) -> RecipeQuery:
+    """The facts a method's paper recipe may depend on, for ``spec`` on ``dataset_cls``."""
+    noise = NOISES.get(spec.family)
+    return RecipeQuery(dataset_cls.family, dataset_cls.base_family, noise.kind, noise.class_map, spec.rate, spec.arg)
 
 
 def check_recipe(recipe: Recipe, dataset: Any, source: str) -> None:
@@ -140,14 +172,17 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
         with naming(grid.source, f"[datasets.{ds_name}]"):
             dataset = ds_cls(root=None, **params)  # validates params, loads nothing
         num_classes = dataset.num_classes
-        recipes = {m.name: resolve_train(ds_cls, m, grid.train, f"{grid.source}: [train]") for m in method_classes}
-        for recipe in {id(r.train): r for r in recipes.values()}.values():
-            check_recipe(recipe, dataset, grid.source)
+        recipes: dict[tuple[str, RecipeQuery], Recipe] = {}
         for spec in specs:
             with naming(grid.source, "[grid] noise"):
                 NOISES.get(spec.family).check(spec, ds_cls)
+            query = noise_query(ds_cls, spec)
             for method_cls in method_classes:
-                recipe = recipes[method_cls.name]
+                key = (method_cls.name, query)
+                if key not in recipes:  # one resolution per method and noise facts
+                    recipes[key] = resolve_train(ds_cls, method_cls, grid.train, f"{grid.source}: [train]", query)
+                    check_recipe(recipes[key], dataset, grid.source)
+                recipe = recipes[key]
                 setting = make_setting(ds_cls, spec, num_classes, recipe, ds_name)
                 for point in sweep_points(grid, method_cls.name):
                     overrides = {**grid.method_params.get(method_cls.name, {}), **point}
@@ -161,6 +196,8 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                             hparam_sources=sources, seed=seed, train=recipe.train,
                             train_sources=dict(recipe.sources),
                             grid=grid.name, data_root=grid.data_root, sweep=dict(point), plugins=plugins,
+                            neutral_hparams={k: v for k, v in method_cls.id_neutral_hparams.items() if k in hparams},
+                            train_refs=dict(recipe.refs),
                         ))
     return runs
 
@@ -179,7 +216,8 @@ def describe_runs(runs: list[RunConfig]) -> list[dict[str, Any]]:
         train = run.train.to_dict()
         if train["arch"] is None:
             train["arch"] = DATASETS.get(run.dataset.name).default_arch
-        recipe = {k: {"value": train[k], "source": run.train_sources.get(k, "suite")} for k in RECIPE_KEYS}
+        recipe = {k: {"value": train[k], "source": run.train_sources.get(k, "suite"), "ref": run.train_refs.get(k, "")}
+                  for k in RECIPE_KEYS}
         paper_sources = {"paper", "paper-default"}
         note = ""
         if run.train.protocol == PAPER and not paper_sources & set(run.train_sources.values()):
@@ -209,12 +247,19 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
         seeds = ", ".join(str(s) for s in g["seeds"])
         head = (f"== {g['dataset']} | {g['noise']} | {g['method']} | protocol {g['protocol']} | "
                 f"seeds {seeds} ({len(g['seeds'])} runs x {g['epochs']} epochs) ==")
-        rows = [("recipe", k, _show(v["value"]), v["source"]) for k, v in g["recipe"].items()]
-        rows += [("hparam", k, _show(v["value"]), v["source"]) for k, v in sorted(g["hparams"].items())]
+        quiet = [k for k, v in g["recipe"].items() if is_neutral(k, v["value"], ID_NEUTRAL_TRAIN_KEYS)]
+        rows = [("recipe", k, _show(v["value"]), v["source"], v["ref"]) for k, v in g["recipe"].items()
+                if k not in quiet]
+        rows += [("hparam", k, _show(v["value"]), v["source"], "") for k, v in sorted(g["hparams"].items())]
+        headers = ["", "key", "value", "source", "reference"]
+        if not any(row[4] for row in rows):  # no citation to show: the table keeps its four columns
+            rows, headers = [row[:4] for row in rows], headers[:4]
         lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
         lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
                   for text in g["deviations"]]
-        lines.append(tabulate(rows, headers=["", "key", "value", "source"], tablefmt="simple"))
+        lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
+        if quiet:
+            lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")
         blocks.append("\n".join(lines))
     blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")
     return "\n\n".join(blocks) + "\n"

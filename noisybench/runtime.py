@@ -15,8 +15,9 @@ Precision (``[train] amp``):
 * ``false``: fp32.
 
 Only the networks' forward passes run under autocast, inside a ``with`` block that is left even
-when the forward raises; their outputs come back as float32, so losses and per-sample state
-stay in float32.
+when the forward raises; their outputs come back as float32 (every tensor of a tuple, list or dict
+too: extra outputs of ``forward(x, features=True)`` or of a method's extended network), so losses
+and per-sample state stay in float32.
 
 Determinism (``[train] deterministic``, default ``true``): ``torch.use_deterministic_algorithms``,
 deterministic cuDNN, ``CUBLAS_WORKSPACE_CONFIG`` and, on CUDA, global pooling layers replaced by
@@ -140,8 +141,13 @@ def resolve_runtime(train: TrainConfig) -> Runtime:
 
 
 def _as_float(out: Any) -> Any:
+    """Floating outputs as float32: a tensor, or the tensors of a tuple, list or dict (extra outputs)."""
     if isinstance(out, torch.Tensor) and out.is_floating_point():
         return out.float()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_as_float(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _as_float(v) for k, v in out.items()}
     return out
 
 

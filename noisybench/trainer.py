@@ -14,31 +14,24 @@ result follows it.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import functools
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
-import numpy as np
 import torch
-from torch import nn
 
 from noisybench.archs import create_model
-from noisybench.config import RunConfig, TrainConfig
-from noisybench.data import Dataset
-from noisybench.data.prepare import PreparedData, prepare_data
-from noisybench.data.streaming import BatchStreamer, is_streamed
+from noisybench.config import RunConfig
+from noisybench.context import TrainerContext, seed_global_generators
+from noisybench.data.prepare import prepare_data
+from noisybench.data.streaming import is_streamed
 from noisybench.errors import CheckpointError, NonFiniteLossError
-from noisybench.method import Batch, Method, create_method
+from noisybench.method import Method, create_method
 from noisybench.metrics import final_metrics
-from noisybench.runtime import Runtime, accelerate, peak_memory_mb, resolve_runtime
-from noisybench.seeds import stream
-
-#: Most samples per evaluation batch on a CPU (see :meth:`TrainerContext.logits_on`).
-CPU_EVAL_ROWS = 1024
+from noisybench.optim import build_optimizer, set_beta1, set_lr
+from noisybench.runtime import accelerate, peak_memory_mb, resolve_runtime
+from noisybench.schedules import beta1_at, lr_at, phase_config, phase_of
 
 
 class CheckpointIO(Protocol):
@@ -53,207 +46,8 @@ class CheckpointIO(Protocol):
         ...
 
 
-class TrainerContext:
-    """The trainer's implementation of :class:`noisybench.method.TrainContext` (no clean labels)."""
-
-    def __init__(
-        self, data: PreparedData, dataset: Dataset, nets: list[nn.Module],
-        optimizers: list[torch.optim.Optimizer], train: TrainConfig, seed: int, device: torch.device,
-        runtime: Runtime | None = None,
-    ) -> None:
-        self.data, self.dataset, self.nets, self.optimizers = data, dataset, nets, optimizers
-        self.train, self.seed, self.device = train, seed, device
-        if runtime is None:
-            runtime = resolve_runtime(dataclasses.replace(train, device=str(device)))
-        self.runtime = runtime
-        self.epoch = 0
-        self.last_val_acc = float("nan")
-        self.epochs = train.epochs
-        self.batch_size = train.batch_size
-        self.num_classes = data.num_classes
-        self.num_train = len(data.y_train)
-        self.generator = torch.Generator()
-        self.rng = np.random.default_rng(0)
-        self.device_generator = torch.Generator(device=device) if device.type != "cpu" else self.generator
-        self._loss_sum = torch.zeros((), device=device)
-        self._loss_count = 0
-        self._channels_last = self.runtime.channels_last
-        self._epoch_index = torch.arange(self.num_train, device=device)
-        self._y_host = data.y_train.cpu().numpy()
-        self._streamer = BatchStreamer(device, train.num_workers)
-
-    @property
-    def y_noisy(self) -> torch.Tensor:
-        """Observed (noisy) training labels, aligned with batch indices."""
-        return self.data.y_train
-
-    def begin_epoch(self, epoch: int) -> None:
-        """Reseed every random stream from (seed, epoch) and reset the loss accumulator."""
-        self.epoch = epoch
-        seq = stream("epoch", self.seed, epoch)
-        seed = int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-        self.generator.manual_seed(seed)
-        if self.device_generator is not self.generator:
-            self.device_generator.manual_seed(seed)
-        self.rng = np.random.default_rng(seq)
-        seed_global_generators(seed, self.device)
-        self._loss_sum = torch.zeros((), device=self.device)
-        self._loss_count = 0
-        subset = self.dataset.epoch_indices(self._y_host, epoch,
-                                            np.random.default_rng(stream("epoch-subset", self.seed, epoch)))
-        if subset is not None:  # one host-to-device copy per epoch
-            self._epoch_index = torch.as_tensor(np.asarray(subset, dtype=np.int64)).to(self.device)
-        elif len(self._epoch_index) != self.num_train:
-            self._epoch_index = torch.arange(self.num_train, device=self.device)
-
-    @property
-    def epoch_indices(self) -> torch.Tensor:
-        """This epoch's training indices (on the device): all of them, or the dataset's per-epoch subset."""
-        return self._epoch_index
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        """Autocast at the run's precision (a no-op in fp32).
-
-        The networks' forward passes already run under it (see :func:`noisybench.runtime.accelerate`);
-        methods may use it for other heavy tensor work.
-        """
-        dtype = self.runtime.autocast_dtype
-        if dtype is not None:
-            return torch.autocast(self.device.type, dtype=dtype)
-        return contextlib.nullcontext()
-
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        if self._channels_last and x.dim() == 4:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def augment(self, raw: torch.Tensor) -> torch.Tensor:
-        """Network input of a fresh random view of stored-format ``raw`` (no augmentation
-        when the profile disables it)."""
-        if self.train.augment:
-            raw = self.dataset.augment(raw, self.device_generator)
-        return self._input(self.dataset.preprocess(raw))
-
-    def prepare(self, raw: torch.Tensor) -> torch.Tensor:
-        """Network input of stored-format ``raw`` without augmentation (the test transform)."""
-        return self._input(self.dataset.preprocess(raw))
-
-    def train_batches(
-        self, batch_size: int | None = None, indices: torch.Tensor | None = None,
-        shuffle: bool = True, augment: bool = True, drop_last: bool = False,
-    ) -> Iterator[Batch]:
-        """Yield batches over ``indices`` (default: the epoch's training indices) in a seeded order.
-
-        The default is the whole training set, or the subset the dataset draws for this epoch
-        (:meth:`noisybench.data.Dataset.epoch_indices`, e.g. Clothing1M's class-balanced draw).
-        Streamed datasets are decoded by DataLoader workers; batches look the same either way.
-        The indices are shuffled on the device with :attr:`device_generator`, so a pass copies nothing
-        between host and device per step (streamed data: one index copy per pass). Without
-        ``augment``, ``Batch.x`` is built only if it is read.
-        """
-        bs = batch_size or self.batch_size
-        idx = self.epoch_indices if indices is None else indices
-        if idx.device != self.device:
-            idx = idx.to(self.device)
-        if shuffle:
-            idx = idx[torch.randperm(len(idx), generator=self.device_generator, device=self.device)]
-        stop = len(idx) - (len(idx) % bs if drop_last else 0)
-        batches = [idx[start : start + bs] for start in range(0, stop, bs)]
-        x = self.data.x_train
-        raws = self._streamer.fetch(x, batches) if is_streamed(x) else (x[b] for b in batches)
-        for b, raw in zip(batches, raws):
-            view = self.augment(raw) if augment else functools.partial(self.prepare, raw)
-            yield Batch(view, raw, self.data.y_train[b], b)
-
-    def close(self) -> None:
-        """Release the run's resources (persistent DataLoader workers)."""
-        self._streamer.close()
-
-    def optimize(self, loss: torch.Tensor, which: list[int] | None = None) -> None:
-        """Zero the grads, backpropagate ``loss`` and step the chosen optimisers (default all)."""
-        opts = self.optimizers if which is None else [self.optimizers[i] for i in which]
-        for opt in opts:
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in opts:
-            opt.step()
-        self.record_loss(loss)
-
-    def record_loss(self, loss: torch.Tensor) -> None:
-        """Add ``loss`` to the epoch's mean (no device sync)."""
-        self._loss_sum += loss.detach()
-        self._loss_count += 1
-
-    def mean_loss(self) -> float:
-        """Mean recorded loss of the epoch so far (NaN if none)."""
-        return float(self._loss_sum) / self._loss_count if self._loss_count else float("nan")
-
-    @contextlib.contextmanager
-    def eval_mode(self, nets: list[nn.Module] | None = None) -> Iterator[None]:
-        """Put ``nets`` (default all) in eval mode without gradients, then restore them."""
-        nets = self.nets if nets is None else nets
-        modes = [n.training for n in nets]
-        for n in nets:
-            n.eval()
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            for n, mode in zip(nets, modes):
-                n.train(mode)
-
-    def logits_on(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Apply ``fn`` to stored-format ``x`` (preprocessed, in evaluation batches); concatenate.
-
-        On a CPU the batches hold at most :data:`CPU_EVAL_ROWS` samples: larger ones spill the activations out
-        of the cache (twice slower on MNIST-1D), and in eval mode each sample's logits do not depend on the batch.
-        """
-        bs = self.train.eval_batch_size
-        if self.device.type == "cpu":
-            bs = min(bs, CPU_EVAL_ROWS)
-        if len(x) == 0:
-            return torch.empty(0, self.num_classes, device=self.device)
-        if not is_streamed(x):
-            return torch.cat([fn(self.prepare(x[i : i + bs])) for i in range(0, len(x), bs)])
-        batches = [torch.arange(i, min(i + bs, len(x))) for i in range(0, len(x), bs)]
-        return torch.cat([fn(self.prepare(raw)) for raw in self._streamer.fetch(x, batches)])
-
-    def predict_train(self, net: nn.Module, indices: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of ``net`` on the un-augmented training set (or its rows ``indices``), in eval mode."""
-        x = self.data.x_train if indices is None else self.data.x_train[indices]
-        with self.eval_mode([net]):
-            return self.logits_on(net, x)
-
-
-def seed_global_generators(seed: int, device: torch.device) -> None:
-    """What ``torch.manual_seed(seed)`` does for a run on ``device``: the CPU generator, and on CUDA every
-    device's. ``torch.manual_seed`` also queues seeds for accelerators not in use, recording a stack trace for
-    each (0.4 ms, a percent of a small epoch)."""
-    torch.default_generator.manual_seed(seed)
-    if device.type == "cuda":
-        torch.cuda.manual_seed_all(seed)
-    elif device.type == "mps":
-        torch.mps.manual_seed(seed)
-
-
-def lr_at(train: TrainConfig, epoch: int) -> float:
-    """Learning rate of ``epoch`` under the profile's schedule (no scheduler state to save)."""
-    if train.schedule == "cosine":
-        return train.lr * 0.5 * (1 + math.cos(math.pi * epoch / train.epochs))
-    if train.schedule == "step":
-        return train.lr * train.gamma ** sum(epoch >= m for m in train.milestones)
-    return train.lr
-
-
-def build_optimizer(net: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    """The profile's optimiser for ``net``."""
-    if train.optimizer == "adam":
-        return torch.optim.Adam(net.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    return torch.optim.SGD(
-        net.parameters(), lr=train.lr, momentum=train.momentum,
-        weight_decay=train.weight_decay, nesterov=train.nesterov,
-    )
-
+__all__ = ["CheckpointIO", "Trainer", "TrainerContext", "accuracy", "belief_stats", "build_optimizer",
+           "correct_total", "lr_at", "seed_global_generators", "topk_accuracy", "train_fit"]
 
 def topk_accuracy(logits: torch.Tensor, labels: torch.Tensor, k: int) -> float:
     """Top-``k`` accuracy in percent (NaN on an empty set)."""
@@ -321,7 +115,11 @@ class Trainer:
         self.resumed_from_epoch = 0  # epochs restored from the checkpoint (set by run)
 
     def setup(self) -> tuple[TrainerContext, Method]:
-        """Prepare data, networks, optimisers and the method (public for benchmarks and tests)."""
+        """Prepare data, networks, optimisers and the method (public for benchmarks and tests).
+
+        Every network is built (seeded by the run's seed) before :meth:`Method.extend_network` extends any,
+        so an extension leaves the networks' initial weights as they are without it.
+        """
         ref = self.config.dataset
         dataset, data = prepare_data(ref.name, dict(ref.params), self.config.noise, self.config.seed,
                                      self.train.val_fraction, self.config.data_root, self.device)
@@ -334,9 +132,12 @@ class Trainer:
             create_model(arch, in_shape, dataset.num_classes, **self.train.arch_kwargs).to(self.device)
             for _ in range(method.num_networks)
         ]
+        for k, net in enumerate(nets):
+            extended = method.extend_network(net, k)
+            nets[k] = extended if extended is net else extended.to(self.device)
         for net in nets:
             accelerate(net, self.runtime, len(in_shape) == 3)
-        optimizers = [build_optimizer(n, self.train) for n in nets]
+        optimizers = [build_optimizer(n, phase_config(self.train, 0)) for n in nets]
         ctx = TrainerContext(data, dataset, nets, optimizers, self.train, self.config.seed, self.device, self.runtime)
         method.setup(ctx)
         return ctx, method
@@ -379,13 +180,30 @@ class Trainer:
             return True
         return bool(self.save_requested and self.save_requested())
 
+    def _enter_phase(self, ctx: TrainerContext, epoch: int) -> bool:
+        """At the first epoch of a later phase: new optimisers for it (True); otherwise nothing (False)."""
+        phase = phase_of(self.train, epoch)
+        if phase == ctx.phase:
+            return False
+        recipe = phase_config(self.train, phase)
+        ctx.set_phase(phase, [build_optimizer(n, recipe) for n in ctx.nets])
+        return True
+
     def _run_epoch(self, ctx: TrainerContext, method: Method, epoch: int) -> dict[str, Any]:
+        """One epoch; when it starts a phase, new optimisers first and ``Method.begin_phase`` once the epoch's
+        streams are reseeded (so its draws are the same in a resumed run)."""
         start = time.perf_counter()
+        starts_phase = self._enter_phase(ctx, epoch) or (bool(self.train.phases) and epoch == 0)
         lr = lr_at(self.train, epoch)
+        beta1 = beta1_at(self.train, epoch)
         for opt in ctx.optimizers:
-            for group in opt.param_groups:
-                group["lr"] = lr
+            set_lr(opt, lr)
+            if beta1 is not None:
+                set_beta1(opt, beta1)
+        ctx.lr = lr
         ctx.begin_epoch(epoch)
+        if starts_phase:
+            method.begin_phase(ctx, ctx.phase)
         for net in ctx.nets:
             net.train()
         stats = method.train_epoch(ctx, epoch)
@@ -409,6 +227,8 @@ class Trainer:
             test_logits = ctx.logits_on(predict, ctx.data.x_test)
             row["test_acc"] = accuracy(test_logits, ctx.data.y_test)
             row["test_correct"], row["test_total"] = correct_total(test_logits, ctx.data.y_test)
+            if type(method).predict_heads is not Method.predict_heads:
+                row.update(head_accuracies(ctx, method, ctx.data.x_test, ctx.data.y_test))
             if ctx.dataset.report_top5:
                 row["test_top5"] = topk_accuracy(test_logits, ctx.data.y_test, 5)
             for name, (x, y) in ctx.data.extra_test.items():  # e.g. WebVision's ILSVRC12 val
@@ -428,6 +248,8 @@ class Trainer:
             "nets": [n.state_dict() for n in ctx.nets],
             "optimizers": [o.state_dict() for o in ctx.optimizers],
             "method": method.state_dict(),
+            "phase": ctx.phase,
+            "steps": list(ctx.steps),
         }
         self.checkpoint.save(state)
 
@@ -443,14 +265,25 @@ class Trainer:
                                  f"{len(ctx.nets)} built")
             for net, s in zip(ctx.nets, state["nets"]):
                 net.load_state_dict(s)
+            phase = int(state.get("phase", 0))
+            if phase != ctx.phase:
+                ctx.set_phase(phase, [build_optimizer(n, phase_config(self.train, phase)) for n in ctx.nets])
             for opt, s in zip(ctx.optimizers, state["optimizers"]):
                 opt.load_state_dict(s)
+            ctx.steps = [int(n) for n in state.get("steps", ctx.steps)]
             method.load_state_dict(state["method"])
             history = list(state["history"])
         except Exception as exc:
             raise CheckpointError(f"{type(exc).__name__}: {exc}") from exc
         self.resumed_from_epoch = len(history)
         return history
+
+
+def head_accuracies(ctx: TrainerContext, method: Method, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """``test_acc_<head>`` of every extra prediction :meth:`Method.predict_heads` names (in eval mode)."""
+    outputs = ctx.outputs_on(lambda batch: method.predict_heads(ctx, batch), x) if len(x) else []
+    names = list(outputs[0]) if outputs else []
+    return {f"test_acc_{name}": accuracy(torch.cat([o[name] for o in outputs]), y) for name in names}
 
 
 def belief_stats(method: Method, y_noisy: torch.Tensor, clean: torch.Tensor | None) -> dict[str, float]:

@@ -32,7 +32,7 @@ class TypoELR(ELR):
 def test_a_builtin_passes(capsys: pytest.CaptureFixture) -> None:
     assert main(["check-method", "ce"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["PASS contract", "PASS determinism", "PASS resume", "PASS history"]
+    assert out == ["PASS contract", "PASS determinism", "PASS resume", "PASS history", "PASS extensions"]
 
 
 def test_a_method_without_state_dict_fails_readably(plugin, capsys: pytest.CaptureFixture) -> None:
@@ -41,7 +41,8 @@ def test_a_method_without_state_dict_fails_readably(plugin, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert ("FAIL resume: state not restored after resume: buffer 'targets' differs at epoch 2 "
             "(stopped after epoch 1); state_dict() does not return it") in captured.out
-    assert "PASS determinism" in captured.out and "3 passed, 1 failed" in captured.err
+    assert "PASS determinism" in captured.out and "3 passed, 2 failed" in captured.err
+    assert "FAIL extensions: under a recipe with phases" in captured.out  # the same forgotten state
 
 
 def test_an_exception_names_the_line_that_raised(plugin, capsys: pytest.CaptureFixture) -> None:

@@ -28,3 +28,10 @@ def test_gpu_smoke_runs_on_the_cpu_and_passes(tmp_path: Path) -> None:
     loops = [r["loop"] for r in results["throughput"]]
     assert loops[0].startswith("dataloader fp32") and len(loops) == 7
     assert all(r["img_s"] > 0 for r in results["throughput"])
+    checks = {r["check"]: r for r in results["extensions"]}
+    assert all(r["ok"] for r in checks.values()), [c for c, r in checks.items() if not r["ok"]]
+    assert {f"network {n}" for n in smoke.NEW_ARCHS} <= set(checks)
+    assert {"policy weak", "policy autoaugment-cutout16", "policy randaugment-3-5", "policy keras-shift"} <= set(checks)
+    assert all(r["syncs"] == 0 for c, r in checks.items() if c.startswith("policy"))
+    run = checks["run under every new recipe key, resumed across its phase boundary"]
+    assert run["lr"] == pytest.approx([0.05, 0.0255, 1e-3, 5e-4])  # warm restarts, then Adam's linear tail

@@ -52,4 +52,5 @@ def test_readme_method_contract_is_generated_from_the_docstrings() -> None:
     section = text[text.index("\n", start) + 1:text.index("<!-- end of contract -->")]
     assert section == contract_reference(), "README's contract section drifted: regenerate it with " \
         "noisybench.conformance.contract_reference()"
-    assert "`ctx.num_train`" in section and "3. on a resume, `load_state_dict`" in section
+    assert "`ctx.num_train`" in section and "4. on a resume, `load_state_dict`" in section
+    assert "`ctx.lr`" in section and "`ctx.epochs`" in section and "| `extend_network` |" in section

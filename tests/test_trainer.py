@@ -185,8 +185,8 @@ def test_cpu_evaluation_chunks_leave_every_logit_unchanged(runs, monkeypatch: py
         torch.manual_seed(0)
         net = create_model(arch, (40,), 10)
         with ctx.eval_mode([net]):
-            monkeypatch.setattr("noisybench.trainer.CPU_EVAL_ROWS", 10**9)
+            monkeypatch.setattr("noisybench.context.CPU_EVAL_ROWS", 10**9)
             whole = ctx.logits_on(net, x)  # the recipe's eval_batch_size
-            monkeypatch.setattr("noisybench.trainer.CPU_EVAL_ROWS", 1024)
+            monkeypatch.setattr("noisybench.context.CPU_EVAL_ROWS", 1024)
             chunked = ctx.logits_on(net, x)
         assert torch.equal(whole.view(torch.int32), chunked.view(torch.int32)), arch

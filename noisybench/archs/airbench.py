@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from noisybench.archs._common import GroupedSequential
 from noisybench.archs._common import image_channels as _channels
 from noisybench.registry import register_model
 
@@ -43,4 +44,6 @@ def airbench(in_shape: tuple[int, ...], num_classes: int, widths: Sequence[int] 
                    nn.BatchNorm2d(w), nn.GELU(), *_conv_bn(w, w)]
         ch = w
     layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(ch, num_classes, bias=False), _Scale(scale)]
-    return nn.Sequential(*layers)
+    # layer groups: the stem, each conv group (the global pool and flatten join the last), the scaled head
+    groups = [2, *([7] * (len(widths) - 1)), 9, 2] if widths else [2, 2, 2]
+    return GroupedSequential(*layers, groups=groups)

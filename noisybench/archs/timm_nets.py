@@ -70,4 +70,29 @@ def inception_resnet_v2(in_shape: tuple[int, ...], num_classes: int, pretrained:
     if pretrained:
         head = tuple(f"{name}." for name in (net.default_cfg.get("classifier") or "classif",))
         _load_local(net, Path(pretrained).expanduser(), head)
+    return with_layer_groups(net)
+
+
+def with_layer_groups(net: nn.Module) -> nn.Module:
+    """Give a timm network the layer-group interface (in place; its class becomes a subclass of its own).
+
+    ``forward(x, features=True)`` returns ``(logits, pooled features)`` through timm's ``forward_features`` and
+    ``forward_head(pre_logits=True)``; the groups are the top-level modules holding parameters, input to output,
+    with timm's classifier last.
+    """
+    base = type(net)
+
+    class WithGroups(base):  # type: ignore[misc, valid-type]
+        def forward(self, x: torch.Tensor, features: bool = False) -> Any:
+            feats = self.forward_head(self.forward_features(x), pre_logits=True)
+            logits = self.get_classifier()(feats)
+            return (logits, feats) if features else logits
+
+        def layer_groups(self) -> list[nn.Module]:
+            head = self.get_classifier()
+            body = [m for m in self.children() if m is not head and any(True for _ in m.parameters())]
+            return [*body, head]
+
+    WithGroups.__name__ = WithGroups.__qualname__ = base.__name__
+    net.__class__ = WithGroups
     return net

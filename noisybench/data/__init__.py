@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,6 +41,28 @@ class DataSplits:
     extra_test: dict[str, tuple[torch.Tensor, np.ndarray]] = field(default_factory=dict)
 
 
+#: The name of every dataset's default augmentation (:meth:`Dataset.augment`; ``augment = true``).
+DEFAULT_POLICY = "weak"
+
+
+@dataclass(frozen=True)
+class AugmentPolicy:
+    """A named augmentation policy of a dataset: how one random view of a batch is made.
+
+    ``stored(dataset, x, generator)`` turns a stored-format batch into an augmented one (it may return
+    floats on the stored scale, e.g. interpolated pixels in [0, 255]), before :meth:`Dataset.preprocess`;
+    ``network(x, generator)``, if given, acts on the network input after it (Cutout on normalised images).
+    Both draw every random number from ``generator``. ``source`` is the provenance tag of the policy
+    (``paper``, ``paper-default``: a paper's or its official code's policy; ``suite``: ours) and
+    ``description`` says what it does and where it comes from.
+    """
+
+    description: str
+    source: str
+    stored: Callable[[Any, Any, Any], Any]
+    network: Callable[[Any, Any], Any] | None = None
+
+
 class Dataset:
     """Base class of dataset plugins (benchopt-style: small contract, one file each).
 
@@ -62,6 +84,10 @@ class Dataset:
     human_label_sets : names accepted by ``human:<name>`` (served by :meth:`human_labels`).
     report_top5 : also record top-5 test accuracy (WebVision).
     params : constructor parameters and their defaults (part of the run id).
+    augment_policies : named augmentation policies (:class:`AugmentPolicy`) besides ``"weak"``, which is
+        always :meth:`augment`; a recipe's ``augment`` and ``ctx.augment(raw, policy=...)`` name them.
+    can_skip_normalization : whether ``normalize = false`` is meaningful (:meth:`preprocess` takes
+        ``normalize=False``: images scaled to [0, 1] without the per-channel normalisation).
     """
 
     name: ClassVar[str] = ""
@@ -76,6 +102,8 @@ class Dataset:
     params: ClassVar[dict[str, Any]] = {}
     human_label_sets: ClassVar[tuple[str, ...]] = ()
     report_top5: ClassVar[bool] = False
+    augment_policies: ClassVar[dict[str, AugmentPolicy]] = {}
+    can_skip_normalization: ClassVar[bool] = False
 
     def __init__(self, root: str | Path | None = None, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))
@@ -117,9 +145,25 @@ class Dataset:
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Turn a stored-format batch (e.g. uint8 images) into network input (default: as is).
 
-        Applied after :meth:`augment` to training batches and to every evaluation batch.
+        Applied after :meth:`augment` to training batches and to every evaluation batch. Datasets with
+        ``can_skip_normalization`` also take ``normalize=False`` (the recipe's ``normalize = false``).
         """
         return x
+
+    @classmethod
+    def policy_names(cls) -> list[str]:
+        """Names of the augmentation policies a recipe may choose: ``"weak"`` (the default), then the declared ones."""
+        return [DEFAULT_POLICY, *(n for n in cls.augment_policies if n != DEFAULT_POLICY)]
+
+    def policy(self, name: str) -> AugmentPolicy:
+        """The policy ``name`` (``"weak"`` is :meth:`augment`); unknown names raise, listing the choices."""
+        if name in self.augment_policies:
+            return self.augment_policies[name]
+        if name == DEFAULT_POLICY:
+            return AugmentPolicy("the dataset's default augmentation", "suite",
+                                 lambda ds, x, g: ds.augment(x, g))
+        raise ConfigError(f"dataset {self.name!r} has no augmentation policy {name!r}; its policies: "
+                          f"{', '.join(self.policy_names())}")
 
     def epoch_indices(self, y_noisy: np.ndarray, epoch: int, rng: np.random.Generator) -> np.ndarray | None:
         """Training indices to use in ``epoch`` (default ``None``: all of them).

@@ -120,3 +120,11 @@ def test_no_method_can_reach_the_clean_labels(name: str, hp: dict[str, Any]) -> 
     for tensor in _reachable_tensors((ctx, method)):
         assert tensor is not clean
         assert tensor.untyped_storage().data_ptr() != clean.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("name", METHODS.list())
+def test_every_method_trains_and_resumes_under_the_contract_extensions(name: str) -> None:
+    """The recipe keys of the extensions at non-neutral values (phases, clipping, per-step decay, Adam's beta_1
+    switch, per-module weight decay, a named policy): trained and resumed across the phase boundary exactly."""
+    result = Probe(name).extensions()
+    assert result.ok, result.detail

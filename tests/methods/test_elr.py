@@ -90,3 +90,55 @@ def test_pairflip_values_are_not_tagged_paper() -> None:
     pair = ELR.default_hparams(setting("cifar10", "pairflip", 0.45, 10, 120))
     assert (asym["beta"].value, asym["lam"].value, asym["lam"].source) == (0.9, 1.0, "paper")
     assert (pair["beta"].value, pair["lam"].value, pair["lam"].source) == (0.9, 1.0, "suite")
+
+
+SCHEDULE_KEYS = ("epochs", "schedule", "milestones", "gamma")
+OPTIMISER_KEYS = ("arch", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "augment")
+
+
+def _elr_plan(noise: str, **train: object) -> dict:
+    import json
+
+    from noisybench.config import Grid
+    from noisybench.plan import expand_grid, render_plan
+
+    grid = Grid(name="elr", datasets=["cifar10"], methods=["elr"], noise=[noise], seeds=[1],
+                train={"protocol": "paper", **train}, source="elr.toml")
+    return json.loads(render_plan(expand_grid(grid), "json"))["configurations"][0]["recipe"]
+
+
+def test_cifar10_schedule_source_is_the_paper_for_symmetric_noise_and_the_config_for_asymmetric() -> None:
+    sym, asym = _elr_plan("sym-dividemix:0.5"), _elr_plan("asym:0.4")
+    expected = {"epochs": 120, "schedule": "step", "milestones": [40, 80], "gamma": 0.01}
+    for recipe in (sym, asym):
+        assert {k: recipe[k]["value"] for k in SCHEDULE_KEYS} == expected
+        assert all(recipe[k]["source"] == "paper" for k in (*SCHEDULE_KEYS, *OPTIMISER_KEYS))
+    for key in SCHEDULE_KEYS:
+        assert sym[key]["ref"].startswith("ELR paper text") and "symmetric-noise config: 150 epochs" in sym[key]["ref"]
+        assert asym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config for asymmetric noise"
+    for key in OPTIMISER_KEYS:
+        assert sym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config (symmetric noise)"
+        assert asym[key]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config for asymmetric noise"
+
+
+def test_the_shipped_symmetric_config_is_reachable_as_an_explicit_variant(capsys) -> None:
+    shipped = _elr_plan("sym-dividemix:0.5", epochs=150, schedule="cosine-restarts", restart_every=10, eta_min=0.001)
+    assert {k: shipped[k]["value"] for k in ("epochs", "schedule", "restart_every", "eta_min")} == \
+        {"epochs": 150, "schedule": "cosine-restarts", "restart_every": 10, "eta_min": 0.001}
+    assert {shipped[k]["source"] for k in ("epochs", "schedule", "restart_every", "eta_min")} == {"user"}
+    assert shipped["lr"]["ref"] == "shengliu66/ELR@934af53 official CIFAR-10 config (symmetric noise)"
+
+
+def test_plan_shows_each_values_reference(tmp_path, capsys) -> None:
+    from noisybench.cli import main
+
+    grid = tmp_path / "elr.toml"
+    grid.write_text('[grid]\ndatasets = ["cifar10"]\nmethods = ["elr"]\nnoise = ["sym-dividemix:0.5", "asym:0.4"]\n'
+                    'seeds = [1]\n[train]\nprotocol = "paper"\n')
+    assert main(["plan", str(grid)]) == 0
+    out = capsys.readouterr().out
+    sym, asym = out.split("== cifar10 | asym:0.4")
+    milestones = [line for line in sym.splitlines() if line.startswith("recipe  milestones")][0]
+    assert "paper" in milestones and "ELR paper text" in milestones
+    milestones = [line for line in asym.splitlines() if line.startswith("recipe  milestones")][0]
+    assert "config for asymmetric noise" in milestones
