@@ -83,15 +83,13 @@ def test_prose_and_layout_edits_in_a_core_module_change_nothing() -> None:
 
 def test_moving_a_core_module_changes_nothing() -> None:
     """A core module moved into a new sub-package (imports rewritten, the package's __init__ only a docstring)."""
-    trainer = installed_source("noisybench.trainer")[0]
-    prepare = installed_source("noisybench.data.prepare")[0]
-    assert "from noisybench.seeds import stream" in trainer and "from noisybench.seeds import stream" in prepare
-    noise = installed_source("noisybench.noise")[0]
     old, new = "from noisybench.seeds import", "from noisybench.engine.seeds import"
+    users = {name: installed_source(name)[0] for name in ("noisybench.context", "noisybench.data.prepare",
+                                                          "noisybench.noise")}
+    assert all(old + " stream" in text for text in users.values())
     moved = _edited({
         "noisybench.seeds": None, "noisybench.engine": '"""A new home."""\n', "noisybench.engine.seeds": SEEDS,
-        "noisybench.trainer": trainer.replace(old, new), "noisybench.data.prepare": prepare.replace(old, new),
-        "noisybench.noise": noise.replace(old, new),
+        **{name: text.replace(old, new) for name, text in users.items()},
     })
     assert "noisybench.engine.seeds" in core_modules(moved) and "noisybench.seeds" not in core_modules(moved)
     assert core_hash(moved) == core_hash()

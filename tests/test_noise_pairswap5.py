@@ -1,4 +1,4 @@
-"""`asym-pairswap5`: a random pair per block of five classes swapped with probability r (noisybench.noises.pairswap5)."""
+"""`asym-pairswap5` (noisybench.noises.pairswap5): a random pair per block of five classes swapped with rate r."""
 
 from __future__ import annotations
 
