@@ -96,9 +96,10 @@ def test_moving_a_core_module_changes_nothing() -> None:
 
 
 def test_a_module_the_core_starts_to_import_is_hashed_without_a_list() -> None:
-    trainer = installed_source("noisybench.trainer")[0]
+    context = installed_source("noisybench.context")[0]
+    assert "import numpy as np" in context
     new = "SCALE = 1.0\n"
-    edited = {"noisybench.trainer": trainer.replace("import numpy as np", "import numpy as np\n\nfrom noisybench "
+    edited = {"noisybench.context": context.replace("import numpy as np", "import numpy as np\n\nfrom noisybench "
                                                     "import newmath", 1), "noisybench.newmath": new}
     assert "noisybench.newmath" in core_modules(_edited(edited))
     assert core_hash(_edited(edited)) != core_hash(_edited({**edited, "noisybench.newmath": "SCALE = 2.0\n"}))

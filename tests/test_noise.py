@@ -174,7 +174,9 @@ def test_every_family_declares_its_printed_name_and_lives_in_its_own_plugin_modu
     from noisybench.registry import NOISES
 
     assert list(FAMILY_DISPLAY) == ["none", "sym", "sym-draw", "sym-dividemix", "asym", "asym-superclass",
-                                    "asym-draw", "asym-dividemix", "pairflip", "pairflip-draw", "idn", "human"]
+                                    "asym-draw", "asym-dividemix", "pairflip", "pairflip-draw", "asym-pairswap5", "idn",
+                                    "human"]
     assert FAMILY_DISPLAY["pairflip"] == "Pair"
     modules = {NOISES.origin(name).module for name in NOISES.list()}
-    assert modules == {f"noisybench.noises.{m}" for m in ("none", "sym", "asym", "pairflip", "idn", "human")}
+    assert modules == {f"noisybench.noises.{m}" for m in ("none", "sym", "asym", "pairflip", "pairswap5", "idn",
+                                                                     "human")}
