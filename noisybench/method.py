@@ -23,7 +23,7 @@ epoch counts published for another schedule go through :func:`scale_epochs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -180,8 +180,8 @@ class HParam:
 
     ``source`` is one of ``paper`` (the paper's value for this setting), ``paper-default``
     (the paper's or official code's general default), ``suite`` (our convention, e.g. for
-    datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (chosen per setting on
-    noisy validation among the values of a ``[sweep.<method>]`` table).
+    datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (a trial of a grid's ``[tune]``
+    search, chosen per setting on noisy validation over seeds that are not scored).
     """
 
     value: Any
@@ -259,12 +259,15 @@ class Method:
         """Raise :class:`ConfigError` for out-of-range values (override to add checks)."""
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """Hyperparameters tuned under a grid's ``[tune]`` budget, each a dimension of
         :mod:`noisybench.search_space` with its source (default: none; CE has none).
 
-        Override it and explain each range in the docstring: the paper's sensitivity study where there
-        is one (``paper``), else our own choice (``suite``). Every point must pass :meth:`check_hparams`.
+        ``hparams`` are the values the run would have untuned (the defaults for ``setting`` with the grid's
+        ``[methods.<name>]`` overrides; None: the defaults), so a space may follow a variant switch (GCE tunes
+        ``k`` only when ``truncated``). Override it and explain each range in the docstring: the paper's
+        sensitivity study where there is one (``paper``), else our own choice (``suite``). Every point must
+        pass :meth:`check_hparams` (``noisybench check-method`` checks the corners and the trial points).
         """
         return {}
 
