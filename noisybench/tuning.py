@@ -113,10 +113,8 @@ def trial_points(space: dict[str, Dimension], default: dict[str, Any], budget: i
 
 
 def _values(dim: Dimension, like: Any) -> list[Any]:
-    if isinstance(dim, Choice):
-        return [_like(v, like) for v in dim.values]
-    assert isinstance(dim, IntUniform)
-    return list(range(dim.low, dim.high + 1))
+    values = dim.values if isinstance(dim, Choice) else range(dim.low, dim.high + 1)  # type: ignore[union-attr]
+    return [_like(v, like) for v in values]
 
 
 def corner_points(space: dict[str, Dimension], default: dict[str, Any]) -> list[dict[str, Any]]:

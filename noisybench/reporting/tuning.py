@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from noisybench.noise import noise_sort_key
 from noisybench.selection import RULE, select_trials
 
 #: The columns of a results frame that selection reads (``val_acc_best`` is passed on as ``val``).
@@ -94,7 +95,8 @@ def summarize(trials: pd.DataFrame) -> TuningSummary | None:
     rows = trials[SELECTION_COLUMNS].rename(columns={"val_acc_best": "val"}).to_dict("records")
     choices = select_trials(rows)
     settings, points = [], []
-    cells = sorted(trials.groupby(["method", "dataset", "noise"], sort=False), key=lambda kv: (kv[0][0] != "ce", kv[0]))
+    cells = sorted(trials.groupby(["method", "dataset", "noise"], sort=False),
+                   key=lambda kv: (kv[0][0] != "ce", kv[0][0], kv[0][1], noise_sort_key(kv[0][2])))
     for (method, dataset, noise), group in cells:  # the leaderboard's order: the CE baseline first
         choice = choices[(method, dataset, noise)]
         first = group.sort_values("trial").iloc[0]
