@@ -32,6 +32,7 @@ CE; m = 1 with lambda_H = 0 keeps T one-hot, i.e. CE.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ from noisybench.facts import CIFAR_10, CIFAR_10N, CIFAR_100, CIFAR_100N, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
 from noisybench.methods._common import is_class_conditional, nearest_rate, sharpen
 from noisybench.registry import register_method
+from noisybench.search_space import IntUniform, LogUniform, SearchSpace, Uniform
 
 #: SELC's official ``es`` (methods.md §7.3), adopted for ALR as a suite convention.
 #: SELC trains 200 epochs on CIFAR and CIFAR-N (methods.md §7.3); its E_w values belong to that schedule.
@@ -139,6 +141,30 @@ class ALR(Method):
             value = scale_epochs(int(warmup), SELC_EPOCHS, setting.epochs, "suite").value
         values["warmup_end"] = HParam(value, "suite")
         return values
+
+    @classmethod
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
+        """What ``[tune]`` searches: E_w, m and lambda_H, all ``suite`` (the paper publishes none of ALR's
+        coefficients; these ranges are ours, around the SELC values the reconstruction starts from).
+
+        - ``warmup_end`` (E_w): integers from 10 % to 40 % of the run's epochs (at least 1 and 2). SELC's
+          ``es`` is 20 to 40 of 200 epochs (10 % to 20 %) and our default for other datasets is 20 %; the range
+          also tries later starts, as refinement can begin too early on a short schedule.
+        - ``momentum`` (m): uniform on [0.7, 0.99]; SELC uses 0.9 (0.8 on its web-scale clothing benchmark).
+        - ``lambda_h`` (lambda_H): log-uniform on [0.01, 0.5], the values a sweep of the entropy weight tried
+          before tuning budgets existed ({0.01, 0.05, 0.1, 0.2, 0.5}). With ``entropy_on = "targets"`` there is
+          no entropy loss, so ``sharpen_T`` (uniform on [0.25, 0.75], around the 0.5 of the sharpening
+          MixMatch and DivideMix use) takes its place.
+        """
+        values = hparams or cls.hparams
+        low = max(1, int(round(0.1 * setting.epochs)))
+        high = max(low + 1, int(round(0.4 * setting.epochs)))
+        space: SearchSpace = {"warmup_end": IntUniform(low, high, "suite"), "momentum": Uniform(0.7, 0.99, "suite")}
+        if values.get("entropy_on", "pred") == "targets":
+            space["sharpen_T"] = Uniform(0.25, 0.75, "suite")
+        else:
+            space["lambda_h"] = LogUniform(0.01, 0.5, "suite")
+        return space
 
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""CE: plain cross-entropy on the observed labels (``methods.md`` §3)."""
+"""CE: plain cross-entropy on the observed labels (``methods.md`` §3).
+
+CE has no hyperparameter of its own, so its search space is empty: under a grid's ``[tune]`` it runs its
+default trial only (effective budget 1), unless ``[tune] recipe`` tunes recipe keys for every method.
+"""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ wd 5e-4.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -68,6 +68,7 @@ from noisybench.methods._common import (
     soft_cross_entropy,
 )
 from noisybench.registry import register_method
+from noisybench.search_space import Choice, SearchSpace, Uniform
 
 if TYPE_CHECKING:
     from torch import nn
@@ -279,6 +280,20 @@ class DivideMix(Method):
             "mix_labelled_only": HParam(False, "paper-default"),
             "warmup_samples": HParam(0, "paper-default"), "epoch_samples": HParam(0, "paper-default"),
         }
+
+    @classmethod
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
+        """What ``[tune]`` searches: lambda_u, tau and T (ranges ``suite``; the paper publishes its choices per
+        setting, not a sensitivity study).
+
+        - ``lambda_u``: one of {0, 25, 50, 150}, the values the paper's Appendix B chose across its CIFAR
+          settings (0 at low noise, 150 on CIFAR-100); the weight of the unlabelled loss is tied to the loss's
+          scaling, so the published values are the natural grid.
+        - ``p_threshold`` (tau): uniform on [0.4, 0.7], around the paper's 0.5 (0.6 at 90 % noise).
+        - ``T``: uniform on [0.25, 0.75], around the official default 0.5 of the sharpening temperature.
+        """
+        return {"lambda_u": Choice((0.0, 25.0, 50.0, 150.0), "suite"), "p_threshold": Uniform(0.4, 0.7, "suite"),
+                "T": Uniform(0.25, 0.75, "suite")}
 
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:

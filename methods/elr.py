@@ -25,6 +25,7 @@ WEB_VISION families the official ELR+ configs of the same repository without the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from noisybench.facts import CIFAR_10, CIFAR_100, CLOTHING_1M, WEB_VISION, Setti
 from noisybench.method import Batch, HParam, Method, RecipeQuery, TrainContext, recipe
 from noisybench.methods._common import is_class_conditional, is_published_asym, is_symmetric
 from noisybench.registry import register_method
+from noisybench.search_space import LogUniform, SearchSpace, Uniform
 
 CLAMP = 1e-4
 
@@ -150,6 +152,18 @@ class ELR(Method):
         beta, lam = PAPER_VALUES[(base, symmetric)]
         source = "paper" if published else "suite"  # other datasets reuse the nearest CIFAR row
         return {"beta": HParam(beta, source), "lam": HParam(lam, source)}
+
+    @classmethod
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
+        """What ``[tune]`` searches.
+
+        - ``beta``: uniform on [0.7, 0.99] (``paper-default``): the official README (shengliu66/ELR) calls
+          beta "often quite robust (can be 0.7, 0.9 or 0.99, etc.)"; the range spans those values.
+        - ``lam``: log-uniform on [0.3, 10] (``suite``): the same README says that lambda needs more careful
+          tuning; the official configs use 1, 3 and 7, and the range adds about half a decade on either side of
+          them, since datasets other than CIFAR may want a weaker or a stronger pull.
+        """
+        return {"beta": Uniform(0.7, 0.99, "paper-default"), "lam": LogUniform(0.3, 10.0, "suite")}
 
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:

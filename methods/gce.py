@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -61,6 +62,7 @@ from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10, CIFAR_100, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, recipe
 from noisybench.registry import register_method
+from noisybench.search_space import SearchSpace, Uniform
 
 #: First prune epoch of the unofficial code's CIFAR commands (every 10 epochs after it; its README).
 PRUNE_START = {CIFAR_10: 40, CIFAR_100: 80}
@@ -168,6 +170,21 @@ class GCE(Method):
             "start_prune": start,
             "prune_every": every,
         }
+
+    @classmethod
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
+        """What ``[tune]`` searches (every range ``suite``: the paper fixes q = 0.7 and k = 0.5 and publishes
+        no sensitivity study of them).
+
+        - ``q``: uniform on [0.1, 1]. L_q runs from CE (q -> 0; 0.1 is close to it, and CE is on the board
+          already) to MAE (q = 1); the paper's 0.7 lies inside.
+        - ``k`` (only when ``truncated``; without truncation k does nothing): uniform on [0.3, 0.7] around the
+          paper's 0.5. A prune keeps the samples whose observed-label probability exceeds k.
+        """
+        space: SearchSpace = {"q": Uniform(0.1, 1.0, "suite")}
+        if (hparams or cls.hparams).get("truncated"):
+            space["k"] = Uniform(0.3, 0.7, "suite")
+        return space
 
     @classmethod
     def deviations_for(cls, hparams: dict[str, Any]) -> tuple[str, ...]:

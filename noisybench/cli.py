@@ -35,7 +35,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     check_environment()  # a bad environment variable fails here, before anything is written
     grid = _load_grid(args.grid, args.data_dir)
-    runs = expand_grid(grid)
+    tuned = None
+    if grid.tune is not None:  # two stages: the trials now, the evaluation once they have finished
+        from noisybench.tuning import plan_tuning
+
+        tuned = plan_tuning(grid)
+    runs = tuned.trial_runs() if tuned is not None else expand_grid(grid)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     _warn_broken_plugins(log)
     with naming(grid.source, "[grid] datasets"):
@@ -48,41 +53,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store = ResultStore(out)
     store.ensure_writable()
     with _early_pool(args, runs, store) as pool:  # workers warm up while the plan is checked
+        if tuned is not None:
+            from noisybench.tuning_run import run_tuned
+
+            stage = lambda runs, planned, expected, what: _run_stage(  # noqa: E731
+                args, grid, runs, planned, expected, store, options, pool, what)
+            return run_tuned(tuned, store, stage, lambda records, current: _closing_table(
+                args, store.root, records, current), detach=args.detach, log=_log)
         return _plan_and_run(args, grid, runs, store, options, pool)
 
 
+def _log(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _plan_and_run(args: argparse.Namespace, grid: Any, runs: list, store: Any, options: Any, pool: Any) -> int:
+    from noisybench.fingerprint import fingerprints
+
+    expected = fingerprints(runs)
+    records, decision = _run_stage(args, grid, runs, runs, expected, store, options, pool)
+    if records is None:
+        return 0
+    return _closing_table(args, store.root, records, {r: expected[r] for r in decision.current})
+
+
+def _run_stage(args: argparse.Namespace, grid: Any, runs: list, planned: list, expected: dict[str, str], store: Any,
+               options: Any, pool: Any, what: str = "") -> tuple[list | None, Any]:
+    """Record the plan (``planned``: every run of the grid known so far), decide which of ``runs`` to train, train
+    them; returns the records (None when Slurm jobs were submitted detached) and the decision."""
     import hashlib
 
     from noisybench.executors import ExecRequest, execute_plan
-    from noisybench.fingerprint import fingerprints
     from noisybench.progress import ProgressPrinter
     from noisybench.resume import select_runs
 
     out = store.root
-    expected = fingerprints(runs)
     source = Path(grid.source).resolve()
-    others = store.record_plan(grid.name, {r.run_id: r.label() for r in runs}, expected, str(source),
+    others = store.record_plan(grid.name, {r.run_id: r.label() for r in planned},
+                               {r.run_id: expected[r.run_id] for r in planned}, str(source),
                                hashlib.sha256(source.read_bytes()).hexdigest())
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if others:
-        log(f"warning: grid name {grid.name!r} is also the name of {others[0]}, planned in {out}: both grids' runs "
-            f"share this folder (reports of it show both); give this grid its own `name` to keep them apart")
-    decision = select_runs(runs, store, expected, retry_failed=args.retry_failed, rerun_stale=args.rerun_stale,
-                           keep_stale=args.keep_stale, force=_force_selection(args), log=log)
+        _log(f"warning: grid name {grid.name!r} is also the name of {others[0]}, planned in {out}: both grids' runs "
+             f"share this folder (reports of it show both); give this grid its own `name` to keep them apart")
+    decision = select_runs(runs, store, {r.run_id: expected[r.run_id] for r in runs}, retry_failed=args.retry_failed,
+                           rerun_stale=args.rerun_stale, keep_stale=args.keep_stale, force=_force_selection(args),
+                           log=_log)
     stale = f", {len(decision.stale)} stale" if decision.stale else ""
     train_ids = {r.run_id for r in decision.train}
     kept_failed = 0 if args.retry_failed else sum(
         r.run_id not in train_ids and store.status(r.run_id) == "failed" for r in runs)
     failed_note = f" ({kept_failed} of them failed: rerun with --retry-failed)" if kept_failed else ""
-    log(f"grid {grid.name!r}: {len(runs)} runs, {decision.finished} already finished{failed_note}{stale}, "
-        f"{len(decision.train)} to run")
+    _log(f"grid {grid.name!r}{f' ({what})' if what else ''}: {len(runs)} runs, {decision.finished} already finished"
+         f"{failed_note}{stale}, {len(decision.train)} to run")
     request = ExecRequest(args.executor, decision.train, out, grid.name, options, _workers(args),
-                          args.retry_failed, args.detach, ProgressPrinter(), log=log, pool=pool)
-    records = execute_plan(request)
-    if records is None:
-        return 0
-    return _closing_table(args, out, records, {r: expected[r] for r in decision.current})
+                          args.retry_failed, args.detach, ProgressPrinter(), log=_log, pool=pool)
+    return execute_plan(request), decision
 
 
 def _load_grid(path: str, data_dir: str | None = None) -> Any:
@@ -178,9 +203,15 @@ def _closing_table(args: argparse.Namespace, out: Path, records: list, current: 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from noisybench.plan import expand_grid, render_plan
 
-    runs = expand_grid(_load_grid(args.grid))
-    _warn_broken_plugins(lambda line: print(line, file=sys.stderr))
-    sys.stdout.write(render_plan(runs, args.format))
+    grid = _load_grid(args.grid)
+    if grid.tune is not None:
+        from noisybench.tuning import plan_tuning, render_tuned_plan
+
+        text = render_tuned_plan(plan_tuning(grid), args.format)
+    else:
+        text = render_plan(expand_grid(grid), args.format)
+    _warn_broken_plugins(_log)
+    sys.stdout.write(text)
     return 0
 
 
@@ -267,7 +298,7 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
         raise NoisybenchError(f"--epochs {args.epochs}: the resume check needs at least 2 epochs")
     hparams = _key_values(args.hparam, "--hparam")
     print(f"checking method {args.name!r} on tiny blobs ({args.epochs} epochs, CPU): determinism, "
-          "exact resume, complete history", file=sys.stderr)
+          "exact resume, complete history, search space", file=sys.stderr)
     results = check_method(args.name, hparams, args.epochs)
     for result in results:
         print(result.render())
@@ -348,9 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="leaderboard of a results directory")
     rep.add_argument("dir")
     rep.add_argument("--format", default="table",
-                     choices=["table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html"],
+                     choices=["table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html", "tuning"],
                      help="csv: one row per run; csv-long: one row per method x setting with statistics; "
-                          "csv-wide: one row per method (default table)")
+                          "csv-wide: one row per method; tuning: how [tune] chose each method's values "
+                          "(default table)")
     rep.add_argument("--metric", default="val", help="val | last | mean-last | best (leaky, test-selected) | clean-val")
     rep.add_argument("-o", "--output", help="write to this file instead of stdout")
     rep.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")

@@ -19,6 +19,7 @@ from typing import Any
 
 from noisybench.errors import ConfigError, NoisybenchError, suggest
 from noisybench.grid_checks import check_grid_table
+from noisybench.tune_config import TuneConfig, parse_tune
 from noisybench.validate import check_distinct, check_fields, matches
 
 if sys.version_info >= (3, 11):
@@ -192,15 +193,16 @@ class RunConfig:
     grid: str = ""
     data_root: str | None = None
     schema: int = SCHEMA_VERSION
-    sweep: dict[str, Any] = field(default_factory=dict)  # this run's point of a [sweep.<method>] table
+    sweep: dict[str, Any] = field(default_factory=dict)  # a [sweep.<method>] point (records made before [tune])
     plugins: tuple[str, ...] = ()  # local plugin folders its workers load (not part of the id)
+    tuning: dict[str, Any] = field(default_factory=dict)  # [tune] stage, trial, budget, seeds (not part of the id)
     #: the method's ``id_neutral_hparams``: hyperparameters at these values stay out of the run id
     neutral_hparams: dict[str, Any] = field(default_factory=dict)
     train_refs: dict[str, str] = field(default_factory=dict)  # citation of each paper recipe value, where known
 
     def identity(self) -> dict[str, Any]:
-        """The fields that determine the result (not the grid name, data path, plugin folders or loader
-        workers: a plugin's code is pinned by the fingerprint).
+        """The fields that determine the result (not the grid name, data path, plugin folders, loader
+        workers or tuning metadata: a plugin's code is pinned by the fingerprint).
 
         Recipe fields and hyperparameters added after the first schema stay out while at their neutral
         value (:data:`ID_NEUTRAL_TRAIN_KEYS`, the method's ``id_neutral_hparams``), so adding one changes no
@@ -229,6 +231,7 @@ class RunConfig:
             "data_root": self.data_root, "schema": self.schema,
             "sweep": dict(self.sweep), "neutral_hparams": dict(self.neutral_hparams),
             "train_refs": dict(self.train_refs), **({"plugins": list(self.plugins)} if self.plugins else {}),
+            **({"tuning": dict(self.tuning)} if self.tuning else {}),
         }
 
     @classmethod
@@ -275,7 +278,7 @@ def legacy_profile_message(profile: Any, where: str) -> str:
     return f"{where}: profile was replaced by protocol; write {hint}"
 
 
-GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "sweep",
+GRID_KEYS = {"name", "description", "grid", "train", "methods", "datasets", "data", "slurm", "report", "tune",
              "plugins"}
 GRID_AXES = {"datasets", "methods", "noise", "seeds"}
 
@@ -295,7 +298,7 @@ class Grid:
     data_root: str | None = None
     slurm: dict[str, Any] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
-    sweep: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    tune: TuneConfig | None = None  # [tune]: equal tuning budgets on seeds that are not scored
     source: str = "<grid>"
     plugins: list[str] = field(default_factory=list)  # local plugin folders, absolute
 
@@ -324,6 +327,8 @@ def load_grid(path: str | Path) -> Grid:
 
 def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str = "grid") -> Grid:
     """Validate the structure of a grid dict (see :func:`load_grid`)."""
+    if "sweep" in data:
+        raise ConfigError(sweep_message(data["sweep"], source))
     _check_keys(data, GRID_KEYS, source, "top level")
     axes = data.get("grid")
     if not isinstance(axes, dict):
@@ -336,7 +341,7 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
     for key in ("datasets", "methods", "noise"):
         if not all(isinstance(v, str) for v in axes[key]):
             raise ConfigError(f"{source}: [grid] {key} must be a list of strings, got {axes[key]!r}")
-    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report", "sweep",
+    tables = {k: data.get(k, {}) for k in ("train", "methods", "datasets", "data", "slurm", "report", "tune",
                                            "plugins")}
     for key, value in tables.items():
         if not isinstance(value, dict):
@@ -350,7 +355,8 @@ def parse_grid(data: dict[str, Any], source: str = "<grid>", default_name: str =
         noise=list(axes["noise"]), seeds=list(axes["seeds"]), train=dict(tables["train"]),
         method_params=dict(tables["methods"]), dataset_params=dict(tables["datasets"]),
         data_root=tables["data"].get("root"), slurm=dict(tables["slurm"]),
-        report=dict(tables["report"]), sweep=_parse_sweep(tables["sweep"], source), source=source,
+        report=dict(tables["report"]), source=source,
+        tune=parse_tune(tables["tune"], source, axes["seeds"]) if "tune" in data else None,
         plugins=_plugin_paths(tables["plugins"].get("paths", []), source),
     )
 
@@ -372,19 +378,15 @@ def _plugin_paths(paths: Any, source: str) -> list[str]:
     return folders
 
 
-def _parse_sweep(table: dict[str, Any], source: str) -> dict[str, dict[str, list[Any]]]:
-    """``[sweep.<method>] name = [v1, v2, ...]``: hyperparameter values tuned on noisy validation."""
-    sweep: dict[str, dict[str, list[Any]]] = {}
-    for method, values in table.items():
-        if not isinstance(values, dict) or not values:
-            raise ConfigError(f"{source}: [sweep.{method}] must be a table of hyperparameter = [values], "
-                              f"got {values!r}")
-        for key, options in values.items():
-            if not isinstance(options, list) or len(options) < 2:
-                raise ConfigError(f"{source}: [sweep.{method}] {key} must list at least two values, got {options!r}")
-            check_distinct(options, [repr(v) for v in options], f"{source}: [sweep.{method}]", key)
-        sweep[method] = {k: list(v) for k, v in values.items()}
-    return sweep
+def sweep_message(table: Any, source: str) -> str:
+    """The refusal of a grid's ``[sweep]`` tables, with the ``[tune]`` that replaces them."""
+    methods = table if isinstance(table, dict) else {}
+    lines = [f"[tune.space.{m}] " + "; ".join(f"{k} = {v!r}" for k, v in values.items())
+             for m, values in methods.items() if isinstance(values, dict)]
+    example = f" and {'; '.join(lines)}" if lines else ""
+    return (f"{source}: [sweep] was replaced by [tune]: a sweep picked its value on the seeds it then scored, "
+            f"which biases the result upwards. Write [tune] budget = N and seeds = [...] (seeds that [grid] does not "
+            f"score){example}; every method then gets the same budget (see the README, Grid files)")
 
 
 def _check_keys(table: dict[str, Any], allowed: set[str], source: str, where: str) -> None:

@@ -13,6 +13,9 @@ a few tiny runs (400 four-class blobs, three epochs, on the CPU) through the sha
   with a new optimiser at the boundary; warm-restart cosine with a floor, gradient clipping, per-step
   decay and per-module weight decay, then Adam under the linear tail with its beta_1 switch; a named
   augmentation policy), the method trains, and resumes exactly across the phase boundary.
+* ``search-space``: the space the method declares for ``[tune]`` names its hyperparameters with typed dimensions,
+  and every corner and every trial point of a budget of 8 resolves and passes ``check_hparams``, on short and
+  long schedules and under symmetric and class-conditional noise.
 """
 
 from __future__ import annotations
@@ -67,16 +70,21 @@ class CheckResult:
         return f"PASS {self.name}" if self.ok else f"FAIL {self.name}: {self.detail}"
 
 
-def probe_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS, seed: int = 1,
-              noise: str = "sym:0.4", train: dict[str, Any] | None = None) -> RunConfig:
-    """A resolved run of ``method`` on 400 four-class blobs (8 dims) on the CPU (``train``: more recipe keys)."""
-    grid = Grid(
+def probe_grid(method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS, seed: int = 1,
+               noise: str = "sym:0.4", train: dict[str, Any] | None = None) -> Grid:
+    """The one-run grid of ``method`` on 400 four-class blobs (8 dims) on the CPU (``train``: more recipe keys)."""
+    return Grid(
         name="conformance", datasets=["blobs"], methods=[method], noise=[noise], seeds=[seed],
         train={"epochs": epochs, "device": "cpu", **(train or {})},
         method_params={method: dict(hparams)} if hparams else {},
         dataset_params={"blobs": {"n_samples": 400, "dim": 8, "classes": 4}}, source="probe run",
     )
-    return expand_grid(grid)[0]
+
+
+def probe_run(method: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS, seed: int = 1,
+              noise: str = "sym:0.4", train: dict[str, Any] | None = None) -> RunConfig:
+    """A resolved run of ``method`` on 400 four-class blobs (8 dims) on the CPU (``train``: more recipe keys)."""
+    return expand_grid(probe_grid(method, hparams, epochs, seed, noise, train))[0]
 
 
 @dataclass
@@ -262,11 +270,37 @@ class Probe:
         detail = f"under a recipe with phases, clipping, per-step decay and Adam's beta_1 switch: {result.detail}"
         return CheckResult("extensions", result.ok, "" if result.ok else detail)
 
+    def search_space(self) -> CheckResult:
+        """The declared search space resolves everywhere (see :func:`noisybench.tuning.check_space`)."""
+        from noisybench.facts import NoiseKind
+        from noisybench.plan import plan_cells
+        from noisybench.tuning import check_space
+
+        cell = plan_cells(self._grid())[0]
+        hparams = dict(self.config.hparams)
+        variants = [dataclasses.replace(cell.setting, epochs=e) for e in (1, 2, EPOCHS, 40, 200)]
+        variants.append(dataclasses.replace(cell.setting, noise_kind=NoiseKind.CLASS_CONDITIONAL, class_map="pair"))
+        for setting in variants:
+            problems = check_space(self.method_class(), setting, hparams)
+            if problems:
+                return CheckResult("search-space", False, f"with {setting.epochs} epochs, {setting.noise_kind.value} "
+                                   f"noise: {'; '.join(problems[:3])}; fix search_space() or check_hparams()")
+        return CheckResult("search-space", True)
+
+    def method_class(self) -> type[Method]:
+        """The method class under test."""
+        from noisybench.registry import METHODS
+
+        return METHODS.get(self.method)
+
+    def _grid(self) -> Grid:
+        return probe_grid(self.method, self.hparams, self.epochs)
+
     def run_all(self) -> list[CheckResult]:
         """Every check; an exception inside one becomes its failure, with where it was raised."""
         checks: list[tuple[str, Callable[[], CheckResult]]] = [
             ("contract", self.contract), ("determinism", self.determinism), ("resume", self.resume),
-            ("history", self.history), ("extensions", self.extensions)]
+            ("history", self.history), ("extensions", self.extensions), ("search-space", self.search_space)]
         results = []
         for name, check in checks:
             try:

@@ -37,7 +37,7 @@ def check_grid_table(data: dict[str, Any], source: str, default_name: str) -> No
     check_seeds(axes["seeds"], source)
     for key in ("datasets", "methods"):
         check_distinct(axes[key], axes[key], f"{source}: [grid]", key)
-    for section in ("methods", "datasets", "sweep"):
+    for section in ("methods", "datasets"):
         for name, table in data.get(section, {}).items():
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: [{section}.{name}] must be a table of key = value lines, "
@@ -105,15 +105,16 @@ def check_devices(runs: Sequence[Any], source: str) -> None:
                               "(--executor slurm)")
 
 
-def check_seeds(seeds: list[Any], source: str) -> None:
-    """Integers in ``[0, 2**63)``, each once."""
+def check_seeds(seeds: list[Any], source: str, key: str = "[grid] seeds") -> None:
+    """Integers in ``[0, 2**63)``, each once (``key`` names the list in messages)."""
     for seed in seeds:
         if not isinstance(seed, int) or isinstance(seed, bool):
-            raise ConfigError(f"{source}: [grid] seeds must be integers, got {seed!r}")
+            raise ConfigError(f"{source}: {key} must be integers, got {seed!r}")
         if not 0 <= seed < SEED_LIMIT:
-            raise ConfigError(f"{source}: [grid] seeds must be in 0 .. 2**63 - 1, got {seed}; "
+            raise ConfigError(f"{source}: {key} must be in 0 .. 2**63 - 1, got {seed}; "
                               "pick small non-negative seeds such as 1, 2, 3")
-    check_distinct(seeds, seeds, f"{source}: [grid]", "seeds")
+    table, _, name = key.rpartition(" ")
+    check_distinct(seeds, seeds, f"{source}: {table}", name)
 
 
 @contextlib.contextmanager

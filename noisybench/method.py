@@ -28,7 +28,7 @@ epoch counts published for another schedule go through :func:`scale_epochs`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -227,8 +227,8 @@ class HParam:
 
     ``source`` is one of ``paper`` (the paper's value for this setting), ``paper-default``
     (the paper's or official code's general default), ``suite`` (our convention, e.g. for
-    datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (chosen per setting on
-    noisy validation among the values of a ``[sweep.<method>]`` table). ``ref`` optionally cites the
+    datasets the paper never ran), ``user`` (set in the grid file) or ``tuned`` (a trial of a grid's ``[tune]``
+    search, chosen per setting on noisy validation over seeds that are not scored). ``ref`` optionally cites the
     exact origin (``"paper text, Sec. 4"``, ``"official config_cifar10_asym.json"``).
     """
 
@@ -321,12 +321,15 @@ class Method:
         return cls.paper_recipes.get(query.family) if query.family else None
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """Hyperparameters tuned under a grid's ``[tune]`` budget, each a dimension of
         :mod:`noisybench.search_space` with its source (default: none; CE has none).
 
-        Override it and explain each range in the docstring: the paper's sensitivity study where there
-        is one (``paper``), else our own choice (``suite``). Every point must pass :meth:`check_hparams`.
+        ``hparams`` are the values the run would have untuned (the defaults for ``setting`` with the grid's
+        ``[methods.<name>]`` overrides; None: the defaults), so a space may follow a variant switch (GCE tunes
+        ``k`` only when ``truncated``). Override it and explain each range in the docstring: the paper's
+        sensitivity study where there is one (``paper``), else our own choice (``suite``). Every point must
+        pass :meth:`check_hparams` (``noisybench check-method`` checks the corners and the trial points).
         """
         return {}
 

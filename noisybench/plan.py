@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,23 +136,41 @@ def make_setting(dataset_cls: Any, spec: NoiseSpec, num_classes: int, recipe: Re
     )
 
 
-def sweep_points(grid: Grid, method: str) -> list[dict[str, Any]]:
-    """Every combination of the method's ``[sweep.<method>]`` values ([{}] without a sweep)."""
-    table = grid.sweep.get(method, {})
-    clash = sorted(set(table) & set(grid.method_params.get(method, {})))
-    if clash:
-        raise ConfigError(f"{grid.source}: {', '.join(clash)} is both fixed in [methods.{method}] and swept in "
-                          f"[sweep.{method}]; keep one")
-    keys = sorted(table)
-    return [dict(zip(keys, values)) for values in itertools.product(*(table[k] for k in keys))]
+@dataclass(frozen=True)
+class PlanCell:
+    """One (dataset, noise, method) of a grid, resolved and validated: what all its runs share."""
+
+    dataset: DatasetRef
+    spec: NoiseSpec
+    method_cls: Any
+    recipe: Recipe
+    setting: Setting
+    grid: str
+    data_root: str | None
+    plugins: tuple[str, ...]
+
+    @property
+    def method(self) -> str:
+        """The method's registry name."""
+        return self.method_cls.name
+
+    def run(self, seed: int, hparams: dict[str, Any], sources: dict[str, str], recipe: Recipe | None = None,
+            tuning: dict[str, Any] | None = None) -> RunConfig:
+        """The run of this cell with ``seed``, ``hparams`` and (default: the cell's) ``recipe``."""
+        recipe = recipe or self.recipe
+        neutral = {k: v for k, v in self.method_cls.id_neutral_hparams.items() if k in hparams}
+        return RunConfig(dataset=self.dataset, noise=str(self.spec), method=self.method, hparams=hparams,
+                         hparam_sources=sources, seed=seed, train=recipe.train, train_sources=dict(recipe.sources),
+                         grid=self.grid, data_root=self.data_root, plugins=self.plugins, tuning=dict(tuning or {}),
+                         neutral_hparams=neutral, train_refs=dict(recipe.refs))
 
 
-def expand_grid(grid: Grid) -> list[RunConfig]:
-    """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig`.
+def plan_cells(grid: Grid) -> list[PlanCell]:
+    """Every (dataset, noise, method) of ``grid``, in plan order (datasets, then noise, then methods).
 
-    Names, noise specs, protocols, recipes and hyperparameters are all validated before anything runs;
-    every refusal names the grid file and the key. The grid's ``[plugins] paths`` and ``$NOISYBENCH_PLUGINS``
-    are loaded first; each run carries those folders.
+    Names, noise specs, protocols and recipes are all validated here, before anything runs; every refusal names
+    the grid file and the key. The grid's ``[plugins] paths`` and ``$NOISYBENCH_PLUGINS`` are loaded first; each
+    cell carries those folders.
     """
     plugins = load_environment_plugins()
     with naming(grid.source, "[plugins] paths"):
@@ -166,12 +183,11 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
     with naming(grid.source, "[grid] datasets"):
         dataset_classes = [DATASETS.get(d) for d in grid.datasets]
     _check_tables_are_used(grid)
-    runs = []
+    cells = []
     for ds_name, ds_cls in zip(grid.datasets, dataset_classes):
         params = dict(grid.dataset_params.get(ds_name, {}))
         with naming(grid.source, f"[datasets.{ds_name}]"):
             dataset = ds_cls(root=None, **params)  # validates params, loads nothing
-        num_classes = dataset.num_classes
         recipes: dict[tuple[str, RecipeQuery], Recipe] = {}
         for spec in specs:
             with naming(grid.source, "[grid] noise"):
@@ -183,22 +199,29 @@ def expand_grid(grid: Grid) -> list[RunConfig]:
                     recipes[key] = resolve_train(ds_cls, method_cls, grid.train, f"{grid.source}: [train]", query)
                     check_recipe(recipes[key], dataset, grid.source)
                 recipe = recipes[key]
-                setting = make_setting(ds_cls, spec, num_classes, recipe, ds_name)
-                for point in sweep_points(grid, method_cls.name):
-                    overrides = {**grid.method_params.get(method_cls.name, {}), **point}
-                    with naming(grid.source, f"[methods.{method_cls.name}]"):
-                        hparams, sources = method_cls.resolve_hparams(setting, overrides)
-                    sources.update({key: "tuned" for key in point})
-                    for seed in grid.seeds:
-                        runs.append(RunConfig(
-                            dataset=DatasetRef(ds_name, dict(sorted(params.items()))),
-                            noise=str(spec), method=method_cls.name, hparams=hparams,
-                            hparam_sources=sources, seed=seed, train=recipe.train,
-                            train_sources=dict(recipe.sources),
-                            grid=grid.name, data_root=grid.data_root, sweep=dict(point), plugins=plugins,
-                            neutral_hparams={k: v for k, v in method_cls.id_neutral_hparams.items() if k in hparams},
-                            train_refs=dict(recipe.refs),
-                        ))
+                cells.append(PlanCell(
+                    DatasetRef(ds_name, dict(sorted(params.items()))), spec, method_cls, recipe,
+                    make_setting(ds_cls, spec, dataset.num_classes, recipe, ds_name), grid.name, grid.data_root,
+                    plugins))
+    return cells
+
+
+def resolve_cell(cell: PlanCell, overrides: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The cell's hyperparameters with ``overrides`` (``[methods.<name>]``), refused naming the grid file."""
+    with naming(source, f"[methods.{cell.method}]"):
+        return cell.method_cls.resolve_hparams(cell.setting, overrides)
+
+
+def expand_grid(grid: Grid) -> list[RunConfig]:
+    """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig` (see :func:`plan_cells`).
+
+    A grid with ``[tune]`` runs in two stages (:mod:`noisybench.tuning`); this is its plain expansion, every
+    method at its default values on the grid's seeds.
+    """
+    runs = []
+    for cell in plan_cells(grid):
+        hparams, sources = resolve_cell(cell, grid.method_params.get(cell.method, {}), grid.source)
+        runs += [cell.run(seed, hparams, sources) for seed in grid.seeds]
     return runs
 
 
@@ -240,29 +263,31 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
     total = {"num_runs": len(runs), "num_epochs": sum(r.train.epochs for r in runs)}
     if fmt == "json":
         return json.dumps({"configurations": groups, "total": total}, indent=1, sort_keys=True, default=str) + "\n"
-    from tabulate import tabulate
-
-    blocks = []
-    for g in groups:
-        seeds = ", ".join(str(s) for s in g["seeds"])
-        head = (f"== {g['dataset']} | {g['noise']} | {g['method']} | protocol {g['protocol']} | "
-                f"seeds {seeds} ({len(g['seeds'])} runs x {g['epochs']} epochs) ==")
-        quiet = [k for k, v in g["recipe"].items() if is_neutral(k, v["value"], ID_NEUTRAL_TRAIN_KEYS)]
-        rows = [("recipe", k, _show(v["value"]), v["source"], v["ref"]) for k, v in g["recipe"].items()
-                if k not in quiet]
-        rows += [("hparam", k, _show(v["value"]), v["source"], "") for k, v in sorted(g["hparams"].items())]
-        headers = ["", "key", "value", "source", "reference"]
-        if not any(row[4] for row in rows):  # no citation to show: the table keeps its four columns
-            rows, headers = [row[:4] for row in rows], headers[:4]
-        lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
-        lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
-                  for text in g["deviations"]]
-        lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
-        if quiet:
-            lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")
-        blocks.append("\n".join(lines))
+    blocks = [render_block(g) for g in groups]
     blocks.append(f"{total['num_runs']} runs, {total['num_epochs']} epochs in total")
     return "\n\n".join(blocks) + "\n"
+
+
+def render_block(g: dict[str, Any], seeds_text: str | None = None) -> str:
+    """One configuration of :func:`describe_runs` as ``plan`` prints it (``seeds_text`` replaces the seed list)."""
+    from tabulate import tabulate
+
+    seeds = seeds_text or (f"seeds {', '.join(str(s) for s in g['seeds'])} "
+                           f"({len(g['seeds'])} runs x {g['epochs']} epochs)")
+    head = f"== {g['dataset']} | {g['noise']} | {g['method']} | protocol {g['protocol']} | {seeds} =="
+    quiet = [k for k, v in g["recipe"].items() if is_neutral(k, v["value"], ID_NEUTRAL_TRAIN_KEYS)]
+    rows = [("recipe", k, _show(v["value"]), v["source"], v["ref"]) for k, v in g["recipe"].items() if k not in quiet]
+    rows += [("hparam", k, _show(v["value"]), v["source"], "") for k, v in sorted(g["hparams"].items())]
+    headers = ["", "key", "value", "source", "reference"]
+    if not any(row[4] for row in rows):  # no citation to show: the table keeps its four columns
+        rows, headers = [row[:4] for row in rows], headers[:4]
+    lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
+    lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
+              for text in g["deviations"]]
+    lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
+    if quiet:
+        lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")
+    return "\n".join(lines)
 
 
 def _show(value: Any) -> str:
@@ -272,10 +297,11 @@ def _show(value: Any) -> str:
 
 
 def _check_tables_are_used(grid: Grid) -> None:
-    """``[methods.X]``, ``[sweep.X]`` and ``[datasets.X]`` must configure something the grid runs."""
+    """``[methods.X]``, ``[tune.space.X]`` and ``[datasets.X]`` must configure something the grid runs."""
     for table, names, registry, used, what in (
         ("methods", grid.method_params, METHODS, grid.methods, "configures a method the grid does not run"),
-        ("sweep", grid.sweep, METHODS, grid.methods, "sweeps a method the grid does not run"),
+        ("tune.space", grid.tune.space if grid.tune else {}, METHODS, grid.methods,
+         "tunes a method the grid does not run"),
         ("datasets", grid.dataset_params, DATASETS, grid.datasets, "configures a dataset the grid does not use"),
     ):
         for name in names:

@@ -87,7 +87,8 @@ def _reporting_code_digest() -> str:
 
     here = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    files = [*sorted((here / "reporting").glob("*.py")), *(here / name for name in ("results.py", "report.py"))]
+    files = [*sorted((here / "reporting").glob("*.py")),
+             *(here / name for name in ("results.py", "report.py", "selection.py"))]
     for path in files:
         h.update(path.name.encode() + path.read_bytes())
     for dist in ("pandas", "numpy", "scipy", "tabulate"):

@@ -59,6 +59,7 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
         "hparam_sources": json.dumps(config.get("hparam_sources", {}), sort_keys=True),
         "sweep": json.dumps(config.get("sweep") or {}, sort_keys=True),
         "fingerprint": current_digest(record),  # records of an older fingerprint scheme translated
+        **_tuning_columns(config.get("tuning")),
     }
     metrics = record.get("metrics") or {}
     for column in METRICS.values():
@@ -66,6 +67,22 @@ def _row(record: dict[str, Any]) -> dict[str, Any]:
     for key, value in metrics.items():
         row.setdefault(key, value)
     return row
+
+
+#: Columns of a ``[tune]`` run's tuning metadata (empty for other runs): stage (``tune`` or ``eval``), trial number,
+#: budget asked and effective, tuning seeds, the trial's values and the setting's search space (JSON).
+TUNING_COLUMNS = ("tune_stage", "trial", "tune_budget", "tune_effective_budget", "tune_seeds", "tune_values",
+                  "tune_space")
+
+
+def _tuning_columns(tuning: Any) -> dict[str, Any]:
+    if not isinstance(tuning, dict) or not tuning:
+        return dict.fromkeys(TUNING_COLUMNS)
+    seeds = tuning.get("seeds") or []
+    return {"tune_stage": tuning.get("stage"), "trial": tuning.get("trial"), "tune_budget": tuning.get("budget"),
+            "tune_effective_budget": tuning.get("effective_budget"), "tune_seeds": ",".join(map(str, seeds)),
+            "tune_values": json.dumps(tuning.get("values") or {}, sort_keys=True),
+            "tune_space": json.dumps(tuning.get("space") or {}, sort_keys=True)}
 
 
 def _corrupt_row(run_id: str, why: str, status: str = "corrupt") -> dict[str, Any]:
@@ -111,7 +128,8 @@ def load_results(root: str | Path) -> pd.DataFrame:
 
     Columns: ``run_id, grid, dataset, noise, noise_family, noise_rate, method, seed, status,
     reason, noise_rate_actual, noise_hash, protocol, epochs, wall_time, finished_at, hparams,
-    hparam_sources, fingerprint, stale`` (code or inputs changed since it ran), every metric
+    hparam_sources, fingerprint, stale`` (code or inputs changed since it ran), the tuning columns of
+    :data:`TUNING_COLUMNS` (``trial``: the run's trial number under a grid's ``[tune]``), every metric
     (with ``<metric>_correct`` / ``<metric>_total`` counts when the runs recorded them) and the
     display columns of :func:`add_display_columns`. A run whose final record is damaged gets
     status ``corrupt`` (``unreadable`` when this user may not read it) and what is wrong as its reason (its
@@ -129,14 +147,16 @@ def load_results(root: str | Path) -> pd.DataFrame:
         rows.append(row)
     columns = ["run_id", "grid", *ID_COLUMNS, "noise_family", "noise_rate", "status", "reason",
                "noise_rate_actual", "noise_hash", "protocol", "epochs", "wall_time", "finished_at",
-               "hparams", "hparam_sources", *METRICS.values(),
+               "hparams", "hparam_sources", *TUNING_COLUMNS, *METRICS.values(),
                "method_display", "dataset_display", "noise_display", "noise_order"]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    for name in ID_COLUMNS:
+    for name in (*ID_COLUMNS, *TUNING_COLUMNS):
         if name not in frame.columns:
             frame[name] = None
+    for name in ("trial", "tune_budget", "tune_effective_budget"):
+        frame[name] = pd.to_numeric(frame[name]).astype("Int64")  # whole numbers, empty for untuned runs
     frame = add_display_columns(frame)
     return frame.sort_values(ID_COLUMNS, kind="stable").reset_index(drop=True)
 

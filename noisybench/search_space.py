@@ -3,7 +3,8 @@
 A method returns, from :meth:`noisybench.method.Method.search_space`, a mapping from hyperparameter
 names to dimensions: :class:`Choice`, :class:`Uniform`, :class:`LogUniform` or :class:`IntUniform`.
 Each dimension records where its range comes from (``source``: ``paper`` for a paper's sensitivity
-study, ``paper-default`` for ranges its official code documents, ``suite`` for our own) and maps a
+study, ``paper-default`` for ranges its official code documents, ``suite`` for our own, ``user`` for a
+grid's ``[tune.space.<method>]`` table) and maps a
 point of the unit interval to a value (:meth:`Dimension.value_at`), so that a low-discrepancy
 sequence over the unit cube becomes trials over the space.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from noisybench.errors import ConfigError
 
-SPACE_SOURCES = ("paper", "paper-default", "suite")
+SPACE_SOURCES = ("paper", "paper-default", "suite", "user")
 
 
 def _check_source(source: str, what: str) -> None:

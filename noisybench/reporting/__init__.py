@@ -19,8 +19,9 @@ from noisybench.errors import NoisybenchError, suggest
 from noisybench.reporting.leaderboard import Leaderboard, build_leaderboard
 
 #: ``--format`` choices. ``csv``: one row per run (long); ``csv-long``: one row per method x setting cell with its
-#: statistics; ``csv-wide``: one row per method, mean/std/n columns per setting.
-FORMATS = ("table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html")
+#: statistics; ``csv-wide``: one row per method, mean/std/n columns per setting; ``tuning``: how a grid's ``[tune]``
+#: stage chose each method's values (budgets, chosen values, best and worst trial, compute).
+FORMATS = ("table", "md", "csv", "csv-long", "csv-wide", "json", "latex", "html", "tuning")
 #: Formats whose text already contains the guardrail warnings.
 EMBEDS_WARNINGS = {"table", "md", "json", "html"}
 
@@ -67,6 +68,8 @@ def make_report(
         return frame.drop(columns=["hparams"]).to_csv(index=False), None
     if frame.empty:
         raise NoisybenchError(f"no finished runs in {source!r}; run `noisybench run GRID --out {source}` first")
+    if opts.fmt == "tuning":
+        return _tuning_report(frame, opts), None
     board = build_leaderboard(frame, opts.metric, opts.alpha, opts.datasets, opts.noises, opts.methods, opts.published)
     figures = {}
     if opts.fmt == "html" or opts.plots_dir:
@@ -105,6 +108,17 @@ def check_output_dir(folder: Path, option: str) -> None:
     except OSError as exc:
         raise NoisybenchError(f"{option} {str(folder)!r} is not writable ({exc.strerror or exc}); "
                               "choose a folder you can write to") from None
+
+
+def _tuning_report(frame: pd.DataFrame, opts: ReportOptions) -> str:
+    """``--format tuning``: the trial runs of ``frame`` (its selected datasets, noise settings and methods)."""
+    from noisybench.reporting.leaderboard import filter_runs
+    from noisybench.reporting.tuning import render_tuning, split_trials, summarize
+
+    _, trials = split_trials(filter_runs(frame[frame["status"].isin(("done", "failed"))], opts.datasets, opts.noises,
+                                         opts.methods))
+    names = dict(zip(frame["method"], frame.get("method_display", frame["method"])))
+    return render_tuning(summarize(trials), lambda m: names.get(m) or m)
 
 
 def _render(board: Leaderboard, opts: ReportOptions, figures: dict, source: str) -> str:

@@ -13,6 +13,7 @@ from tabulate import tabulate
 from noisybench.metrics import METRIC_TITLES
 from noisybench.reporting.leaderboard import Cell, Leaderboard
 from noisybench.reporting.stats import MIN_SEEDS_TTEST
+from noisybench.reporting.tuning import render_tuning, sentence
 
 DAGGER = "†"
 #: Mark of a cell that was not tested against the column's best (fewer than 3 matched seeds).
@@ -74,6 +75,8 @@ def legend(board: Leaderboard, best: str = "bold", second: str = "underlined", m
     ]
     if board.tuned:
         parts.append("tuned: the swept value with the best mean noisy-validation accuracy per setting.")
+    if board.tuning is not None:
+        parts.append(sentence(board.tuning, board.method_label))
     return " ".join(parts)
 
 
@@ -206,6 +209,9 @@ def render_text(board: Leaderboard, flavour: str = "table") -> str:
                     tabulate(frame, headers="keys", tablefmt=tablefmt, showindex=False, disable_numparse=True)]
     if board.tuned:
         out += ["", f"{'### ' if flavour == 'md' else ''}Tuned on noisy validation", *[f"- {t}" for t in board.tuned]]
+    if board.tuning is not None:
+        heading = "### " if flavour == "md" else ""
+        out += ["", render_tuning(board.tuning, board.method_label, flavour, heading, with_sentence=False).rstrip()]
     if board.warnings:
         out += ["", f"{'### ' if flavour == 'md' else ''}Warnings", *[f"- {w}" for w in board.warnings]]
     return "\n".join(out) + "\n"
@@ -217,8 +223,11 @@ def long_frame(board: Leaderboard) -> pd.DataFrame:
     for c in board.cells.values():
         if (c.dataset, c.noise) not in {col.key for col in board.columns}:
             continue
+        tuned = board.tuning.chosen(c.method, c.dataset, c.noise) if board.tuning else None
         rows.append({"method": c.method, "dataset": c.dataset, "noise": c.noise, "metric": board.metric_name,
                      "protocol": board.protocols.get((c.method, c.dataset, c.noise), ""),
+                     "tuned_trial": tuned.chosen if tuned else None,
+                     "tuning_budget": tuned.effective_budget if tuned else None,
                      "mean": c.mean, "std": c.std, "n": c.n, "place": c.place, "p_value": c.p_value,
                      "p_holm": c.p_holm, "significant": c.significant, "not_worse_marker": c.not_worse,
                      "not_tested": c.not_tested, "n_paired": c.n_paired, "mean_diff_to_best": c.mean_diff,
@@ -272,6 +281,9 @@ def to_json_dict(board: Leaderboard) -> dict[str, Any]:
                     for c in board.columns],
         "cells": cells, "across_settings": across, "warnings": board.warnings, "published": board.published,
         "hparam_provenance": board.provenance, "tuned": board.tuned, "failed_runs": board.failed_runs,
+        "tuning": None if board.tuning is None else {
+            "sentence": sentence(board.tuning, board.method_label),
+            "settings": [asdict(s) for s in board.tuning.settings]},
         "corrupt_runs": board.corrupt_runs, "method_display": {m: board.method_label(m) for m in board.methods},
     })
 

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from noisybench.reporting.formats import across_lines, cell_text, legend, provenance_frame, published_frame
 from noisybench.reporting.leaderboard import Leaderboard
 from noisybench.reporting.plots import figure_caption, png_base64
+from noisybench.reporting.tuning import sentence, tuning_frame
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
@@ -85,6 +86,9 @@ def render_html(board: Leaderboard, figures: dict[str, Figure], source: str = ""
     if board.warnings:
         items = "".join(f"<li>{_esc(w)}</li>" for w in board.warnings)
         parts.append(f"<h2>Warnings</h2><div class='warn'><ul>{items}</ul></div>")
+    if board.tuning is not None:
+        parts += ["<h2>Tuning</h2>", f"<p class='legend'>{_esc(sentence(board.tuning, board.method_label))}</p>",
+                  _frame_html(tuning_frame(board.tuning, board.method_label))]
     for title, frame in (("Published numbers beside ours", published_frame(board)),
                          ("Hyperparameter provenance", provenance_frame(board))):
         if not frame.empty:

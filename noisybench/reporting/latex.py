@@ -17,6 +17,7 @@ from noisybench.metrics import METRIC_TITLES
 from noisybench.reporting.formats import fmt_num, protocol_summary, provenance_summary
 from noisybench.reporting.leaderboard import Cell, Column, Leaderboard
 from noisybench.reporting.stats import MIN_SEEDS_TTEST
+from noisybench.reporting.tuning import sentence
 
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
             "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -120,6 +121,8 @@ def latex_legend(board: Leaderboard) -> str:
         parts.append(f"{NOT_TESTED}: not tested (fewer than {MIN_SEEDS_TTEST} seeds matched with the best).")
     if board.protocols:
         parts.append(f"Protocol: {latex_escape(protocol_summary(board))}.")
+    if board.tuning is not None:
+        parts.append(latex_escape(sentence(board.tuning, board.method_label)))
     if board.leaky:
         parts.append("Test-selected numbers are optimistic and not valid for ranking.")
     return " ".join(parts)

@@ -22,6 +22,7 @@ from noisybench.metrics import LEAKY_METRICS, METRIC_TITLES, METRICS, metric_col
 from noisybench.noise import noise_display, noise_sort_key
 from noisybench.reporting import stats
 from noisybench.reporting.guardrails import check_protocol, drop_superseded, matched_pairs, select_tuned
+from noisybench.reporting.tuning import TuningSummary, split_trials, summarize
 
 #: Statuses of runs whose record is of no use (damaged, or another user's that this user may not read).
 UNUSABLE = ("corrupt", "unreadable")
@@ -137,7 +138,8 @@ class Leaderboard:
     cells: dict[tuple[str, str, str], Cell]
     across: AcrossSettings | None
     warnings: list[str] = field(default_factory=list)
-    tuned: list[str] = field(default_factory=list)  # which [sweep] point each swept cell uses, and why
+    tuned: list[str] = field(default_factory=list)  # which [sweep] point each swept cell uses (records before [tune])
+    tuning: TuningSummary | None = None  # how the [tune] stage chose each tuned cell's values
     published: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
     failed_runs: int = 0
@@ -387,8 +389,12 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     if frame.empty:
         raise NoisybenchError("no finished runs to report; run `noisybench run GRID --out DIR` first")
     corrupt = _corrupt(frame)
-    frame = filter_runs(frame[~frame["status"].isin(UNUSABLE)], datasets, noises, methods)
+    frame, trials = split_trials(filter_runs(frame[~frame["status"].isin(UNUSABLE)], datasets, noises, methods))
     done = frame[frame["status"] == "done"]
+    if done.empty and not trials.empty:
+        raise NoisybenchError("only tuning-stage runs so far: the evaluation stage has not run yet (run the grid "
+                              "again once its trials have finished); `noisybench report DIR --format tuning` shows "
+                              "the trials")
     if done.empty:
         raise NoisybenchError("no successful runs to report (all selected runs failed); see `noisybench status DIR`")
     column, fallback = _without_validation(done, column)
@@ -409,6 +415,7 @@ def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0
     board.warnings = fallback + superseded + check_protocol(done, board)
     board.protocols = _protocols(done)
     board.tuned = tuned
+    board.tuning = summarize(trials)
     if published:
         from noisybench.reporting.published import match_published
 

@@ -3,7 +3,8 @@
 - accuracy vs noise rate, one panel per (dataset, noise family);
 - test accuracy over epochs per method (memorisation curves), one panel per setting;
 - label-correction / clean-selection diagnostics over epochs, when the histories have them;
-- the critical-difference diagram of the average ranks.
+- the critical-difference diagram of the average ranks;
+- per tuned method, the trials' noisy-validation accuracy against each tuned hyperparameter (``[tune]``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from noisybench.reporting.leaderboard import Leaderboard
 
@@ -284,6 +285,53 @@ def cd_diagram(board: Leaderboard, how: str = "nemenyi") -> Figure | None:
     return fig
 
 
+def tuning_figures(board: Leaderboard) -> dict[str, Figure]:
+    """Per tuned method, its trials' mean noisy-validation accuracy (over the tuning seeds) against each tuned
+    hyperparameter, one colour per setting, the chosen trials starred; keyed ``tuning_<method>``."""
+    summary = board.tuning
+    if summary is None:
+        return {}
+    figures = {}
+    for method in dict.fromkeys(s.method for s in summary.settings):
+        space = {k: d for s in summary.settings if s.method == method for k, d in s.space.items()}
+        points = [p for p in summary.points if p["method"] == method and p["mean_val"] is not None]
+        if not space or not points:
+            continue
+        fig, axes = new_figure(len(space))
+        settings = list(dict.fromkeys((p["dataset"], p["noise"]) for p in points))
+        colors = _colors([f"{d} {n}" for d, n in settings])
+        for ax, (name, dim) in zip(axes, sorted(space.items())):
+            _tuning_panel(ax, name, dim, points, colors)
+        handles = [fig.axes[0].scatter([], [], color=colors[f"{d} {n}"], s=14, label=f"{d} {n}") for d, n in settings]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), fontsize=8, frameon=False)
+        _caption(fig, f"{board.method_label(method)}: each trial's mean noisy-validation accuracy over the tuning "
+                 "seeds against each tuned hyperparameter; star: the trial chosen in a setting", len(axes))
+        figures[f"tuning_{method}"] = fig
+    return figures
+
+
+def _tuning_panel(ax, name: str, dim: dict, points: list[dict], colors: dict) -> None:
+    """One hyperparameter: trials as dots (the chosen one starred), categories spread along x when not numeric."""
+    values = [p["values"].get(name) for p in points]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    order = list(dict.fromkeys(map(str, values)))
+    for p, value in zip(points, values):
+        x = value if numeric else order.index(str(value))
+        color = colors[f"{p['dataset']} {p['noise']}"]
+        ax.scatter([x], [p["mean_val"]], color=color, s=70 if p["chosen"] else 14, marker="*" if p["chosen"] else "o",
+                   edgecolors="black" if p["chosen"] else "none", linewidths=0.6, zorder=3 if p["chosen"] else 2)
+    if numeric and dim.get("kind") == "log-uniform":
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
+    elif numeric and all(isinstance(v, int) for v in values):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not numeric:
+        ax.set_xticks(range(len(order)), order, fontsize=8)
+    ax.set_xlabel(f"{name} {dim.get('range', '')}".strip(), fontsize=9)
+    ax.set_ylabel("noisy-val acc. (%)")
+    ax.grid(alpha=0.3)
+
+
 def all_figures(board: Leaderboard, history: pd.DataFrame) -> dict[str, Figure]:
     """Every figure that applies, keyed by file stem."""
     figures: dict[str, Figure | None] = {
@@ -292,6 +340,7 @@ def all_figures(board: Leaderboard, history: pd.DataFrame) -> dict[str, Figure]:
         "memorization_train": train_fit_curves(history, board),
         **diagnostic_curves(history, board),
         "cd_diagram": cd_diagram(board),
+        **tuning_figures(board),
     }
     return {k: v for k, v in figures.items() if v is not None}
 
@@ -324,4 +373,4 @@ def png_base64(fig: Figure, dpi: int = 110) -> str:
 
 __all__ = ["CD_GROUPS", "DIAGNOSTICS", "VENUE_RC", "accuracy_vs_noise", "all_figures", "cd_diagram", "cd_groups",
            "cliques", "diagnostic_curves", "figure_caption", "memorization_curves", "png_base64", "save_figures",
-           "train_fit_curves", "venue_fonts"]
+           "train_fit_curves", "tuning_figures", "venue_fonts"]

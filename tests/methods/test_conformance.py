@@ -80,6 +80,12 @@ def test_history_and_metrics_are_complete(name: str, hp: dict[str, Any], probes)
 
 
 @pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
+def test_search_space_resolves_everywhere(name: str, hp: dict[str, Any], probes) -> None:
+    result = probes(name, hp).search_space()
+    assert result.ok, result.detail
+
+
+@pytest.mark.parametrize(("name", "hp"), VARIANTS, ids=IDS)
 def test_hyperparameters_keep_the_contract(name: str, hp: dict[str, Any], probes) -> None:
     result = probes(name, hp).contract()
     assert result.ok, result.detail

@@ -192,3 +192,20 @@ def test_time_limits_mean_what_sbatch_means(slurm_cluster: str, tmp_path: Path) 
     finally:
         if submitted:
             subprocess.run(["scancel", *submitted], check=False)
+
+
+def test_a_tuned_grid_detached_submits_its_evaluation_on_the_next_run(slurm_cluster: str, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    grid = tmp_path / "tuned.toml"
+    grid.write_text(GRID.replace('name = "sl"', 'name = "sl-tuned"') + "[tune]\nbudget = 2\nseeds = [11]\n")
+    out = tmp_path / "out"
+    args = ["run", str(grid), "--out", str(out), "--executor", "slurm", "--partition", slurm_cluster]
+    done = lambda: len(store_status(out, queued=queued_runs).states["done"])  # noqa: E731
+    assert main([*args, "--detach"]) == 0  # the tuning stage: CE trial 0, GCE trials 0 and 1, on seed 11
+    assert "run the same command again once those jobs have finished" in capsys.readouterr().err
+    _wait_for(lambda: done() == 3, timeout=300, what="the three trial runs")
+    assert main([*args, "--detach"]) == 0  # chooses, then submits the evaluation on seeds 1 and 2
+    assert "gce on blobs sym:0.2: trial " in capsys.readouterr().err
+    _wait_for(lambda: done() == 3 + 4, timeout=300, what="the four evaluation runs")
+    assert main(args) == 0  # nothing left to run: the closing table with the tuning
+    assert "Tuning: budget 2 trials per method and setting (effective: CE 1, GCE 2)" in capsys.readouterr().out
