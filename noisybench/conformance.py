@@ -281,8 +281,8 @@ def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int =
     return Probe(name, hparams, epochs).run_all()
 
 
-# ---------------------------------------------------------------------- the contract, as README text
-#: Hooks a method may override, in the order the README lists them.
+# ---------------------------------------------------------------------- the contract, as documentation text
+#: Hooks a method may override, in the order the documentation lists them.
 HOOKS = ("default_hparams", "check_hparams", "paper_recipe", "extend_network", "setup", "begin_phase", "train_epoch",
          "training_step", "predict", "predict_heads", "end_epoch", "refined_targets", "selection", "state_dict",
          "load_state_dict")
@@ -316,7 +316,8 @@ def _attributes() -> list[str]:
 
 
 def contract_reference() -> str:
-    """The README's method-contract section, generated from :mod:`noisybench.method`'s docstrings."""
+    """The method-contract section of ``docs/adding-a-method.md``, generated from :mod:`noisybench.method`'s
+    docstrings (written by ``python docs/gen.py``)."""
     lines = ["Hook order for a run of E epochs:", "", *_hook_order(), "",
              "What `ctx` (a `TrainContext`) offers, and nothing else:", "",
              "| attribute | type | meaning |", "|---|---|---|", *_attributes()]
