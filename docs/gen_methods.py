@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from noisybench.errors import ConfigError, NoisybenchError
+from noisybench.errors import NoisybenchError
 from noisybench.facts import PAPER, SHARED
 from noisybench.method import RECIPE_KEYS, HParam, Method
 from noisybench.noise import parse_noise
@@ -44,13 +44,20 @@ def cell(value: Any) -> str:
         text = json.dumps(value, default=str)
     else:
         text = str(value)
-    return _escape_html(" ".join(text.split())).replace("|", "\\|")
+    return _escape(" ".join(text.split()), table=True)
 
 
-def _escape_html(text: str) -> str:
-    """``<`` outside code spans as ``&lt;`` (``<t, p>`` is not an HTML tag)."""
+def _toml(value: Any) -> str:
+    """A value as a grid file writes it (``"pred"``, ``true``; ``null``: no value)."""
+    return json.dumps(value) if isinstance(value, (str, bool)) or value is None else cell(value)
+
+
+def _escape(text: str, table: bool = False) -> str:
+    """``<`` outside code spans as ``&lt;`` (``<t, p>`` is not an HTML tag) and, in a table cell, ``|`` as ``\\|``
+    (a ``|`` inside a code span stays as it is: the table extension keeps it in its cell)."""
     parts = re.split(r"(`[^`]*`)", text)
-    return "".join(p if p.startswith("`") else p.replace("<", "&lt;") for p in parts)
+    out = [p if p.startswith("`") else p.replace("<", "&lt;") for p in parts]
+    return "".join(p if p.startswith("`") or not table else p.replace("|", "\\|") for p in out)
 
 
 def inline(text: str) -> str:
@@ -58,7 +65,7 @@ def inline(text: str) -> str:
         text = pattern.sub("", text)
     text = re.sub(r":(?:meth|class|func|attr|mod|data|exc|obj):`~[\w.]*?(\w+)`", r"`\1`", text)
     text = re.sub(r":(?:meth|class|func|attr|mod|data|exc|obj):`([\w.]+)`", r"`\1`", text)
-    return _escape_html(text.replace("``", "`"))
+    return _escape(text.replace("``", "`"))
 
 
 def markdown(doc: str) -> str:
@@ -247,8 +254,12 @@ def _hparam_settings(method: type[Method]) -> list[tuple[str, Any]]:
         spec = _applies(text, dataset_cls)
         if spec is None:
             continue
-        setting, _ = _setting(method, dataset_cls, spec, protocol)
-        out.append((f"{dataset_cls.display_name or dataset_cls.name} `{text}` {protocol}", setting))
+        label = f"{dataset_cls.display_name or dataset_cls.name} `{text}` {protocol}"
+        try:
+            setting, _ = _setting(method, dataset_cls, spec, protocol)
+        except NoisybenchError as exc:  # the planner refuses the method's recipe there: say so on the page
+            setting = exc
+        out.append((label, setting))
     return out
 
 
@@ -256,7 +267,7 @@ def _hparam_section(method: type[Method]) -> list[str]:
     out = ["## Hyperparameters", ""]
     if not method.hparams:
         return out + ["None.", ""]
-    out += ["Generic defaults: " + ", ".join(f"`{k} = {cell(v)}`" for k, v in method.hparams.items()) + ". Set any "
+    out += ["Generic defaults: " + ", ".join(f"`{k} = {_toml(v)}`" for k, v in method.hparams.items()) + ". Set any "
             f"of them in a grid's `[methods.{method.name}]` table (tagged `user`), or sweep them in "
             f"`[sweep.{method.name}]` (tagged `tuned`).", "",
             "Resolved per setting by `default_hparams` (what `noisybench plan` shows; settings with the same values "
@@ -264,8 +275,10 @@ def _hparam_section(method: type[Method]) -> list[str]:
     columns: dict[str, tuple[list[str], dict[str, HParam]]] = {}
     for label, setting in _hparam_settings(method):
         try:
+            if isinstance(setting, Exception):
+                raise setting
             resolved = method.default_hparams(setting)
-        except ConfigError as exc:  # a setting the method refuses
+        except NoisybenchError as exc:  # a setting the planner or the method refuses
             resolved = {"(refused)": HParam(str(exc), "suite")}
         key = repr(sorted((k, repr(v.value), v.source) for k, v in resolved.items()))
         columns.setdefault(key, ([], resolved))[0].append(label)
@@ -290,6 +303,10 @@ def _diagnostics(method: type[Method]) -> str:
     if method.predict_heads is not Method.predict_heads:
         found.append("`test_acc_<head>` per extra head")
     return ", ".join(found) or "–"
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
 
 
 def _overridden(method: type[Method], hook: str) -> bool:
@@ -323,6 +340,8 @@ def _search_section(method: type[Method]) -> list[str]:
     out = ["## Search space (`[tune]`)", "", markdown(inspect.getdoc(method.search_space) or "").rstrip(), ""]
     spaces: dict[str, tuple[list[str], dict[str, Any]]] = {}
     for label, setting in _hparam_settings(method):
+        if isinstance(setting, Exception):
+            continue
         space = method.search_space(setting)
         key = repr(sorted((k, d.describe(), d.source) for k, d in space.items()))
         spaces.setdefault(key, ([], space))[0].append(label)
@@ -357,7 +376,7 @@ def method_page(method: type[Method]) -> str:
     if method.deviations:
         out += ["## Deviations from the reference code", "",
                 "`noisybench plan` prints these under every configuration they apply to"
-                + (f" ({_first_line(method.deviations_for)[:1].lower() + _first_line(method.deviations_for)[1:]})"
+                + (f" ({_lower_first(_first_line(method.deviations_for).rstrip('.'))})"
                    if _overridden(method, "deviations_for") else "") + ".", ""]
         out += [f"- {inline(text)}" for text in method.deviations] + [""]
     out += _reference_section(module)

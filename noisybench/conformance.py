@@ -311,7 +311,7 @@ def _attributes() -> list[str]:
     section = doc.split("----------\n", 1)[1]
     rows = []
     for name, kind, body in re.findall(r"^(\w+) : (.+)\n((?:    .*\n?)+)", section, re.M):
-        rows.append(f"| `ctx.{name}` | `{kind}` | {_markdown(body)} |".replace(" | None", " \\| None"))
+        rows.append(f"| `ctx.{name}` | `{kind}` | {_markdown(body)} |")
     return rows
 
 
@@ -324,7 +324,7 @@ def contract_reference() -> str:
     for name, member in inspect.getmembers(TrainContext, inspect.isfunction):
         if not name.startswith("_"):
             signature = str(inspect.signature(member)).replace("self, ", "").replace("(self)", "()")
-            signature = signature.split(" -> ")[0].replace("'", "").replace("|", "\\|")
+            signature = signature.split(" -> ")[0].replace("'", "")  # a | inside a code span stays in its cell
             lines.append(f"| `ctx.{name}{signature}` | method | {_first_paragraph(member)} |")
     lines += ["", "Hooks of `Method` (override what you need; `training_step` or `train_epoch` is required):", "",
               "| hook | what it does |", "|---|---|"]
