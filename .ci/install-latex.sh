@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the LaTeX needed by the `latex` tests (pdflatex + booktabs, multirow, standalone, siunitx, xcolor).
 #
-# Option B of ../shared/spec/infra.md §2 (the fastest): texlive-latex-base + texlive-latex-recommended from apt, and only
+# The smallest and fastest route on Debian 12: texlive-latex-base + texlive-latex-recommended from apt, and only
 # the three style trees we need (multirow, standalone, siunitx) unpacked from texlive-latex-extra / texlive-science into
 # TEXMFLOCAL, so pdflatex finds them without TEXINPUTS. Idempotent: a second run only checks and exits.
 # Runs as root on Debian 12; prints what it did to stderr.

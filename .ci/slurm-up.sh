@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Brings up a single-node Slurm cluster on localhost WITH accounting (slurmdbd + a private
-# MariaDB), all state in one private directory, without systemd (infra.md section 1).
+# MariaDB), all state in one private directory, without systemd (docs/slurm.md).
 #
 #   eval "$(.ci/slurm-up.sh)"      # then sbatch/sinfo/sacct and submitit work; teardown:
 #   .ci/slurm-down.sh              # stops what this script started, deletes the directory

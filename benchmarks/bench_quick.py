@@ -4,7 +4,7 @@ finished grid (<= 2 s, everything loaded from the store).
 Both go through the CLI in a fresh process, exactly as the README's first command:
 ``noisybench run benchmarks/quick.toml --out DIR --workers 2``. Absolute times, not ratios: run this file
 alone on an otherwise idle machine (``pytest benchmarks/bench_quick.py --benchmark-enable -s``). It takes
-the grid's time plus a few seconds; the figure printed is the one the README quotes, with the machine.
+the grid's time plus a few seconds; the figure printed is the one docs/speed.md quotes, with the machine.
 ``NOISYBENCH_QUICK_STORE=DIR`` times the rerun against an existing finished quick grid instead (the wall-time
 test then skips).
 """

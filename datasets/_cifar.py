@@ -1,5 +1,6 @@
 """What the CIFAR datasets share (``cifar10``, ``cifar100``, ``cifar-synthetic`` and the CIFAR-N
-versions): torchvision's python pickles (methods.md §9.1), class maps, recipes.
+versions): the python pickles of the CIFAR page as torchvision's ``datasets/cifar.py`` reads them, class maps,
+recipes.
 
 Images are kept as uint8 (N, 3, 32, 32); the trainer moves them to the device once, and
 :meth:`augment` (random crop with 4-pixel padding, horizontal flip) and :meth:`preprocess`
@@ -21,11 +22,13 @@ from noisybench.datasets._policies import cifar_policies
 from noisybench.datasets._safe_pickle import load_cifar_pickle, verify_checksum
 from noisybench.errors import DataError
 
-#: CIFAR-10 asymmetric map (methods.md §8.2): truck->automobile, bird->airplane, deer->horse, cat<->dog.
+#: CIFAR-10 asymmetric map of DivideMix, ELR and giorgiop/loss-correction ``noise.py`` (Patrini et al., CVPR 2017):
+#: truck->automobile, bird->airplane, deer->horse, cat<->dog.
 CIFAR10_ASYM_MAP = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
-#: CIFAR-100 ``asym``: blocks of 5 consecutive fine labels, i -> i+1 inside the block (methods.md §8.3).
+#: CIFAR-100 ``asym``: blocks of 5 consecutive fine labels, i -> i+1 inside the block (ELR, SELC; the
+#: ``build_for_cifar100`` map of giorgiop/loss-correction). Fine labels are alphabetical: blocks are not super-classes.
 CIFAR100_BLOCK5_MAP = {i: (i // 5) * 5 + (i % 5 + 1) % 5 for i in range(100)}
-#: Coarse (super-class) id of fine classes 0..99 (methods.md §8.3; equals the pickle's coarse_labels).
+#: Coarse (super-class) id of fine classes 0..99 (the pickle's coarse_labels; CIFAR-100N's clean_coarse_label).
 CIFAR100_COARSE = [int(v) for v in (
     "4,1,14,8,0,6,7,7,18,3,3,14,9,18,7,11,3,9,7,11,6,11,5,10,7,6,13,15,3,15,0,11,1,10,12,14,16,9,11,5,5,19,8,8,15,13,14,"
     "17,18,10,16,4,17,4,2,0,17,4,18,17,10,3,2,12,12,16,12,1,9,19,2,10,0,1,16,12,9,13,15,13,16,19,2,4,6,19,5,5,8,19,18,1,"
@@ -43,7 +46,8 @@ def superclass_map(coarse: list[int]) -> dict[int, int]:
 
 
 def _cifar_recipes(shared: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The ``shared`` recipe (methods.md §2: ELR's CIFAR recipe, adopted for every method) and ``fast``."""
+    """The ``shared`` recipe (ELR's CIFAR recipe, shengliu66/ELR @ 934af53 configs, adopted for every method) and
+    ``fast``."""
     fast = {"arch": "airbench", "epochs": 30, "batch_size": 256, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
             "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "mean_last_k": 5}
     return {"shared": {"batch_size": 128, "optimizer": "sgd", "momentum": 0.9, "augment": True, **shared}, "fast": fast}

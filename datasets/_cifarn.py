@@ -1,6 +1,6 @@
 """What CIFAR-10N and CIFAR-100N share: CIFAR images with the human labels of Wei et al. (ICLR 2022).
 
-Label files (methods.md §9.2): ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` from
+Label files: ``CIFAR-10_human.pt`` / ``CIFAR-100_human.pt`` from
 UCSC-REAL/cifar-10-100n ``data/``, in the python-pickle training order. They are read with
 ``torch.load(weights_only=True)`` and a numpy allow-list (never ``weights_only=False``).
 The training labels the suite starts from are the files' ``clean_label`` (checked against the
@@ -18,7 +18,7 @@ from noisybench.data import DataSplits
 from noisybench.datasets._safe_pickle import load_label_pt, verify_checksum
 from noisybench.errors import ConfigError, DataError
 
-#: Shared CIFAR-N recipe (methods.md §2: the cifar-10-100n official ``main.py``).
+#: Shared CIFAR-N recipe: the official ``main.py`` of UCSC-REAL/cifar-10-100n @ 49df7d8.
 _SHARED = {"arch": "resnet34", "epochs": 100, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
           "weight_decay": 5e-4, "schedule": "step", "milestones": [60], "gamma": 0.1, "augment": True}
 

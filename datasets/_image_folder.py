@@ -56,7 +56,7 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray
 def balanced_subset(labels: np.ndarray, total: int, num_classes: int, rng: np.random.Generator) -> np.ndarray:
     """Class-balanced sample: up to ``total // num_classes`` random indices of every label, sorted.
 
-    The per-class cap is the DivideMix / ELR+ / SELC convention for Clothing1M (methods.md §9.4).
+    The per-class cap is the convention of the DivideMix, ELR+ and SELC data loaders for Clothing1M.
     """
     cap = total // num_classes
     if cap < 1:

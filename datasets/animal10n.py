@@ -1,6 +1,7 @@
 """ANIMAL-10N (Song et al., ICML 2019): 50,000 noisy training and 5,000 test images, 64x64 RGB.
 
-Layout (methods.md §9.3, as read by SELC ``data_prepare_animal10N.py``): ``<root>/training/`` and
+Layout (as read by SELC's ``real-world_noise/data_prepare_animal10N.py``, MacLLL/SELC @ 69bcf1e):
+``<root>/training/`` and
 ``<root>/testing/`` holding files ``<label>_<id>.<ext>``, the label being the integer before the
 first underscore. Images are decoded once to uint8 (cached under the noisybench cache) and kept
 in memory; the training labels are the given (noisy) ones, so ``clean_known`` is false.

@@ -1,4 +1,4 @@
-"""CIFAR-10 from torchvision's python pickles (methods.md §9.1)."""
+"""CIFAR-10 (Krizhevsky, 2009) from the python pickles torchvision reads (``datasets/cifar.py``)."""
 
 from __future__ import annotations
 

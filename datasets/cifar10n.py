@@ -1,4 +1,4 @@
-"""CIFAR-10N: CIFAR-10 images with human labels (methods.md §8.6, §9.2)."""
+"""CIFAR-10N: CIFAR-10 images with human labels (Wei et al., ICLR 2022; UCSC-REAL/cifar-10-100n)."""
 
 from __future__ import annotations
 

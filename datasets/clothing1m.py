@@ -1,6 +1,6 @@
 """Clothing1M (Xiao et al., CVPR 2015): 1M noisy training images, clean validation and test lists.
 
-Layout (methods.md §9.4, as read by DivideMix, ELR+ and SELC): the root is the ``images`` folder
+Layout (as the official loaders of DivideMix, ELR+ and SELC read it): the root is the ``images`` folder
 holding ``noisy_label_kv.txt``, ``clean_label_kv.txt`` (lines ``images/<...>.jpg <label>``) and
 ``noisy_train_key_list.txt``, ``clean_val_key_list.txt``, ``clean_test_key_list.txt``. Keys
 start with ``images/``; that prefix is replaced by the root.

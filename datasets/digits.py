@@ -9,7 +9,8 @@ from noisybench.data import AugmentPolicy, Dataset, DataSplits
 from noisybench.datasets._augment import gaussian_jitter, random_cutout_2d, random_shift_2d
 from noisybench.registry import register_dataset
 
-#: MNIST asymmetric map of the loss-correction literature (methods.md §8.7, a suite convention).
+#: MNIST asymmetric map of the loss-correction literature (Patrini et al., CVPR 2017; giorgiop/loss-correction
+#: ``noise.py``, ``noisify_mnist_asymmetric``), applied to digits as a suite convention.
 MNIST_ASYM_MAP = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 
 

@@ -1,6 +1,6 @@
 """mini-WebVision (WebVision 1.0 Google subset, first 50 classes) with WebVision and ILSVRC12 val.
 
-Layout (methods.md §9.5): ``<root>/info/train_filelist_google.txt`` (``<relative path> <label>``,
+Layout: ``<root>/info/train_filelist_google.txt`` (``<relative path> <label>``,
 images at ``<root>/<relative path>``), ``<root>/info/val_filelist.txt`` (images under
 ``<root>/val_images_256/``), and ILSVRC12 val as ``<root>/imagenet/imagenet_val.txt``
 (``<file> <label>``, images under ``<root>/imagenet/val/``). The DivideMix folder form

@@ -315,8 +315,8 @@ def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int =
     return Probe(name, hparams, epochs).run_all()
 
 
-# ---------------------------------------------------------------------- the contract, as README text
-#: Hooks a method may override, in the order the README lists them.
+# ---------------------------------------------------------------------- the contract, as documentation text
+#: Hooks a method may override, in the order the documentation lists them.
 HOOKS = ("default_hparams", "check_hparams", "paper_recipe", "extend_network", "setup", "begin_phase", "train_epoch",
          "training_step", "predict", "predict_heads", "end_epoch", "refined_targets", "selection", "state_dict",
          "load_state_dict")
@@ -345,19 +345,20 @@ def _attributes() -> list[str]:
     section = doc.split("----------\n", 1)[1]
     rows = []
     for name, kind, body in re.findall(r"^(\w+) : (.+)\n((?:    .*\n?)+)", section, re.M):
-        rows.append(f"| `ctx.{name}` | `{kind}` | {_markdown(body)} |".replace(" | None", " \\| None"))
+        rows.append(f"| `ctx.{name}` | `{kind}` | {_markdown(body)} |")
     return rows
 
 
 def contract_reference() -> str:
-    """The README's method-contract section, generated from :mod:`noisybench.method`'s docstrings."""
+    """The method-contract section of ``docs/adding-a-method.md``, generated from :mod:`noisybench.method`'s
+    docstrings (written by ``python docs/gen.py``)."""
     lines = ["Hook order for a run of E epochs:", "", *_hook_order(), "",
              "What `ctx` (a `TrainContext`) offers, and nothing else:", "",
              "| attribute | type | meaning |", "|---|---|---|", *_attributes()]
     for name, member in inspect.getmembers(TrainContext, inspect.isfunction):
         if not name.startswith("_"):
             signature = str(inspect.signature(member)).replace("self, ", "").replace("(self)", "()")
-            signature = signature.split(" -> ")[0].replace("'", "").replace("|", "\\|")
+            signature = signature.split(" -> ")[0].replace("'", "")  # a | inside a code span stays in its cell
             lines.append(f"| `ctx.{name}{signature}` | method | {_first_paragraph(member)} |")
     lines += ["", "Hooks of `Method` (override what you need; `training_step` or `train_epoch` is required):", "",
               "| hook | what it does |", "|---|---|"]

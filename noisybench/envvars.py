@@ -3,8 +3,8 @@
 Code reads a variable through :func:`get` (never ``os.environ`` directly), which validates it and
 raises a one-line :class:`~noisybench.errors.ConfigError` naming the variable and the fix.
 ``noisybench run`` calls :func:`check_environment` before it writes anything, so a bad value never
-fails halfway through a grid. The README's table of variables is :func:`markdown_table`
-(``tests/test_readme.py`` keeps them in sync).
+fails halfway through a grid. The documentation's table of variables (``docs/environment.md``) is
+:func:`markdown_table`, written by ``python docs/gen.py`` (``tests/test_envvars.py`` keeps them in sync).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class EnvVar:
         return f"set it to a folder (e.g. {self.example}) or unset it"
 
     def values(self) -> str:
-        """The accepted values, for the README table."""
+        """The accepted values, for the documentation's table."""
         if self.kind == "seconds":
             return f"seconds, {self.minimum:g} to {MAX_SECONDS:g}"
         if self.kind == "paths":
@@ -87,7 +87,7 @@ class EnvVar:
         return "a folder"
 
     def shown_default(self) -> str:
-        """The default, for the README table."""
+        """The default, for the documentation's table."""
         if self.default is None or self.default == ():
             return "none"
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
@@ -128,7 +128,7 @@ def check_environment() -> None:
 
 
 def markdown_table() -> str:
-    """The README's table of environment variables."""
+    """The documentation's table of environment variables (``docs/environment.md``)."""
     lines = ["| variable | values | default | meaning |", "|---|---|---|---|"]
     for v in VARIABLES.values():
         lines.append(f"| `{v.name}` | {v.values()} | {v.shown_default()} | {v.meaning} |")

@@ -23,7 +23,7 @@ class NoiseKind(str, Enum):
     HUMAN = "human"  # real annotators' labels (CIFAR-N) or a label file
 
 
-#: Dataset families with published recipes (methods.md §2, §11). Datasets no paper ran declare none ("").
+#: Dataset families with published recipes and numbers. Datasets no paper ran declare none ("").
 CIFAR_10 = "CIFAR-10"
 CIFAR_100 = "CIFAR-100"
 CIFAR_10N = "CIFAR-10N"
@@ -31,7 +31,7 @@ CIFAR_100N = "CIFAR-100N"
 ANIMAL_10N = "ANIMAL-10N"
 CLOTHING_1M = "Clothing1M"
 WEB_VISION = "mini-WebVision"
-#: The two protocols a run can follow (README "Protocols"): one recipe per dataset for every method,
+#: The two protocols a run can follow (docs/protocols.md): one recipe per dataset for every method,
 #: or each method's own published recipe. Datasets may declare further shared recipes (e.g. ``fast``).
 SHARED = "shared"
 PAPER = "paper"

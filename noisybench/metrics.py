@@ -1,4 +1,4 @@
-"""Final metrics of a run from its per-epoch history (``methods.md`` §10)."""
+"""Final metrics of a run from its per-epoch history (the evaluation protocol: docs/running.md)."""
 
 from __future__ import annotations
 

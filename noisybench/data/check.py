@@ -19,7 +19,8 @@ from noisybench.data import create_dataset
 from noisybench.data.streaming import ImageList, is_streamed
 from noisybench.errors import DataError
 
-#: (train, test) sizes of the official releases [methods.md §9; p? for ANIMAL-10N, Clothing1M, WebVision].
+#: (train, test) sizes of the official releases (CIFAR: torchvision's ``datasets/cifar.py``; ANIMAL-10N,
+#: Clothing1M and WebVision as their papers give them, not yet checked against the released files).
 OFFICIAL_SIZES: dict[str, tuple[int, int]] = {
     "cifar10": (50000, 10000), "cifar100": (50000, 10000), "cifar10n": (50000, 10000),
     "cifar100n": (50000, 10000), "animal10n": (50000, 5000), "clothing1m": (1000000, 10526),

@@ -1,4 +1,4 @@
-"""Protocol guardrails: warnings printed with every report (issue 5, item 7; landscape §6.4).
+"""Protocol guardrails: warnings printed with every report.
 
 - runs in one cell that differ in protocol (epochs, protocol, hyperparameters or their provenance);
 - methods whose runs in one setting use different seeds, or the same seed with a different noise realisation
@@ -28,7 +28,7 @@ class BoardFacts(Protocol):
 
 #: Run fields that must agree within one cell.
 PROTOCOL_FIELDS = ("epochs", "protocol", "hparams", "hparam_sources", "fingerprint")
-#: Fewer seeds than this get a low-power warning (landscape §6.4).
+#: Fewer seeds than this get a low-power warning (headline claims need 5 or more).
 WARN_SEEDS = 5
 
 

@@ -1,4 +1,4 @@
-"""Paper-ready LaTeX of a :class:`Leaderboard` (``landscape.md`` §7).
+"""Paper-ready LaTeX of a :class:`Leaderboard`, in the booktabs style of noisy-label papers.
 
 booktabs rules, dataset groups with ``\\cmidrule(lr)``, display names (CE, DivideMix, CIFAR-10, Sym. 50 %),
 ``mean ± std`` split over an ``r@{}l`` column pair so means align on the decimal point, best bold, second

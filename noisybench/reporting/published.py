@@ -1,4 +1,4 @@
-"""Published numbers (``methods.md`` §11) and matching them to leaderboard cells."""
+"""Published numbers (``published.csv``, each row with its source) and matching them to leaderboard cells."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Statistics of the reporting layer (``landscape.md`` §6).
+"""Statistics of the reporting layer (Demšar, JMLR 7:1-30, 2006; Benavoli, Corani & Mangili, JMLR 17(5), 2016).
 
 Within one setting: paired t-tests over matched seeds against the column's best method, Holm-corrected.
 Across settings: average ranks, Friedman with the Iman–Davenport correction, pairwise Wilcoxon
@@ -29,11 +29,11 @@ class _LazyScipyStats:
 
 stats = _LazyScipyStats()
 
-#: Fewest matched seeds for a paired t-test (issue 5: "with n < 3 no test is run").
+#: Fewest matched seeds for a paired t-test: with fewer, no test is run.
 MIN_SEEDS_TTEST = 3
-#: Fewest settings for a Wilcoxon signed-rank test: below 6 it cannot reach p < 0.05 (landscape §6.1).
+#: Fewest settings for a Wilcoxon signed-rank test: below 6 it cannot reach p < 0.05 (its smallest p is 2/2^n).
 MIN_SETTINGS_WILCOXON = 6
-#: Below this many settings Friedman and the CD diagram are only "indicative" (landscape §6.4).
+#: Below this many settings Friedman and the CD diagram are only "indicative".
 MIN_SETTINGS_FRIEDMAN = 6
 #: Monte Carlo resamples of the permutation Friedman test used when Iman–Davenport is undefined.
 PERMUTATIONS = 10_000
