@@ -1,4 +1,4 @@
-"""GLS: generalized label smoothing, positive (PLS) or negative (NLS) (Wei, Liu, Liu, Niu, Liu; "To Smooth or Not?
+"""GLS: generalized label smoothing, positive (PLS) or negative (NLS) (Wei et al., "To Smooth or Not?
 When Label Smoothing Meets Noisy Labels", ICML 2022), as in the official code UCSC-REAL/negative-label-smoothing
 @ 05078f6.
 
@@ -42,12 +42,21 @@ Decisions (also in :attr:`GLS.deviations`, which ``noisybench plan`` prints, and
    8x8 digit images with the shared recipe (40 epochs, cosine from 0.05), seed 1: direct NLS -6 ends at 10-12 %
    test accuracy on symmetric 20 % and 50 % noise (losses down to -8e19) and reaches a loss of -inf in epoch 26
    under asymmetric 40 % noise; after a CE warm-up of 22 epochs it falls to 36 %, 65 % and 35 % (symmetric 20 %,
-   50 %, asymmetric 40 %) where PLS 0.6 ends at 97.5 %, 93.3 % and 90.8 %. The README's candidate rates
+   50 %, asymmetric 40 %) where PLS 0.6 ends at 97.5 %, 93.3 % and 90.8 %. On MNIST-1D (30 epochs) direct NLS
+   turns the loss NaN in its first epoch (symmetric 20 %, 50 %, asymmetric 40 %); after a 16-epoch warm-up it ends
+   at 10-11 % on symmetric noise and turns NaN in its first epoch on asymmetric 40 %, where PLS ends at 92.9 %,
+   76.3 % and 84.5 %. The README's candidate rates
    {0.8, 0.6, ..., -6, -8} are the tuning space (:meth:`GLS.search_space`).
 3. Stage two's rate of 1e-6 barely moves the network: the two-stage result is essentially the warm-up's
    selected checkpoint. Ported as written.
 4. The official loss reads ``loss.data.cpu()`` to count the batch (a device synchronisation every step); the
    suite divides by the batch size it knows (no numeric difference).
+
+Hyperparameters and their sources: ``smooth_rate`` as in decision 2 (``paper-default`` under the paper recipes
+of the families the paper ran, ``suite`` elsewhere); ``wa = 0``, ``wb = 1`` (``paper-default``: the defaults of
+the README and of the official scripts); ``warmup`` 120 under the two-stage recipe (``paper``:
+``main_warmup.py:29``; scaled to the run, ``suite``, when its length is overridden), 0 under the direct recipes
+(``paper``) and elsewhere (``suite``).
 
 Paper recipes: CIFAR-10 and CIFAR-100 (the official scripts serve both): ResNet-34 (the suite's ``resnet34``),
 batch 128, crop + flip; direct: SGD 0.1, momentum 0.9, Nesterov, wd 1e-4, 200 epochs, x0.1 at 100 and 150

@@ -120,3 +120,16 @@ def test_keras_l2_lands_on_the_official_layers(paper_runs) -> None:
     assert sum(p.dim() >= 2 for p in net.parameters()) == 1 + 2 * 21 + 2 + 1  # 44 layers + 2 projections
     assert (c10.augment, c100.augment) == ("keras-shift", "keras-shift+rot20")
     assert (c10.arch_kwargs, c100.arch) == ({"init": "keras", "bn": "keras"}, "resnet44")
+
+
+def test_published_numbers_carry_their_metric_noise_convention_and_protocol() -> None:
+    from noisybench.reporting.published import load_published
+
+    rows = [r for r in load_published() if r["method"] == "sce"]
+    keras = [r for r in rows if r["protocol"] == "paper"]
+    assert {(r["dataset"], r["noise_family"], r["noise_rate"], r["metric"]) for r in keras} == {
+        ("cifar100", "none", None, "last"), *(("cifar100", "sym", rate, "last") for rate in (0.2, 0.4, 0.6))}
+    assert next(r for r in keras if r["noise_rate"] == 0.6)["value"] == 41.47
+    reproduction = [r for r in rows if r["protocol"] == "other"]
+    assert {r["metric"] for r in reproduction if r["dataset"] == "cifar10"} == {"best"}
+    assert all("SCELoss-Reproduce" in r["source"] for r in reproduction)
