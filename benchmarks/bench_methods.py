@@ -8,7 +8,12 @@ over rounds of (its run time) / (CE's run time in the same round).
 
 Limits: ELR and ALR <= 1.10x CE. DivideMix <= its FLOP ratio: the multiply-add FLOPs (convolutions and
 matrix products, forward and backward, counted by ``torch.utils.flop_counter``) of its whole run over CE's,
-on the same runs, so DivideMix may cost what its algorithm computes and no more.
+on the same runs, so DivideMix may cost what its algorithm computes and no more. APL, SCE and GLS (elementwise
+losses) <= 1.10x CE on MNIST-1D; on 8x8 digit images their ratio is reported, not asserted (a 1.5 ms step of a
+small MLP, where each extra elementwise operation of the loss and its backward pass weighs in).
+
+A method the quick grid does not list runs with the quick grid's datasets, noise, seeds, recipe and dataset
+parameters, and its own default hyperparameters.
 
 Run: ``pytest benchmarks/bench_methods.py --benchmark-enable -s`` or
 ``python benchmarks/bench_methods.py [dataset ...]`` for a table (about 4 min for MNIST-1D, 1 min for digits).
@@ -16,6 +21,7 @@ Run: ``pytest benchmarks/bench_methods.py --benchmark-enable -s`` or
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
@@ -31,14 +37,19 @@ from noisybench.trainer import Trainer
 
 GRID = Path(__file__).with_name("quick.toml")
 ROUNDS = 3
-METHODS = ("ce", "gce", "elr", "alr", "dividemix")
+METHODS = ("ce", "gce", "elr", "alr", "dividemix", "apl", "sce", "gls")
 LIMITS = {"elr": 1.10, "alr": 1.10}
+#: Methods held to 1.10x CE on MNIST-1D only (their digits ratio is reported).
+MNIST1D_LIMITS = {"apl": 1.10, "sce": 1.10, "gls": 1.10}
 NOISE, SEED = "sym:0.5", 1
 
 
 def grid_run(dataset: str, method: str) -> RunConfig:
     """The quick grid's run of ``method`` on ``dataset`` (noise :data:`NOISE`, seed :data:`SEED`)."""
-    for run in expand_grid(load_grid(GRID)):
+    grid = load_grid(GRID)
+    if method not in grid.methods:
+        grid = dataclasses.replace(grid, methods=[method], method_params={}, sweep={})
+    for run in expand_grid(grid):
         if (run.dataset.name, run.method, run.noise, run.seed) == (dataset, method, NOISE, SEED):
             return run
     raise LookupError(f"the quick grid has no {method} run on {dataset}")
@@ -71,8 +82,14 @@ def whole_run_costs(dataset: str, rounds: int = ROUNDS) -> dict[str, dict[str, f
         ratios = [t / c for t, c in zip(times[method], times["ce"])]
         out[method] = {"run_s": statistics.median(times[method]), "ratio": statistics.median(ratios),
                        "ratio_min": min(ratios), "ratio_max": max(ratios),
-                       "limit": flop_ratio if method == "dividemix" else LIMITS.get(method, float("nan"))}
+                       "limit": flop_ratio if method == "dividemix" else _limit(method, dataset)}
     return out
+
+
+def _limit(method: str, dataset: str) -> float:
+    """The whole-run limit of ``method`` on ``dataset`` (NaN: reported, not asserted)."""
+    limits = {**LIMITS, **(MNIST1D_LIMITS if dataset == "mnist1d" else {})}
+    return limits.get(method, float("nan"))
 
 
 def format_table(dataset: str, result: dict[str, dict[str, float]]) -> str:
@@ -93,9 +110,9 @@ def test_whole_run_cost_relative_to_ce(benchmark, dataset: str) -> None:
         benchmark.extra_info[f"{label}_ratio"] = r["ratio"]
     benchmark.extra_info["dividemix_flop_ratio"] = result["dividemix"]["limit"]
     print("\n" + format_table(dataset, result))
-    for label in ("elr", "alr", "dividemix"):
-        r = result[label]
-        assert r["ratio"] <= r["limit"], f"{label} costs {r['ratio']:.2f}x CE (limit {r['limit']:.2f}x)"
+    for label, r in result.items():
+        if r["limit"] == r["limit"]:  # NaN: reported only
+            assert r["ratio"] <= r["limit"], f"{label} costs {r['ratio']:.2f}x CE (limit {r['limit']:.2f}x)"
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in METHODS.lis
     ("alr", {"entropy_threshold": 0.5, "entropy_ramp": 1, "warmup_end": 1}),
     ("dividemix", {"loss_history": 3, "conf_penalty": True}),
     ("dividemix", {"mix_labelled_only": True, "lambda_u": 0.0}),
+    ("gls", {"smooth_rate": -6.0, "warmup": 2}),  # CE warm-up, reset to its best state, then NLS
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in VARIANTS]
 #: Agreed diagnostic columns, per method (and GCE only when truncated).
