@@ -35,8 +35,8 @@ beta_1 0.1 instead of 0.9 (``main.py:119-131``), inputs ``ToTensor()`` only: no 
    every optimiser at each epoch start, as ``adjust_learning_rate`` does. Reproduced.
 5. *Oracle forget rate.* The official ``forget_rate`` is the true noise rate (``main.py:112-115``). Under
    ``paper`` the suite sets tau to the nominal noise rate (``paper-default``). Under ``shared``, the leaderboard
-   protocol, no method is told the noise rate: tau is a fixed 0.2 (``suite``; the forget rate the CIFAR-N benchmark
-   and its reproductions use when the rate is unknown), as for noise without a rate (human labels). Tune it with
+   protocol, no method is told the noise rate: tau is a fixed 0.2 (``suite``; the value the ReScience reproduction
+   of the CIFAR-N benchmark, KlemenVovk/noisy-labels, uses on human noise), as for noise without a rate. Tune it with
    the search space or set ``[methods.coteaching] forget_rate``.
 6. *Dropout at evaluation.* ``model.py:45,54`` call ``F.dropout2d`` without the training flag, so dropout stays
    on in ``eval()``: test predictions are random. Reproduced by ``coteaching_cnn``'s ``dropout_in_eval = true``

@@ -268,3 +268,18 @@ def test_exact_resume_mid_ramp_across_the_beta1_switch() -> None:
     for stop in (1, 3):
         result = probe.resume(stop_after=stop)
         assert result.ok, result.detail
+
+
+def test_published_numbers_carry_their_metric_and_noise_convention() -> None:
+    """JoCoR's CIFAR-N numbers come from the CIFAR-N benchmark's own protocol, and Co-teaching's official README
+    does not say which epochs its numbers summarise: none may stand beside a paper-protocol run as comparable."""
+    from noisybench.reporting.published import load_published
+
+    rows = load_published()
+    jocor_rows = [r for r in rows if r["method"] == "jocor"]
+    assert {(r["dataset"], r["noise_family"], r["value"]) for r in jocor_rows} == {("cifar10n", "real", 91.44),
+                                                                                   ("cifar10n", "real", 90.3)}
+    assert {(r["metric"], r["protocol"], r["tag"]) for r in jocor_rows} == {("unspecified", "other", "s")}
+    coteaching_rows = [r for r in rows if r["method"] == "co-teaching" and r["protocol"] == "paper"]
+    assert {r["noise_family"] for r in coteaching_rows} == {"sym-draw", "pairflip-draw"}
+    assert len(coteaching_rows) == 9 and {r["metric"] for r in coteaching_rows} == {"unspecified"}
