@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from noisybench.errors import ConfigError
-from noisybench.facts import PAPER, Setting
+from noisybench.facts import PAPER, NoiseKind, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, recipe
 from noisybench.methods._common import is_published_asym
 from noisybench.search_space import Choice, SearchSpace, Uniform
@@ -110,9 +110,9 @@ def uses_paper_recipe(setting: Setting) -> bool:
 
 def forget_rate_hparam(setting: Setting, halve_for_dataset_asym: bool = False) -> HParam:
     """tau: the nominal noise rate under ``paper`` (the official rule, an oracle: ``main.py`` uses ``--noise_rate``
-    unless ``--forget_rate`` is given; JoCoR halves it for its "asymmetric" noise), else a fixed 0.2 (``suite``:
-    under ``shared`` no method is told the noise rate, and a noise without a rate has none to tell)."""
-    rate = setting.noise_rate
+    unless ``--forget_rate`` is given; JoCoR halves it for its "asymmetric" noise; 0 for clean labels), else a fixed
+    0.2 (``suite``: under ``shared`` no method is told the noise rate, and human labels have no nominal rate)."""
+    rate = 0.0 if setting.noise_kind is NoiseKind.NONE else setting.noise_rate
     if setting.protocol != PAPER or rate is None:
         return HParam(FIXED_FORGET_RATE, "suite")
     if halve_for_dataset_asym and is_published_asym(setting):

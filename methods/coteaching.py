@@ -50,6 +50,8 @@ beta_1 0.1 instead of 0.9 (``main.py:119-131``), inputs ``ToTensor()`` only: no 
     them at 1 (deviation, not reproduced, not measured).
 11. ``noise_or_not`` (clean labels, the printed "pure ratio") is not ported: :meth:`selection` returns every
     row's judgement by both networks and the trainer scores it (``select_precision`` is the pure ratio).
+12. One backward of ``loss1 + loss2`` replaces the official two (each loss reaches only its own network's
+    parameters): the same weights bit for bit (tested), one autograd pass; ``train_loss`` is their sum.
 
 Hyperparameters: ``forget_rate`` (tau; decision 5), ``num_gradual`` (T_k: 10 plan entries on the paper's
 schedule, ``paper-default``: the argparse default; off it ``max(3, round(10 (E + 1) / 200))``, ``suite``, at
@@ -218,12 +220,15 @@ class CoTeaching(SmallLossMethod):
         return DEVIATIONS if hparams.get("double_division", True) else cls.deviations
 
     def step(self, ctx: TrainContext, batch: Batch, forget_rate: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Both forwards, then net 1's step on ``loss1`` and net 2's on ``loss2`` (each with its own Adam)."""
+        """Both forwards, then one backward of ``loss1 + loss2`` and each network's own optimiser step.
+
+        ``loss1`` depends on net 1's parameters only and ``loss2`` on net 2's (the selections carry no gradient), so
+        the one backward gives each network exactly the gradient of its own loss, bit for bit the official
+        ``loss_1.backward(); optimizer1.step(); loss_2.backward(); optimizer2.step()`` (tested), in one autograd
+        pass. The epoch's ``train_loss`` is the mean of ``loss1 + loss2``.
+        """
         net1, net2 = ctx.nets
         out = coteaching_loss(net1(batch.x), net2(batch.x), batch.y, forget_rate)
-        loss1, loss2 = out.loss1, out.loss2
-        if not self.hp["double_division"]:
-            loss1, loss2 = loss1 * out.num_remember, loss2 * out.num_remember
-        ctx.optimize(loss1, which=[0])
-        ctx.optimize(loss2, which=[1])
+        loss = out.loss1 + out.loss2
+        ctx.optimize(loss if self.hp["double_division"] else loss * out.num_remember)
         return [(batch.index, out.keep1), (batch.index, out.keep2)]

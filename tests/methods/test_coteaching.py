@@ -179,28 +179,51 @@ def test_single_division_trains_on_the_mean_over_the_peer_kept_rows() -> None:
 
 
 @pytest.mark.parametrize("double", [True, False])
-def test_the_method_steps_on_the_official_or_the_single_division(double: bool) -> None:
-    """One batch through ``step``: with SGD (lr 1, no momentum) each network moves by exactly its loss's gradient,
-    the official loss (double division) or k times it."""
+def test_one_step_equals_the_official_two_backward_passes_bit_for_bit(double: bool) -> None:
+    """``step`` back-propagates loss1 + loss2 once and steps both networks' Adams; the official code runs
+    ``loss_1.backward(); optimizer1.step(); loss_2.backward(); optimizer2.step()``. Five batches: identical weights.
+    Without the double division both losses are k times the official ones."""
     torch.manual_seed(0)
-    nets = [torch.nn.Linear(4, 3).double() for _ in range(2)]
-    start = copy.deepcopy(nets)
-    x, y = torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,))
-    opts = [torch.optim.SGD(n.parameters(), lr=1.0) for n in nets]
+    nets = [create_model("mlp", (8,), 4, hidden=[16]).double() for _ in range(2)]
+    twin = copy.deepcopy(nets)
+    opts = [torch.optim.Adam(n.parameters(), lr=1e-2) for n in nets]
+    twin_opts = [torch.optim.Adam(n.parameters(), lr=1e-2) for n in twin]
 
-    def optimize(loss: torch.Tensor, which: list[int]) -> None:
-        opts[which[0]].zero_grad()
+    def optimize(loss: torch.Tensor, which: list[int] | None = None) -> None:
+        for opt in opts:
+            opt.zero_grad()
         loss.backward()
-        opts[which[0]].step()
+        for opt in opts:
+            opt.step()
 
     method = CoTeaching(forget_rate=0.5, num_gradual=0, exponent=1.0, double_division=double)
-    method.step(SimpleNamespace(nets=nets, optimize=optimize), SimpleNamespace(x=x, y=y, index=torch.arange(20)), 0.5)
-    out = coteaching_loss(start[0](x), start[1](x), y, 0.5)
-    scale = 1.0 if double else float(out.num_remember)
-    for net, before, loss in zip(nets, start, (out.loss1, out.loss2)):
-        grads = torch.autograd.grad(loss * scale, list(before.parameters()))
-        for p, p0, g in zip(net.parameters(), before.parameters(), grads):
-            torch.testing.assert_close(p.detach(), p0.detach() - g, rtol=1e-12, atol=1e-15)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        x, y = torch.randn(20, 8, generator=g, dtype=torch.float64), torch.randint(0, 4, (20,), generator=g)
+        method.step(SimpleNamespace(nets=nets, optimize=optimize), SimpleNamespace(x=x, y=y, index=torch.arange(20)),
+                    0.5)
+        out = coteaching_loss(twin[0](x), twin[1](x), y, 0.5)
+        scale = 1.0 if double else float(out.num_remember)
+        twin_opts[0].zero_grad()
+        (out.loss1 * scale).backward()
+        twin_opts[0].step()
+        twin_opts[1].zero_grad()
+        (out.loss2 * scale).backward()
+        twin_opts[1].step()
+        for a, b in zip([*nets[0].state_dict().values(), *nets[1].state_dict().values()],
+                        [*twin[0].state_dict().values(), *twin[1].state_dict().values()]):
+            assert torch.equal(a, b)
+
+
+def test_single_division_moves_sgd_k_times_further() -> None:
+    """Under SGD the official double division takes a k-fold smaller step than the paper's mean over the kept rows."""
+    logits1, logits2, labels = _inputs(64, 10, 3.0, seed=4)
+    official, g_official, _ = _ours_and_grads(logits1, logits2, labels, 0.25, torch.float64)
+    z = logits1.clone().requires_grad_(True)
+    out = coteaching_loss(z, logits2, labels, 0.25)
+    (out.loss1 * out.num_remember).backward()
+    assert official.num_remember == 48
+    torch.testing.assert_close(z.grad, g_official * 48, rtol=1e-12, atol=1e-15)
 
 
 # ------------------------------------------------------------------ hyperparameters and recipes
@@ -218,6 +241,8 @@ def test_hyperparameters_per_protocol() -> None:
     assert other[0] == {"double_division": False, "exponent": 1.0, "forget_rate": 0.45, "num_gradual": 3}
     human = CoTeaching.resolve_hparams(setting("cifar10n", "human", None, 10, 120, noise_arg="aggre"))
     assert human[0]["forget_rate"] == 0.2 and human[1]["forget_rate"] == "suite"
+    clean = CoTeaching.resolve_hparams(setting("cifar10", "none", None, 10, 199, paper_epochs=199))
+    assert clean[0]["forget_rate"] == 0.0 and clean[1]["forget_rate"] == "paper-default"
 
 
 @pytest.mark.parametrize(("key", "value"), [("forget_rate", 1.0), ("forget_rate", -0.1), ("num_gradual", -1),
