@@ -32,6 +32,8 @@ DIAGNOSTICS = {
     "elr": {"refined_acc", "refined_acc_noisy"},
     "alr": {"refined_acc", "refined_acc_noisy"},
     "dividemix": {"selected_frac", "select_precision", "select_recall"},
+    "coteaching": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},
+    "jocor": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},
 }
 
 
