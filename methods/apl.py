@@ -43,6 +43,7 @@ a per-sample draw from the block-of-five "next class" matrix (``asym-draw``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -180,7 +181,7 @@ class APL(Method):
             raise ConfigError("[methods.apl] alpha and beta are both 0: the loss would be constant; set one > 0")
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """alpha in [0.1, 100] and beta in [0.01, 10], log-uniform (``suite``): one decade around the official
         configs' values (CIFAR-10 1 / 1, CIFAR-100 10 / 0.1, WEB_VISION 50 / 0.1) on each side; the paper's
         study of the scales is not transcribed."""

@@ -64,6 +64,7 @@ Published numbers: the official README's (``noisybench/reporting/published.csv``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,7 +210,7 @@ class CoTeaching(SmallLossMethod):
                               f"got {values['double_division']!r}")
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """tau in [0.05, 0.8] (``suite``), T_k in {5, 10, 15} and c in {0.5, 1, 2} (the official argparse help,
         T_k scaled with the run off the paper's schedule). No sensitivity study of the paper was transcribed."""
         return common_search_space(setting)

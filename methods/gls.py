@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -210,7 +211,7 @@ class GLS(Method):
                               f"training), got {warmup!r}")
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """The smoothing rate among the candidates the official README lists as the paper's (``paper``); the
         warm-up stays at its default for the setting."""
         return {"smooth_rate": Choice(CANDIDATE_RATES, source="paper")}

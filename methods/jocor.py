@@ -53,7 +53,7 @@ Unverified against the paper's tables: every value tagged ``paper-default``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -230,7 +230,7 @@ class JoCoR(SmallLossMethod):
             raise ConfigError(f"[methods.jocor] co_lambda must be in [0, 1], got {lam!r}")
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """Co-teaching's tau, T_k and c, and lambda in [0.5, 0.9] (``paper-default``: the official README's "the best
         lambda is between 0.5-0.9")."""
         return {**common_search_space(setting), "co_lambda": Uniform(0.5, 0.9, "paper-default")}

@@ -59,6 +59,7 @@ every other family reuses the row of its images' family, or CIFAR-10's (``suite`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -154,7 +155,7 @@ class SCE(Method):
             raise ConfigError("[methods.sce] alpha and beta are both 0: the loss would be constant; set one > 0")
 
     @classmethod
-    def search_space(cls, setting: Setting) -> SearchSpace:
+    def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
         """alpha in [0.01, 10] and beta in [0.01, 10], log-uniform (``suite``): they cover the official values
         (0.1 / 1 on CIFAR-10, 6 / 0.1 on CIFAR-100, the reproduction's 6 / 1) with a decade to spare below; the
         paper's sensitivity study is not transcribed."""
