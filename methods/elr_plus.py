@@ -208,6 +208,18 @@ class ELRPlus(Method):
         "train on it (the official loop raises).",
     )
 
+    reproduced = (
+        "The peer's EMA network predicts in train mode (batch statistics; its running statistics move), "
+        "trainer/trainer.py:76-77,107.",
+        "The EMA averages parameters only; an EMA network's buffers evolve by its own forwards (trainer.py:330-331).",
+        "The EMA networks start from their own random initialisation (train.py:74-79), so network 1's first epoch "
+        "learns from an untrained EMA of network 2.",
+        "One step counter for both networks, advanced by network 1's steps after each epoch "
+        "(base/base_trainer.py:188); EMA factor sigmoid_rampup(s + 1, ema_step) * ema_alpha.",
+        "100 classes: the CE target is the mixed one-hot times the mixed targets, renormalised (model/loss.py:28-30).",
+        "Evaluation by the mean of the two networks' logits, the single-GPU path (base_trainer.py:209-217).",
+    )
+
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
         if setting.family in WEB_VALUES:

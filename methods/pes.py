@@ -257,6 +257,19 @@ class PES(Method):
         "yield no batch.",
     )
 
+    reproduced = (
+        "The renewed layers (the last stage and the classifier) are never trained again after epoch T1: the "
+        "official renew_layers builds new modules that the main SGD, built once (PES_cs.py:165), does not hold; the "
+        "suite re-initialises them in place and freezes them, also after a resume (their batch-norm statistics "
+        "still move).",
+        "Epoch T1 trains nothing but the refinement: T2 passes of Adam (pes_lr) on the re-initialised last stage and "
+        "classifier, then T3 on a re-initialised classifier, plain unweighted CE on every sample "
+        "(PES_cs.py:105-125,175-177); the recipe's schedule still counts the epoch.",
+        "The confident split takes the mean softmax of two augmented views in eval mode (PES_cs.py:82-86); class "
+        "weights are the mean non-zero class count over the count, empty classes 0 (PES_cs.py:91-97); every pass "
+        "drops its last partial batch (drop_last loaders).",
+    )
+
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
         t1 = T1_BY_FAMILY.get(setting.images, T1_BY_FAMILY[CIFAR_10])

@@ -65,7 +65,8 @@ LAMBDA_U_CIFAR_N = {CIFAR_10N: 5.0, CIFAR_100N: 75.0}
 #: The script's default lambda_u and the official README's per-setting commands.
 LAMBDA_U_DEFAULT = 150.0
 _SEMI_RECIPE = dict(epochs=PAPER_EPOCHS, optimizer="sgd", lr=0.02, momentum=0.9, nesterov=False, weight_decay=5e-4,
-                    schedule="cosine", eta_min=0.0002, batch_size=128, augment=True, val_fraction=0.0)
+                    schedule="cosine", milestones=[], gamma=0.1, eta_min=0.0002, batch_size=128, augment=True,
+                    val_fraction=0.0)
 
 
 def pes_batch_sizes(num_confident: int, num_unconfident: int, batch_size: int) -> tuple[int, int]:
@@ -133,6 +134,16 @@ class PESSemi(PES):
         "Guards where the official PES_semi.py raises: with fewer unconfident samples than one unlabelled batch the "
         "steps use labelled rows only (no L_u), and with fewer confident samples than one labelled batch the labelled "
         "batch is the whole confident set.",
+    )
+
+    reproduced = (
+        "The renewed classifier is never trained again after epoch T1: the main SGD (PES_semi.py:258) does not hold "
+        "the new module; the suite freezes it in place, also after a resume, while every other layer trains.",
+        "Epoch T1 refines the classifier (T2 passes of Adam on plain CE) and then trains its MixMatch epoch "
+        "(PES_semi.py:265-273).",
+        "N // B steps per epoch (PES_semi.py:81), labelled and unlabelled batch sizes split by the sets' sizes "
+        "(:176-177), Beta alpha 4 then 0.75 from half the run (:72-73), class weights capped at 3 (:192), no "
+        "uniform-prior term, guesses in train mode.",
     )
 
     @classmethod

@@ -227,6 +227,7 @@ def describe_runs(runs: list[RunConfig]) -> list[dict[str, Any]]:
             "seeds": [run.seed], "run_ids": [run.run_id], "epochs": run.train.epochs, "note": note,
             "recipe": recipe, "sweep": dict(run.sweep),
             "deviations": list(METHODS.get(run.method).deviations_for(run.hparams)),
+            "reproduced": list(getattr(METHODS.get(run.method), "reproduced", ())),
             "hparams": {k: {"value": v, "source": run.hparam_sources.get(k, "suite")} for k, v in run.hparams.items()},
         }
     return list(groups.values())
@@ -257,6 +258,8 @@ def render_plan(runs: list[RunConfig], fmt: str = "table") -> str:
         lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
         lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
                   for text in g["deviations"]]
+        lines += [textwrap.fill(f"as the reference code: {text}", 116, subsequent_indent="  ")
+                  for text in g["reproduced"]]
         lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
         if quiet:
             lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")

@@ -31,6 +31,9 @@ DIAGNOSTICS = {
     "elr": {"refined_acc", "refined_acc_noisy"},
     "alr": {"refined_acc", "refined_acc_noisy"},
     "dividemix": {"selected_frac", "select_precision", "select_recall"},
+    "pes": {"selected_frac", "select_precision", "select_recall"},
+    "pes-semi": {"selected_frac", "select_precision", "select_recall"},
+    "elr-plus": {"refined_acc", "refined_acc_noisy"},
 }
 
 
