@@ -6,16 +6,21 @@ epoch with its evaluation, no store. Rounds interleave the methods (one whole ru
 rotating order) so that load from other processes hits all of them alike; a method's ratio is the median
 over rounds of (its run time) / (CE's run time in the same round).
 
-Limits: ELR and ALR <= 1.10x CE. DivideMix <= its FLOP ratio: the multiply-add FLOPs (convolutions and
-matrix products, forward and backward, counted by ``torch.utils.flop_counter``) of its whole run over CE's,
-on the same runs, so DivideMix may cost what its algorithm computes and no more.
+Methods the quick grid does not run (PES, PES-semi, ELR+) train the run the quick grid would give them: its
+datasets, recipe and noise, with their own default hyperparameters.
+
+Limits: ELR and ALR <= 1.10x CE; PES <= 1.30x CE. DivideMix, PES-semi and ELR+ <= their FLOP ratio: the
+multiply-add FLOPs (convolutions and matrix products, forward and backward, counted by ``torch.utils.flop_counter``)
+of the whole run over CE's, on the same runs, so such a method may cost what its algorithm computes and no more.
 
 Run: ``pytest benchmarks/bench_methods.py --benchmark-enable -s`` or
-``python benchmarks/bench_methods.py [dataset ...]`` for a table (about 4 min for MNIST-1D, 1 min for digits).
+``python benchmarks/bench_methods.py [dataset ...] [--methods ce,pes,...]`` for a table (about 4 min for MNIST-1D,
+1 min for digits, for the quick grid's five methods).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import sys
 import time
@@ -31,14 +36,20 @@ from noisybench.trainer import Trainer
 
 GRID = Path(__file__).with_name("quick.toml")
 ROUNDS = 3
-METHODS = ("ce", "gce", "elr", "alr", "dividemix")
-LIMITS = {"elr": 1.10, "alr": 1.10}
+METHODS = ("ce", "gce", "elr", "alr", "dividemix", "pes", "pes-semi", "elr-plus")
+LIMITS = {"elr": 1.10, "alr": 1.10, "pes": 1.30}
+#: Methods whose limit is their whole run's FLOP ratio to CE's.
+FLOP_LIMITED = ("dividemix", "pes-semi", "elr-plus")
 NOISE, SEED = "sym:0.5", 1
 
 
 def grid_run(dataset: str, method: str) -> RunConfig:
-    """The quick grid's run of ``method`` on ``dataset`` (noise :data:`NOISE`, seed :data:`SEED`)."""
-    for run in expand_grid(load_grid(GRID)):
+    """The quick grid's run of ``method`` on ``dataset`` (noise :data:`NOISE`, seed :data:`SEED`); for a method the
+    grid does not list, the run the grid would give it."""
+    grid = load_grid(GRID)
+    if method not in grid.methods:
+        grid = dataclasses.replace(grid, methods=[method], method_params={}, sweep={})
+    for run in expand_grid(grid):
         if (run.dataset.name, run.method, run.noise, run.seed) == (dataset, method, NOISE, SEED):
             return run
     raise LookupError(f"the quick grid has no {method} run on {dataset}")
@@ -58,30 +69,35 @@ def run_flops(run: RunConfig) -> int:
     return int(counter.get_total_flops())
 
 
-def whole_run_costs(dataset: str, rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
-    """Per method: median run seconds and median per-round ratio to CE (min/max too); DivideMix's FLOP ratio."""
-    runs = {m: grid_run(dataset, m) for m in METHODS}
-    flop_ratio = run_flops(runs["dividemix"]) / run_flops(runs["ce"])
-    times: dict[str, list[float]] = {m: [] for m in METHODS}
+def whole_run_costs(dataset: str, rounds: int = ROUNDS,
+                    methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, float]]:
+    """Per method: median run seconds and median per-round ratio to CE (min/max too), its limit (the FLOP ratio
+    for :data:`FLOP_LIMITED` methods) and its FLOP ratio where counted."""
+    methods = ("ce", *(m for m in methods if m != "ce"))
+    runs = {m: grid_run(dataset, m) for m in methods}
+    ce_flops = run_flops(runs["ce"]) if any(m in FLOP_LIMITED or m in LIMITS for m in methods) else 0
+    flops = {m: run_flops(runs[m]) / ce_flops for m in methods if m in FLOP_LIMITED or m in LIMITS}
+    times: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(rounds):
-        for method in METHODS[r % len(METHODS):] + METHODS[: r % len(METHODS)]:
+        for method in methods[r % len(methods):] + methods[: r % len(methods)]:
             times[method].append(run_seconds(runs[method]))
     out = {}
-    for method in METHODS:
+    for method in methods:
         ratios = [t / c for t, c in zip(times[method], times["ce"])]
+        limit = flops[method] if method in FLOP_LIMITED else LIMITS.get(method, float("nan"))
         out[method] = {"run_s": statistics.median(times[method]), "ratio": statistics.median(ratios),
-                       "ratio_min": min(ratios), "ratio_max": max(ratios),
-                       "limit": flop_ratio if method == "dividemix" else LIMITS.get(method, float("nan"))}
+                       "ratio_min": min(ratios), "ratio_max": max(ratios), "limit": limit,
+                       "flops": flops.get(method, float("nan"))}
     return out
 
 
 def format_table(dataset: str, result: dict[str, dict[str, float]]) -> str:
     """Plain-text table of :func:`whole_run_costs`."""
     lines = [f"{dataset}: whole quick-grid run relative to CE (median of {ROUNDS} interleaved rounds, 1 thread)",
-             f"{'method':<10} {'run [s]':>8} {'x CE':>6} {'min':>6} {'max':>6} {'limit':>6}"]
+             f"{'method':<10} {'run [s]':>8} {'x CE':>6} {'min':>6} {'max':>6} {'limit':>6} {'FLOPs':>6}"]
     for label, r in result.items():
         lines.append(f"{label:<10} {r['run_s']:>8.2f} {r['ratio']:>6.2f} {r['ratio_min']:>6.2f} "
-                     f"{r['ratio_max']:>6.2f} {r['limit']:>6.2f}")
+                     f"{r['ratio_max']:>6.2f} {r['limit']:>6.2f} {r['flops']:>6.2f}")
     return "\n".join(lines)
 
 
@@ -91,14 +107,20 @@ def test_whole_run_cost_relative_to_ce(benchmark, dataset: str) -> None:
     result = benchmark.pedantic(whole_run_costs, args=(dataset,), rounds=1, iterations=1)
     for label, r in result.items():
         benchmark.extra_info[f"{label}_ratio"] = r["ratio"]
-    benchmark.extra_info["dividemix_flop_ratio"] = result["dividemix"]["limit"]
+    for label in FLOP_LIMITED:
+        benchmark.extra_info[f"{label}_flop_ratio"] = result[label]["limit"]
     print("\n" + format_table(dataset, result))
-    for label in ("elr", "alr", "dividemix"):
+    for label in (*LIMITS, *FLOP_LIMITED):
         r = result[label]
         assert r["ratio"] <= r["limit"], f"{label} costs {r['ratio']:.2f}x CE (limit {r['limit']:.2f}x)"
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    for name in sys.argv[1:] or ["digits", "mnist1d"]:
-        print(format_table(name, whole_run_costs(name)), flush=True)
+    args = sys.argv[1:]
+    chosen = METHODS
+    if "--methods" in args:
+        at = args.index("--methods")
+        chosen, args = tuple(args[at + 1].split(",")), args[:at] + args[at + 2:]
+    for name in args or ["digits", "mnist1d"]:
+        print(format_table(name, whole_run_costs(name, methods=chosen)), flush=True)

@@ -153,8 +153,9 @@ def elr_plus_loss(
 def ema_update(ema_net: nn.Module, net: nn.Module, alpha: float) -> None:
     """``update_ema_variables``: every parameter of ``ema_net`` <- alpha * it + (1 - alpha) * ``net``'s, in place;
     buffers untouched."""
-    for ema_param, param in zip(ema_net.parameters(), net.parameters()):
-        ema_param.mul_(alpha).add_(param, alpha=1 - alpha)
+    ema_params, params = list(ema_net.parameters()), list(net.parameters())
+    torch._foreach_mul_(ema_params, alpha)  # one multi-tensor kernel per operation on a GPU, same values
+    torch._foreach_add_(ema_params, params, alpha=1 - alpha)
 
 
 def ema_weight(step: int, gamma: float, ema_step: int, rampup: str = "sigmoid") -> float:
@@ -191,7 +192,7 @@ class ELRPlus(Method):
 
     display_name = "ELR+"
     num_networks = 2
-    relative_cost = 2.6  # per network a mixed forward/backward and the peer EMA's forward
+    relative_cost = 2.5  # FLOPs of a quick-grid run: 2.46x (MNIST-1D), 2.48x (digits) CE
     hparams = {"beta": 0.7, "lam": 3.0, "mixup_alpha": 1.0, "ema_alpha": 0.997, "ema_rampup": "sigmoid",
                "ema_step": None, "coef_step": None, "ce_target_product": False}
     paper_recipes = {
