@@ -31,19 +31,19 @@ Fidelity decisions (reproduced unless listed in :attr:`ELRPlus.deviations`):
 
 Hyperparameters: beta / lambda as the official configs (CIFAR-10 symmetric 0.7 / 3, asymmetric 0.9 / 1; CIFAR-100
 0.9 / 7), mixup alpha 1, gamma 0.997 ramped over ``ema_step`` = 40,000 steps, ``coef_step`` 0 (CIFAR-10: no ramp of
-the regulariser) / 40,000 (CIFAR-100) (``config_cifar10.json:20-25,63-69``, ``config_cifar10_asym.json``,
-``config_cifar100.json:20-25,62-68``). The ramps are counted in optimiser steps of a 200 / 250-epoch CIFAR run
-(45,000 samples, batch 128: 352 steps per epoch); on any other run (another schedule, dataset or batch size) the
-suite keeps the ramps' share of the run's steps (``ema_step = null``, ``coef_step = null``: resolved when the run
-starts from its epochs, training-set size and batch size; ``suite``). CIFAR-N and other datasets reuse the CIFAR row
-of their images (``suite``). Clothing1M and mini-WebVision get their configs' values (gamma 0.9999 / 0.997 with the
-running-mean rule ``min(1 - 1/(s+1), gamma)``, mixup alpha 1 / 1.5, ``paper-default``) but no paper recipe: their
-official epochs are iteration-based draws the suite's loaders do not reproduce.
+the regulariser) / 40,000 (CIFAR-100) (the official CIFAR-10 configs, symmetric and asymmetric noise, lines 20-25
+and 63-69, and the CIFAR-100 config, lines 20-25 and 62-68). The ramps are counted in optimiser steps of a 200 /
+250-epoch CIFAR run (45,000 samples, batch 128: 352 steps per epoch); on any other run (another schedule, dataset or
+batch size) the suite keeps the ramps' share of the run's steps (``ema_step = null``, ``coef_step = null``: resolved
+when the run starts from its epochs, training-set size and batch size; ``suite``). CIFAR-N and other datasets reuse
+the CIFAR row of their images (``suite``). The CLOTHING_1M and WEB_VISION families get their configs' values (gamma
+0.9999 / 0.997 with the running-mean rule ``min(1 - 1/(s+1), gamma)``, mixup alpha 1 / 1.5, ``paper-default``) but
+no paper recipe: their official epochs are iteration-based draws the suite's loaders do not reproduce.
 
 Paper recipes (``protocol = "paper"``): PreAct ResNet-18 x2 (the official ``PreResNet.py``: the suite's
 ``preact_resnet18``), SGD lr 0.02, momentum 0.9, weight decay 5e-4, batch 128, random crop and flip; CIFAR-10: 200
 epochs, lr x0.1 at 150; CIFAR-100: 250 epochs, x0.1 at 200; 90 % of the training set (the official loaders hold out
-a class-balanced 10 % as noisy validation, ``data_loader/cifar10.py:39-54``).
+a class-balanced 10 % as noisy validation, the CIFAR-10 loader's ``train_val_split``, lines 39-54).
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ from noisybench.registry import register_method
 from noisybench.search_space import LogUniform, SearchSpace, Uniform
 
 REPO = "shengliu66/ELR@934af53"
-CONFIG_C10 = f"{REPO} ELR_plus/config_cifar10.json"
-CONFIG_C100 = f"{REPO} ELR_plus/config_cifar100.json"
+CONFIG_C10 = f"{REPO} ELR_plus official CIFAR-10 config"
+CONFIG_C100 = f"{REPO} ELR_plus official CIFAR-100 config"
 PUBLISHED = (CIFAR_10, CIFAR_100)
 #: Official run lengths and the steps of one epoch (45,000 training samples in batches of 128).
 PAPER_EPOCHS = {CIFAR_10: 200, CIFAR_100: 250}
@@ -120,7 +120,7 @@ def mixup(values: torch.Tensor, lam: float, perm: torch.Tensor) -> torch.Tensor:
 
 def elr_plus_loss(
     logits: torch.Tensor, mixed_onehot: torch.Tensor, mixed_targets: torch.Tensor, lam: float, ramp: float,
-    cifar100_quirk: bool = False,
+    ce_target_product: bool = False,
 ) -> torch.Tensor:
     """``elr_plus_loss.forward``: mean soft-CE(y, p) + ramp * (lam * mean log(1 - <q, clamp(p, 1e-4, 1 - 1e-4)>)).
 
@@ -136,12 +136,12 @@ def elr_plus_loss(
         The regulariser's weight lambda.
     ramp
         Its ramp factor, ``sigmoid_rampup(step, coef_step)``.
-    cifar100_quirk
-        The official 100-class rule: the CE target is y * q renormalised per row.
+    ce_target_product
+        The official 100-class rule (``num_classes == 100``): the CE target is y * q renormalised per row.
     """
     q = mixed_targets.detach()
     target = mixed_onehot
-    if cifar100_quirk:
+    if ce_target_product:
         target = mixed_onehot * q
         target = target / target.sum(dim=1, keepdim=True)
     probs = F.softmax(logits, dim=1).clamp(CLAMP, 1.0 - CLAMP)
@@ -160,7 +160,7 @@ def ema_update(ema_net: nn.Module, net: nn.Module, alpha: float) -> None:
 
 def ema_weight(step: int, gamma: float, ema_step: int, rampup: str = "sigmoid") -> float:
     """The EMA factor after optimiser step ``step``: sigmoid_rampup(step + 1, ema_step) gamma (CIFAR configs,
-    ``ema_update: true``) or min(1 - 1 / (step + 1), gamma) (``"mean"``: Clothing1M and WebVision configs)."""
+    ``ema_update: true``) or min(1 - 1 / (step + 1), gamma) (``"mean"``: the configs of the web-scale datasets)."""
     if rampup == "mean":
         return min(1 - 1 / (step + 1), gamma)
     return sigmoid_rampup(step + 1, ema_step) * gamma
@@ -192,7 +192,7 @@ class ELRPlus(Method):
 
     display_name = "ELR+"
     num_networks = 2
-    relative_cost = 2.5  # FLOPs of a quick-grid run: 2.46x (MNIST-1D), 2.48x (digits) CE
+    relative_cost = 2.5  # FLOPs of a quick-grid run: 2.46x (MNIST-1D), 2.48x (8x8 digit images) CE
     hparams = {"beta": 0.7, "lam": 3.0, "mixup_alpha": 1.0, "ema_alpha": 0.997, "ema_rampup": "sigmoid",
                "ema_step": None, "coef_step": None, "ce_target_product": False}
     paper_recipes = {

@@ -63,7 +63,7 @@ from noisybench.search_space import IntUniform, LogUniform, SearchSpace
 #: Where PES's values come from (official repository, file, lines).
 REPO = "tmllab/PES@5466238"
 PES_CS = f"{REPO} PES_cs.py"
-#: Length of the official schedule that T1, T2 and T3 belong to.
+#: Length of the official schedule that T1 belongs to.
 PAPER_EPOCHS = 200
 #: T1 by the images' family (``PES_cs.py:128-131,142-145``).
 T1_BY_FAMILY = {CIFAR_10: 25, CIFAR_100: 30}
@@ -121,13 +121,13 @@ def pes_class_weights(
     tuple of torch.Tensor
         Counts (C,) int64 and weights (C,) in ``dtype``, on the labels' device.
     """
-    counts = torch.bincount(noisy_labels[confident_mask], minlength=num_classes)
+    counts = torch.zeros(num_classes, dtype=torch.int64, device=noisy_labels.device)
+    counts.scatter_add_(0, noisy_labels, confident_mask.to(torch.int64))  # no host synchronisation
     present = counts > 0
-    if not bool(present.any()):
-        return counts, torch.zeros(num_classes, dtype=dtype, device=counts.device)
-    mean = counts[present].to(torch.float64).mean()
-    weights = torch.where(present, mean / counts.to(torch.float64).clamp(min=1), torch.zeros((), dtype=torch.float64,
-                                                                                            device=counts.device))
+    # numpy's mean of the non-zero counts: their exact integer sum over their number (NaN without any: unused)
+    mean = counts.sum().to(torch.float64) / present.sum().to(torch.float64)
+    zero = torch.zeros((), dtype=torch.float64, device=counts.device)
+    weights = torch.where(present, mean / counts.to(torch.float64).clamp(min=1), zero)
     if cap is not None:
         weights = weights.clamp(max=cap)
     return counts, weights.to(dtype)
@@ -223,11 +223,13 @@ def scaled_epochs(value: int, setting: Setting, reference: int) -> HParam:
     return hp if setting.images in PUBLISHED else HParam(hp.value, "suite")
 
 
-def refinement_hparams(setting: Setting, values: dict[str, Any]) -> dict[str, HParam]:
-    """The refinement's passes and Adam rate: the official values everywhere (``paper`` on CIFAR-10/100 images,
-    ``paper-default`` elsewhere). The passes are the refinement's own, not epochs of the recipe's schedule, so they
-    do not scale with the run's length (a scaled pass count would leave a re-initialised layer nearly untrained)."""
-    source = "paper" if setting.images in PUBLISHED else "paper-default"
+def refinement_hparams(setting: Setting, values: dict[str, Any],
+                       published: tuple[str, ...] = PUBLISHED) -> dict[str, HParam]:
+    """The refinement's passes and Adam rate: the official values everywhere (``paper`` on the ``published``
+    families, ``paper-default`` elsewhere). The passes are the refinement's own, not epochs of the recipe's schedule,
+    so they do not scale with the run's length (a scaled pass count would leave a re-initialised layer nearly
+    untrained)."""
+    source = "paper" if setting.family in published else "paper-default"
     return {key: HParam(value, source) for key, value in values.items()}
 
 
@@ -237,7 +239,7 @@ class PES(Method):
     class-weighted CE on the confident samples afterwards."""
 
     display_name = "PES"
-    relative_cost = 1.0  # FLOPs of a quick-grid run: 0.99x (MNIST-1D), 1.07x (digits) CE
+    relative_cost = 1.0  # FLOPs of a quick-grid run: 0.99x (MNIST-1D), 1.07x (8x8 digit images) CE
     hparams = {"T1": 25, "T2": 7, "T3": 5, "pes_lr": 1e-4}
     #: Layer groups renewed by each refinement stage, counted from the output (1: the classifier; 2: also the
     #: group before it, a ResNet's last stage), and the hyperparameter naming its passes.
@@ -312,17 +314,26 @@ class PES(Method):
     trains_at_refinement = False
 
     def train_epoch(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
-        self.selected, self.steps = None, 0
-        stats: dict[str, float] = {}
+        self.selected, self.steps, self.mix_steps = None, 0, 0
+        self.sums = torch.zeros(3, device=ctx.device)  # loss, and PES-semi's L_x and L_u: read once per epoch
         if epoch < self.hp["T1"]:
             self._cross_entropy(ctx)
         else:
             if epoch == self.hp["T1"] and not self.refined:
                 self.refine(ctx)
             if epoch > self.hp["T1"] or self.trains_at_refinement:
-                stats = self.train_selected(ctx, epoch)
+                self.train_selected(ctx, epoch)
+        values = self.sums.tolist()
         # an epoch without a step (no refinement pass, no confident pair of samples) has no loss to report
-        return {"train_loss": ctx.mean_loss() if self.steps else 0.0, **stats}
+        stats = {"train_loss": values[0] / self.steps if self.steps else 0.0}
+        if self.mix_steps:
+            stats.update(loss_x=values[1] / self.mix_steps, loss_u=values[2] / self.mix_steps)
+        return stats
+
+    def note(self, loss: torch.Tensor) -> None:
+        """Count a step and add its loss to the epoch's sum (on the device: no synchronisation)."""
+        self.sums[0] += loss.detach()
+        self.steps += 1
 
     def _cross_entropy(self, ctx: TrainContext, optimizers: Sequence[torch.optim.Optimizer] | None = None) -> None:
         """One pass of plain CE over the epoch's samples: the recipe's optimiser, or only ``optimizers``."""
@@ -332,7 +343,7 @@ class PES(Method):
                 ctx.optimize(loss)
             else:
                 ctx.optimize(loss, which=[], extra=optimizers)
-            self.steps += 1
+            self.note(loss)
 
     def renewed_groups(self) -> list[nn.Module]:
         """The layer groups the refinement renews (frozen after it): those of its deepest stage that runs (a stage
@@ -371,14 +382,14 @@ class PES(Method):
         self.selected = (indices, mask)
         return indices, mask
 
-    def train_selected(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+    def train_selected(self, ctx: TrainContext, epoch: int) -> None:
         """Class-weighted CE on the confident samples, with the recipe's optimiser."""
         indices, mask = self.split(ctx)
         _, weights = pes_class_weights(ctx.y_noisy[indices], mask, ctx.num_classes)
         for batch in full_batches(ctx, indices[mask]):
-            ctx.optimize(pes_weighted_ce(ctx.nets[0](batch.x), batch.y, weights))
-            self.steps += 1
-        return {}
+            loss = pes_weighted_ce(ctx.nets[0](batch.x), batch.y, weights)
+            ctx.optimize(loss)
+            self.note(loss)
 
     # ---------------------------------------------------------------- diagnostics and state
     def selection(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,6 +60,8 @@ PES_N = f"{REPO} PES_noisylabels.py"
 #: Length of the official schedule that T1, T2 and the ramp belong to.
 PAPER_EPOCHS = 300
 T1_BY_IMAGES = {CIFAR_10: 20, CIFAR_100: 35}
+#: Families the official scripts ran.
+PUBLISHED_SEMI = (CIFAR_10, CIFAR_100, CIFAR_10N, CIFAR_100N)
 #: lambda_u of the official CIFAR-N script, by family (``PES_noisylabels.py:249,279``).
 LAMBDA_U_CIFAR_N = {CIFAR_10N: 5.0, CIFAR_100N: 75.0}
 #: The script's default lambda_u and the official README's per-setting commands.
@@ -119,7 +121,7 @@ class PESSemi(PES):
     """PES with MixMatch: the confident samples labelled, the rest unlabelled, the classifier frozen after T1."""
 
     display_name = "PES-semi"
-    relative_cost = 2.3  # FLOPs of a quick-grid run: 2.31x (MNIST-1D), 2.28x (digits) CE
+    relative_cost = 2.3  # FLOPs of a quick-grid run: 2.31x (MNIST-1D), 2.28x (8x8 digit images) CE
     hparams = {"T1": 20, "T2": 5, "pes_lr": 1e-4, "lambda_u": 15.0, "T": 0.5, "alpha": 4.0, "alpha_late": 0.75,
                "rampup": 16, "weight_cap": 3.0}
     refine_stages = ((1, "T2"),)
@@ -148,13 +150,12 @@ class PESSemi(PES):
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:
-        cifar = setting.images in T1_BY_IMAGES
-        fixed = "paper" if cifar else "paper-default"
+        fixed = "paper" if setting.family in PUBLISHED_SEMI else "paper-default"
         return {
             "T1": scaled_epochs(T1_BY_IMAGES.get(setting.images, T1_BY_IMAGES[CIFAR_10]), setting, PAPER_EPOCHS),
             "rampup": scaled_epochs(16, setting, PAPER_EPOCHS),
             "lambda_u": _lambda_u(setting),
-            **refinement_hparams(setting, {key: cls.hparams[key] for key in ("T2", "pes_lr")}),
+            **refinement_hparams(setting, {key: cls.hparams[key] for key in ("T2", "pes_lr")}, PUBLISHED_SEMI),
             **{key: HParam(cls.hparams[key], fixed) for key in ("T", "alpha", "alpha_late", "weight_cap")},
         }
 
@@ -187,30 +188,31 @@ class PESSemi(PES):
         return {"lambda_u": Choice((5.0, 15.0, 50.0, 75.0, 150.0), "suite"), "T1": IntUniform(low, high, "suite")}
 
     # ---------------------------------------------------------------- training
-    def train_selected(self, ctx: TrainContext, epoch: int) -> dict[str, float]:
+    def train_selected(self, ctx: TrainContext, epoch: int) -> None:
         """One MixMatch epoch on the confident split (labelled) and the rest (unlabelled)."""
         indices, mask = self.split(ctx)
-        labelled, unlabelled = indices[mask], indices[~mask]
+        num_labelled = int(mask.sum())  # the one read of the split: both sets from one stable sort
+        order = indices[torch.argsort((~mask).to(torch.uint8), stable=True)]
+        labelled, unlabelled = order[:num_labelled], order[num_labelled:]
         _, weights = pes_class_weights(ctx.y_noisy[indices], mask, ctx.num_classes, cap=self.hp["weight_cap"])
         b_x, b_u = pes_batch_sizes(len(labelled), len(unlabelled), ctx.batch_size)
         b_x, b_u = min(b_x, len(labelled)), b_u if len(unlabelled) >= b_u > 0 else 0
         if b_x < 1:  # no confident sample: nothing to train on this epoch
-            return {}
+            return
         alpha = self.hp["alpha"] if epoch < ctx.epochs / 2 else self.hp["alpha_late"]
         num_iter = max(1, len(indices) // ctx.batch_size)
         x_stream = _cycle(ctx, labelled, b_x)
         u_stream = _cycle(ctx, unlabelled, b_u) if b_u else None
-        sums = torch.zeros(2, device=ctx.device)
         for it in range(num_iter):
             x_raw, y = next(x_stream)
             u_raw = next(u_stream)[0] if u_stream is not None else None
             weight = self.hp["lambda_u"] * linear_rampup(epoch + it / num_iter, self.hp["T1"], self.hp["rampup"])
             loss_x, loss_u = self._step(ctx, x_raw, y, u_raw, weights, alpha)
-            ctx.optimize(loss_x + weight * loss_u)
-            sums += torch.stack([loss_x.detach(), loss_u.detach()])
+            loss = loss_x + weight * loss_u
+            ctx.optimize(loss)
+            self.sums += torch.stack([loss.detach(), loss_x.detach(), loss_u.detach()])
             self.steps += 1
-        means = (sums / num_iter).tolist()
-        return {"loss_x": means[0], "loss_u": means[1]}
+            self.mix_steps += 1
 
     def _step(self, ctx: TrainContext, x_raw: torch.Tensor, y: torch.Tensor, u_raw: torch.Tensor | None,
               weights: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -382,3 +382,28 @@ def test_plan_prints_the_deviations_and_the_reproduced_traps() -> None:
     assert "as the reference code: The renewed layers (the last stage and the classifier) are never trained" in text
     semi = render_plan([_paper_plan("pes-semi", "cifar100", "pairflip-draw:0.45")])
     assert "as the reference code: The renewed classifier is never trained again" in semi
+
+
+def test_confident_epochs_do_not_synchronise_per_step() -> None:
+    """After T1: no host-device synchronisation between steps; per epoch one read of the split and one of the
+    losses (the shared sync test measures the refinement epoch)."""
+    from noisybench.syncs import HostSyncCounter
+
+    trainer = Trainer(_run("pes", {"T1": 2, "T2": 3, "T3": 3, "pes_lr": 0.01}, epochs=4))
+    ctx, method = trainer.setup()
+    for epoch in range(3):
+        ctx.begin_epoch(epoch)
+        method.train_epoch(ctx, epoch)
+    marks: list[int] = []
+    optimize = ctx.optimize
+
+    def step(loss: torch.Tensor, which: list[int] | None = None, extra: Any = ()) -> None:
+        optimize(loss, which, extra)
+        marks.append(counter.total)
+
+    ctx.optimize = step
+    ctx.begin_epoch(3)
+    with HostSyncCounter(ctx.device) as counter:
+        method.train_epoch(ctx, 3)
+    assert len(marks) >= 3 and all(b == a for a, b in zip(marks, marks[1:]))
+    assert counter.total <= 2, counter.counts
