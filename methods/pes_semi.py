@@ -136,6 +136,8 @@ class PESSemi(PES):
         "Guards where the official PES_semi.py raises: with fewer unconfident samples than one unlabelled batch the "
         "steps use labelled rows only (no L_u), and with fewer confident samples than one labelled batch the labelled "
         "batch is the whole confident set.",
+        "Sets smaller than one batch (tiny data only) train as one batch; the official drop_last loaders would "
+        "yield no batch.",
     )
 
     reproduced = (
