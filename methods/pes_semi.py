@@ -28,7 +28,8 @@ Fidelity decisions:
 
 Hyperparameters: T1 = 20 (CIFAR-10 images) / 35 (CIFAR-100 images), T2 = 5 passes, ``pes_lr`` = 1e-4,
 T = 0.5, alpha = 4 then 0.75, ramp 16 epochs, weight cap 3 (``PES_semi.py:35-40,219-237``); T1 and the ramp scale
-with the run off the paper's schedule, the T2 passes do not (as PES's). lambda_u: 5 on
+with the run off the paper's schedule, the T2 passes do not, and ``pes_lr`` is 1e-3 on the small built-in datasets
+(``suite``), as PES's. lambda_u: 5 on
 CIFAR-10N and 75 on CIFAR-100N (``PES_noisylabels.py:249,279``); 15 for CIFAR-10 instance-dependent 40 % and 50 for
 CIFAR-100 pair-flip 45 % (the official README's commands); the script's default 150 for other CIFAR settings
 (``paper-default``: the paper's per-setting table has not been checked); 15 on datasets no paper ran (``suite``).

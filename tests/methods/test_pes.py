@@ -191,6 +191,9 @@ def test_hyperparameters_per_setting() -> None:
     assert (shared["T1"].value, shared["T1"].source, shared["T2"].value) == (15, "suite", 7)
     digits = PES.default_hparams(setting("digits", "sym", 0.5, 10, 40))
     assert (digits["T1"].value, digits["T1"].source, digits["T3"].source) == (5, "suite", "paper-default")
+    assert (digits["pes_lr"].value, digits["pes_lr"].source) == (1e-3, "suite")  # small data: fewer Adam steps
+    animal = PES.default_hparams(setting("animal10n", "human", None, 10, 100))
+    assert (animal["pes_lr"].value, animal["pes_lr"].source) == (1e-4, "paper-default")
 
 
 def test_pes_semi_lambda_u_per_setting() -> None:
