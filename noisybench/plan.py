@@ -250,6 +250,7 @@ def describe_runs(runs: list[RunConfig]) -> list[dict[str, Any]]:
             "seeds": [run.seed], "run_ids": [run.run_id], "epochs": run.train.epochs, "note": note,
             "recipe": recipe, "sweep": dict(run.sweep),
             "deviations": list(METHODS.get(run.method).deviations_for(run.hparams)),
+            "reproduced": list(METHODS.get(run.method).reproduced),
             "hparams": {k: {"value": v, "source": run.hparam_sources.get(k, "suite")} for k, v in run.hparams.items()},
         }
     return list(groups.values())
@@ -284,6 +285,8 @@ def render_block(g: dict[str, Any], seeds_text: str | None = None) -> str:
     lines = [head, *([f"note: {g['note']}"] if g["note"] else [])]
     lines += [textwrap.fill(f"deviation from the reference code: {text}", 116, subsequent_indent="  ")
               for text in g["deviations"]]
+    lines += [textwrap.fill(f"as the reference code: {text}", 116, subsequent_indent="  ")
+              for text in g.get("reproduced", ())]
     lines.append(tabulate(rows, headers=headers, tablefmt="simple"))
     if quiet:
         lines.append(f"at their neutral value (not in the run id): {', '.join(quiet)}")

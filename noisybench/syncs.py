@@ -6,9 +6,10 @@ should do neither. :class:`HostSyncCounter` is a ``TorchFunctionMode`` that sees
 and counts those that synchronise.
 
 On the CPU, where host and device are one, it simulates a GPU: tensors made on the host on
-purpose (factories without a ``device`` argument, ``from_numpy``, ``as_tensor`` of host data, and
-whatever is computed from them) count as host tensors; everything else (the prepared data, the
-networks, tensors created with ``device=...``) as device tensors. Moving a host tensor with
+purpose (factories without a ``device`` argument or with ``device="cpu"`` spelled as that string, as
+PyTorch's Adam keeps its step counter, ``from_numpy``, ``as_tensor`` of host data, and whatever is
+computed from them) count as host tensors; everything else (the prepared data, the networks, tensors
+created with ``device=<the run's torch.device>``) as device tensors. Moving a host tensor with
 ``.to(device)`` then counts as a copy, reading a device tensor as a read, exactly as on a GPU.
 """
 
@@ -91,7 +92,7 @@ class HostSyncCounter(TorchFunctionMode):
         elif name == "__getitem__" and device_inputs and any(t.dtype == torch.bool for t in _tensors(args[1:])):
             self.counts["bool-mask index"] += 1
         elif name in FROM_HOST:
-            if self._target(args, kwargs) is not None:
+            if self._target(args, kwargs) is not None and not self._names_host(kwargs):
                 self.counts[f"copy:{name}"] += 1
         elif name in MOVES:
             if inputs and self.is_host(inputs[0]) and self._moves_to_device(name, args, kwargs):
@@ -121,10 +122,14 @@ class HostSyncCounter(TorchFunctionMode):
                 return self.device if not self.is_host(value) else torch.device("cpu")
         return None
 
+    def _names_host(self, kwargs: dict) -> bool:
+        """A factory given ``device="cpu"`` as a string: the host on purpose (PyTorch's optimisers do so)."""
+        return self.simulate and isinstance(kwargs.get("device"), str) and kwargs["device"] == "cpu"
+
     def _track(self, name: str, args: tuple, kwargs: dict, inputs: list[torch.Tensor], out: Any) -> None:
         """Mark the outputs of a call as host or device tensors (CPU simulation only)."""
         if name in FROM_HOST:
-            host = self._target(args, kwargs) is None
+            host = self._target(args, kwargs) is None or self._names_host(kwargs)
         elif name in MOVES and name != "copy_":
             host = bool(inputs) and self.is_host(inputs[0]) and not self._moves_to_device(name, args, kwargs)
         elif name in READS or name == "copy_":
@@ -132,7 +137,7 @@ class HostSyncCounter(TorchFunctionMode):
         elif inputs:
             host = all(self.is_host(t) for t in inputs)
         else:  # a factory: on the host unless it names a device
-            host = self._target((), kwargs) is None
+            host = self._target((), kwargs) is None or self._names_host(kwargs)
         for t in _tensors(out):
             if host:
                 self._host[id(t)] = weakref.ref(t)

@@ -35,6 +35,21 @@ def test_counter_sees_reads_copies_and_masks_but_not_device_work() -> None:
     assert counter.counts["copy:tensor"] == 1 and counter.counts["copy:implicit __getitem__"] == 1
 
 
+def test_adams_host_step_counter_is_no_sync() -> None:
+    """PyTorch's Adam keeps its step count on the host (``device="cpu"``) and reads it every step: free on a GPU."""
+    dev = torch.device("cpu")
+    param = torch.nn.Parameter(torch.ones(3, device=dev))
+    adam = torch.optim.Adam([param], lr=0.1)
+    with HostSyncCounter(dev) as counter:
+        for _ in range(3):
+            param.grad = torch.ones(3, device=dev)
+            adam.step()
+        on_host = torch.zeros((), device="cpu")
+        _ = float(on_host)                            # a host value: free
+        _ = torch.zeros((), device=dev).item()         # the run's device, named as a torch.device: a read
+    assert counter.total == 1 and counter.counts["item"] == 1
+
+
 def _steps_and_syncs(method: str, hparams: dict[str, Any]) -> tuple[list[int], int]:
     grid = parse_grid({
         "grid": {"datasets": ["cifar-synthetic"], "methods": [method], "noise": ["sym:0.4"], "seeds": [0]},
@@ -49,8 +64,8 @@ def _steps_and_syncs(method: str, hparams: dict[str, Any]) -> tuple[list[int], i
     marks: list[tuple[Any, int]] = []
     optimize = ctx.optimize
 
-    def step(loss: torch.Tensor, which: list[int] | None = None) -> None:
-        optimize(loss, which)
+    def step(loss: torch.Tensor, which: list[int] | None = None, extra: Any = ()) -> None:
+        optimize(loss, which, extra)
         marks.append((which, counter.total))
 
     ctx.optimize = step  # type: ignore[method-assign]

@@ -34,6 +34,9 @@ DIAGNOSTICS = {
     "dividemix": {"selected_frac", "select_precision", "select_recall"},
     "coteaching": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},
     "jocor": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},
+    "pes": {"selected_frac", "select_precision", "select_recall"},
+    "pes-semi": {"selected_frac", "select_precision", "select_recall"},
+    "elr-plus": {"refined_acc", "refined_acc_noisy"},
 }
 
 
