@@ -258,10 +258,7 @@ class Method:
     deviations : where the suite departs, on purpose, from the reference code it follows: each entry one
         statement of what the reference does, what the suite does, why, and the measured effect.
         ``noisybench plan`` prints them under every configuration of the method.
-    reproduced : quirks of the reference code kept on purpose because they shape its published numbers, each
-        one statement (``noisybench plan`` prints them too, as "as the reference code: ...").
-    reproduced : (optional, read by ``noisybench plan`` when a method declares it) the reference code's
-        surprising behaviours the suite reproduces on purpose (a fidelity trap decided in favour of the
+    reproduced : the reference code's surprising behaviours the suite reproduces on purpose (a fidelity trap decided in favour of the
         reference), each one statement with its source; ``plan`` prints them beside the deviations.
     """
 
