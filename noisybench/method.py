@@ -258,8 +258,9 @@ class Method:
     deviations : where the suite departs, on purpose, from the reference code it follows: each entry one
         statement of what the reference does, what the suite does, why, and the measured effect.
         ``noisybench plan`` prints them under every configuration of the method.
-    reproduced : the reference code's surprising behaviours the suite reproduces on purpose (a fidelity trap decided in favour of the
-        reference), each one statement with its source; ``plan`` prints them beside the deviations.
+    reproduced : the reference code's surprising behaviours the suite reproduces on purpose (a fidelity trap
+        decided in favour of the reference), each one statement with its source; ``plan`` prints them beside
+        the deviations.
     """
 
     name: ClassVar[str] = ""
