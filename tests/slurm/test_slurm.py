@@ -38,9 +38,15 @@ runs_per_task = 2
 """
 
 
+#: tests/plugins: CE whose epochs last $SLEEPY_SECONDS longer (the sleep changes no number).
+SLEEPY_FOLDER = str(Path(__file__).resolve().parents[1] / "plugins")
+
+
 def one_run(seed: int, epochs: int) -> list:
+    """One slow-epoch CE run: the job is still training when a test cancels or preempts it."""
     return expand_grid(parse_grid({
-        "name": "sl", "grid": {"datasets": ["blobs"], "methods": ["ce"], "noise": ["sym:0.2"], "seeds": [seed]},
+        "name": "sl", "plugins": {"paths": [SLEEPY_FOLDER]},
+        "grid": {"datasets": ["blobs"], "methods": ["sleepy-ce"], "noise": ["sym:0.2"], "seeds": [seed]},
         "train": {"epochs": epochs}, "datasets": {"blobs": {"n_samples": 300, "dim": 6}}}))
 
 
@@ -99,7 +105,7 @@ def test_grid_through_sbatch_matches_a_local_run(slurm_cluster: str, tmp_path: P
 
 def test_cancelled_job_is_recorded_as_cancelled(slurm_cluster: str, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NOISYBENCH_TEST_EPOCH_SLEEP", "1")
+    monkeypatch.setenv("SLEEPY_SECONDS", "1")  # inherited by the sbatch job
     runs, out = one_run(5, 30), tmp_path / "out"
     options = SlurmOptions(partition=slurm_cluster, time=15)
     submission = submit(make_slurm_executor(out, options, "sl"), runs, out, options)
@@ -117,7 +123,7 @@ def test_preempted_job_requeues_and_resumes_to_identical_metrics(slurm_cluster: 
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     runs, out = one_run(3, 6), tmp_path / "out"
     reference = execute_run(runs[0], tmp_path / "reference")  # uninterrupted, same seed, on CPU
-    monkeypatch.setenv("NOISYBENCH_TEST_EPOCH_SLEEP", "1")
+    monkeypatch.setenv("SLEEPY_SECONDS", "1")  # inherited by the sbatch job
     options = SlurmOptions(partition=slurm_cluster, time=15)  # > 10 min: submitit sees a preemption
     submission = submit(make_slurm_executor(out, options, "sl"), runs, out, options)
     job = submission.jobs[0]
