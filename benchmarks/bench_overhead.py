@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from noisybench.config import load_grid
-from noisybench.executors.local import WorkerPool, run_local
+from noisybench.orchestration.executors.local import WorkerPool, run_local
 from noisybench.plan import expand_grid
 
 GRID = Path(__file__).with_name("quick.toml")
@@ -50,7 +50,7 @@ def fixed_cost(out: Path) -> dict[str, float]:
 
 def first_run_cost(out: Path) -> dict[str, float]:
     """The fixed cost of the first run of each worker of a fresh two-worker pool (see the module docstring)."""
-    from noisybench.fingerprint import fingerprints
+    from noisybench.orchestration.fingerprint import fingerprints
 
     runs = digits_ce_runs()[:4]
     pool = WorkerPool(2, runs).start()

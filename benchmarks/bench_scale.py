@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from noisybench.config import load_grid
+from noisybench.orchestration.runner import pending_runs
 from noisybench.plan import expand_grid
-from noisybench.runner import pending_runs
 from noisybench.store import ResultStore, try_claim
 from noisybench.store.status import store_status
 

@@ -217,8 +217,8 @@ def train_keys_table() -> str:
 
 
 def fingerprint_facts() -> str:
-    """What the fingerprint hashes and which core modules it leaves out, from :mod:`noisybench.fingerprint`."""
-    from noisybench import fingerprint
+    """What the fingerprint hashes and which core modules it leaves out (from the fingerprint module)."""
+    from noisybench.orchestration import fingerprint
 
     lines = [f"- Scheme: {fingerprint.SCHEME} (normalised syntax trees).",
              "- The numeric core starts at " + ", ".join(f"`{m}`" for m in fingerprint.CORE_ROOTS)

@@ -12,7 +12,7 @@ predicts; net 2 is recorded every epoch as ``test_acc_net2`` (``predict_heads``)
 **What the paper reports** is the mean of **both** networks' test accuracies over official epochs 190..199
 (``main.py:193-198``): the suite's epochs 189..198, the last 10 of 199. The run's ``mean-last`` metric is net 1's
 alone; :func:`two_network_mean_last` gives the paper's number from a run's history
-(``noisybench.results.load_history(DIR)`` rows of one run, or ``result["history"]``).
+(``noisybench.store.results.load_history(DIR)`` rows of one run, or ``result["history"]``).
 
 **Paper recipe** (``protocol = "paper"``, CIFAR-10 and CIFAR-100; ``noisybench plan`` cites each value): JoCoR's
 own 7-layer CNN ``jocor_cnn`` (``model/cnn.py``; its dropout rate is defined but never applied), not

@@ -31,7 +31,7 @@ def __getattr__(name: str):  # lazy: keep `import noisybench` free of torch and 
 
         return create_method
     if name == "load_results":
-        from noisybench.results import load_results
+        from noisybench.store.results import load_results
 
         return load_results
     raise AttributeError(name)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from noisybench.errors import NoisybenchError
-from noisybench.interrupt import GridInterrupted
+from noisybench.orchestration.interrupt import GridInterrupted
 
 
 def check_data_ready(runs: Sequence[Any]) -> None:
@@ -37,7 +37,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     grid = _load_grid(args.grid, args.data_dir)
     tuned = None
     if grid.tune is not None:  # two stages: the trials now, the evaluation once they have finished
-        from noisybench.tuning import plan_tuning
+        from noisybench.tuning.trials import plan_tuning
 
         tuned = plan_tuning(grid)
     runs = tuned.trial_runs() if tuned is not None else expand_grid(grid)
@@ -54,7 +54,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     store.ensure_writable()
     with _early_pool(args, runs, store) as pool:  # workers warm up while the plan is checked
         if tuned is not None:
-            from noisybench.tuning_run import run_tuned
+            from noisybench.tuning.run import run_tuned
 
             stage = lambda runs, planned, expected, what: _run_stage(  # noqa: E731
                 args, grid, runs, planned, expected, store, options, pool, what)
@@ -68,7 +68,7 @@ def _log(line: str) -> None:
 
 
 def _plan_and_run(args: argparse.Namespace, grid: Any, runs: list, store: Any, options: Any, pool: Any) -> int:
-    from noisybench.fingerprint import fingerprints
+    from noisybench.orchestration.fingerprint import fingerprints
 
     expected = fingerprints(runs)
     records, decision = _run_stage(args, grid, runs, runs, expected, store, options, pool)
@@ -83,9 +83,9 @@ def _run_stage(args: argparse.Namespace, grid: Any, runs: list, planned: list, e
     them; returns the records (None when Slurm jobs were submitted detached) and the decision."""
     import hashlib
 
-    from noisybench.executors import ExecRequest, execute_plan
-    from noisybench.progress import ProgressPrinter
-    from noisybench.resume import select_runs
+    from noisybench.orchestration.executors import ExecRequest, execute_plan
+    from noisybench.orchestration.progress import ProgressPrinter
+    from noisybench.orchestration.resume import select_runs
 
     out = store.root
     source = Path(grid.source).resolve()
@@ -140,7 +140,7 @@ def _early_pool(args: argparse.Namespace, runs: list, store: Any) -> Iterator[An
     if not likely:
         yield None
         return
-    from noisybench.executors.local import WorkerPool
+    from noisybench.orchestration.executors.local import WorkerPool
 
     pool = WorkerPool(_workers(args), likely).start(min(_workers(args), len(likely)))
     try:
@@ -152,7 +152,7 @@ def _early_pool(args: argparse.Namespace, runs: list, store: Any) -> Iterator[An
 
 
 def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
-    from noisybench.executors import SlurmOptions, parse_sbatch_flags
+    from noisybench.orchestration.executors import SlurmOptions, parse_sbatch_flags
 
     overrides = {"partition": args.partition, "account": args.account, "qos": args.qos, "time": args.time,
                  "cpus": args.cpus, "gpus": args.gpus, "mem_gb": args.mem, "runs_per_task": args.runs_per_task,
@@ -163,7 +163,7 @@ def _slurm_options(args: argparse.Namespace, grid: Any) -> Any:
 
 
 def _force_selection(args: argparse.Namespace) -> Any:
-    from noisybench.resume import Selection
+    from noisybench.orchestration.resume import Selection
 
     if not args.force:
         if args.methods or args.datasets or args.noise:
@@ -179,8 +179,8 @@ def _split(text: str | None) -> list[str] | None:
 def _closing_table(args: argparse.Namespace, out: Path, records: list, current: dict[str, str]) -> int:
     """Print the leaderboard of exactly this grid's current runs (not the whole store). Exit status 1 with
     ``--strict`` when any run of the grid is failed, whether it failed now or before."""
-    from noisybench.report import closing_table
     from noisybench.store import ResultStore
+    from noisybench.store.report import closing_table
 
     busy = sum(r["status"] == "running" for r in records)
     if busy:
@@ -205,7 +205,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     grid = _load_grid(args.grid)
     if grid.tune is not None:
-        from noisybench.tuning import plan_tuning, render_tuned_plan
+        from noisybench.tuning.trials import plan_tuning, render_tuned_plan
 
         text = render_tuned_plan(plan_tuning(grid), args.format)
     else:
@@ -216,8 +216,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from noisybench.report import report_dir
     from noisybench.reporting import EMBEDS_WARNINGS, ReportOptions
+    from noisybench.store.report import report_dir
 
     split = lambda text: [p.strip() for p in text.split(",") if p.strip()] if text else None  # noqa: E731
     options = ReportOptions(fmt=args.format, metric=args.metric, alpha=args.alpha, datasets=split(args.datasets),
@@ -278,7 +278,7 @@ def _warn_broken_plugins(log: Any) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from noisybench.executors.slurm import queued_runs
+    from noisybench.orchestration.executors.slurm import queued_runs
     from noisybench.store import ResultStore
     from noisybench.store.status import STATES, store_status
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from noisybench.errors import ConfigError, NoisybenchError, suggest
 from noisybench.grid_checks import check_grid_table
-from noisybench.tune_config import TuneConfig, parse_tune
+from noisybench.tuning.config import TuneConfig, parse_tune
 from noisybench.validate import check_distinct, check_fields, matches
 
 if sys.version_info >= (3, 11):

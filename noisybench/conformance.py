@@ -271,10 +271,10 @@ class Probe:
         return CheckResult("extensions", result.ok, "" if result.ok else detail)
 
     def search_space(self) -> CheckResult:
-        """The declared search space resolves everywhere (see :func:`noisybench.tuning.check_space`)."""
+        """The declared search space resolves everywhere (see :func:`noisybench.tuning.trials.check_space`)."""
         from noisybench.facts import NoiseKind
         from noisybench.plan import plan_cells
-        from noisybench.tuning import check_space
+        from noisybench.tuning.trials import check_space
 
         cell = plan_cells(self._grid())[0]
         hparams = dict(self.config.hparams)

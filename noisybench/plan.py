@@ -215,7 +215,7 @@ def resolve_cell(cell: PlanCell, overrides: dict[str, Any], source: str) -> tupl
 def expand_grid(grid: Grid) -> list[RunConfig]:
     """Every (dataset, noise, method, seed) of ``grid`` as a :class:`RunConfig` (see :func:`plan_cells`).
 
-    A grid with ``[tune]`` runs in two stages (:mod:`noisybench.tuning`); this is its plain expansion, every
+    A grid with ``[tune]`` runs in two stages (:mod:`noisybench.tuning.trials`); this is its plain expansion, every
     method at its default values on the grid's seeds.
     """
     runs = []

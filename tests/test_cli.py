@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from noisybench.cli import main
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.conftest import TINY_GRID
 
 

@@ -1,5 +1,5 @@
 """Executors without a cluster: option parsing, the sbatch path against a fake sbatch, debug,
-array tasks, and recording of jobs that end without results (noisybench.executors)."""
+array tasks, and recording of jobs that end without results (noisybench.orchestration.executors)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import submitit
 
 from noisybench.config import parse_grid
 from noisybench.errors import ConfigError
-from noisybench.executors import ExecRequest, execute_plan
-from noisybench.executors.slurm import (
+from noisybench.orchestration.executors import ExecRequest, execute_plan
+from noisybench.orchestration.executors.slurm import (
     RunBatch,
     SlurmOptions,
     Submission,
@@ -24,8 +24,8 @@ from noisybench.executors.slurm import (
     parse_time_limit,
     wait,
 )
+from noisybench.orchestration.runner import execute_run
 from noisybench.plan import expand_grid
-from noisybench.runner import execute_run
 from noisybench.store import ResultStore
 from noisybench.store.status import store_status
 
@@ -192,7 +192,7 @@ def test_cli_refuses_a_bad_slurm_table_even_for_local_runs(tmp_path: Path, capsy
 
 
 def test_local_pool_starts_the_costliest_runs_first() -> None:
-    from noisybench.executors.local import costliest_first
+    from noisybench.orchestration.executors.local import costliest_first
     from noisybench.registry import METHODS
 
     grid = parse_grid({"name": "order", "grid": {"datasets": ["blobs"], "methods": ["ce", "dividemix", "gce"],
@@ -385,7 +385,7 @@ def test_warm_up_loads_each_dataset_of_the_grid_once_and_the_runs_reuse_it(tmp_p
     """What a pool worker does while the plan is checked: each distinct dataset of the grid is loaded into the
     process's data cache, and the runs then take it from there (the same arrays, not a second load)."""
     from noisybench.data import _load_cached
-    from noisybench.executors.local import warm_specs, warm_up
+    from noisybench.orchestration.executors.local import warm_specs, warm_up
 
     runs = tiny_runs(seeds=(1, 2), datasets=("blobs", "digits"))
     specs = warm_specs(runs)

@@ -9,8 +9,8 @@ import torch
 
 from noisybench.config import TrainConfig, parse_grid
 from noisybench.errors import ConfigError
+from noisybench.orchestration.runner import execute_run
 from noisybench.plan import expand_grid
-from noisybench.runner import execute_run
 from noisybench.runtime import Runtime, accelerate, resolve_runtime
 from noisybench.store import ResultStore
 from noisybench.trainer import Trainer, topk_accuracy

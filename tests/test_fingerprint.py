@@ -1,4 +1,4 @@
-"""Fingerprints: what a run's numbers depend on beyond its id (noisybench.fingerprint)."""
+"""Fingerprints: what a run's numbers depend on beyond its id (noisybench.orchestration.fingerprint)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from noisybench.config import Grid
-from noisybench.fingerprint import differences, digest, fingerprint, fingerprints, plugin_modules
+from noisybench.orchestration.fingerprint import differences, digest, fingerprint, fingerprints, plugin_modules
 from noisybench.plan import expand_grid
 
 
@@ -55,8 +55,8 @@ def test_a_label_file_is_pinned_by_content(tmp_path: Path) -> None:
 
 # --- scheme 2: what cannot change a number does not count ----------------------------------------------------
 
-from noisybench import fingerprint as fpmod  # noqa: E402
-from noisybench.fingerprint import NON_NUMERIC, core_closure, core_hash, core_modules, installed_source  # noqa: E402
+from noisybench.orchestration import fingerprint as fpmod  # noqa: E402
+from noisybench.orchestration.fingerprint import NON_NUMERIC, core_closure, core_hash, core_modules, installed_source  # noqa: E402
 
 SEEDS = installed_source("noisybench.seeds")[0]
 
@@ -196,7 +196,7 @@ def test_a_constant_changed_in_a_core_module_stales_every_run_and_prose_none(mon
 
 
 def test_code_this_python_cannot_parse_is_pinned_by_its_text() -> None:
-    from noisybench.fingerprint import module_hash
+    from noisybench.orchestration.fingerprint import module_hash
 
     assert module_hash("def f(:\n") != module_hash("def f(:\n    pass\n") != module_hash("")
     assert module_hash("x = 1  # note\n") == module_hash("x = 1\n")

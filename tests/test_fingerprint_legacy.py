@@ -1,4 +1,5 @@
-"""Fingerprints of scheme 1 (raw source bytes), translated to the current scheme (noisybench.fingerprint_legacy)."""
+"""Fingerprints of scheme 1 (raw source bytes), translated to the current scheme
+(noisybench.orchestration.fingerprint_legacy)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from noisybench import fingerprint_legacy as legacy
 from noisybench.config import RunConfig
-from noisybench.fingerprint import SCHEME, current_digest, differences, digest, fingerprint, matches, source_hash
+from noisybench.orchestration import fingerprint_legacy as legacy
+from noisybench.orchestration.fingerprint import (
+    SCHEME,
+    current_digest,
+    differences,
+    digest,
+    fingerprint,
+    matches,
+    source_hash,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "legacy_store"

@@ -1,4 +1,5 @@
-"""Ctrl-C of ``noisybench run`` (noisybench.interrupt): exit 130 within seconds, no orphans, exact resume."""
+"""Ctrl-C of ``noisybench run`` (noisybench.orchestration.interrupt):
+exit 130 within seconds, no orphans, exact resume."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from noisybench.interrupt import GridInterrupted, stop_on_sigint, stop_requested
-from noisybench.results import load_results
+from noisybench.orchestration.interrupt import GridInterrupted, stop_on_sigint, stop_requested
+from noisybench.store.results import load_results
 
 GRID = """
 name = "ctrlc"

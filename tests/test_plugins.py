@@ -14,7 +14,7 @@ from noisybench.cli import main
 from noisybench.config import load_grid
 from noisybench.plan import expand_grid
 from noisybench.registry import METHODS, BrokenPluginError
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,7 +200,7 @@ def test_plugin_folders_do_not_change_run_ids_and_travel_with_the_run(local_fold
 
 def test_a_local_plugins_fingerprint_hashes_its_source_and_its_helpers(local_folder: Path, tmp_path: Path,
                                                                         fresh_plugins) -> None:
-    from noisybench.fingerprint import plugin
+    from noisybench.orchestration.fingerprint import plugin
 
     (local_folder / "bad.py").unlink()
     grid = write(tmp_path, "g.toml", grid_text('["my-ce"]', '[plugins]\npaths = ["my_methods"]'))

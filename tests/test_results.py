@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.results import load_history, load_results
+from noisybench.store.results import load_history, load_results
 from tests.reporting.conftest import write_run
 
 

@@ -1,5 +1,6 @@
 """Results that stay true: stale runs after an edited plugin or a replaced label file, corrupt runs moved
-aside and redone, forced reruns, and a closing table of exactly the grid's current runs (noisybench.resume)."""
+aside and redone, forced reruns, and a closing table of exactly the grid's current runs
+(noisybench.orchestration.resume)."""
 
 from __future__ import annotations
 
@@ -167,14 +168,15 @@ def test_a_store_made_before_the_fingerprint_change_is_current(tmp_path: Path, c
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The fixture is a store written by the code of the commit in ``fixtures/legacy_store/COMMIT`` (fingerprint
     scheme 1: raw source bytes), rebuilt by ``fixtures/legacy_store/regenerate.sh``. Its runs must stay current:
-    their fingerprints are translated through the migration table (``noisybench/fingerprint_legacy.json``).
+    their fingerprints are translated through the migration table
+    (``noisybench/orchestration/fingerprint_legacy.json``).
 
     When this test fails because the core or a plugin the fixture uses changed for real: if the change is
     shown to move no number (the quick grid bit-identical), regenerate the table
-    (``python -m noisybench.fingerprint_legacy migrate --legacy-commit 70a96d9``); if it moves numbers, the
-    fixture's runs are rightly stale: change the expectations below to ``stale: 4`` (and say so in the commit).
+    (``python -m noisybench.orchestration.fingerprint_legacy migrate --legacy-commit 70a96d9``); if it moves numbers,
+    the fixture's runs are rightly stale: change the expectations below to ``stale: 4`` (and say so in the commit).
     """
-    from noisybench import fingerprint_legacy
+    from noisybench.orchestration import fingerprint_legacy
 
     out = tmp_path / "store"
     shutil.copytree(LEGACY / "store", out)
@@ -262,7 +264,7 @@ def test_a_failed_run_is_failed_not_stale_when_its_code_changed(tmp_path: Path, 
                                                                  capsys: pytest.CaptureFixture) -> None:
     """A fixed method's failed runs stay failed (never stale, never silently counted as finished), and
     --retry-failed reruns them whatever their fingerprint."""
-    from noisybench.runner import classify
+    from noisybench.orchestration.runner import classify
 
     grid, out = tmp_path / "g.toml", tmp_path / "out"
     grid.write_text(grid_text(["edit-me"]))
@@ -276,7 +278,7 @@ def test_a_failed_run_is_failed_not_stale_when_its_code_changed(tmp_path: Path, 
     assert main(["status", str(out), "--no-slurm"]) == 0
     assert "failed: 2" in capsys.readouterr().out
     from noisybench.config import load_grid
-    from noisybench.fingerprint import fingerprints
+    from noisybench.orchestration.fingerprint import fingerprints
     from noisybench.plan import expand_grid
 
     runs = expand_grid(load_grid(grid))

@@ -1,4 +1,5 @@
-"""execute_run under concurrency: claims, two drivers at once, SIGKILL of the driver (noisybench.runner)."""
+"""execute_run under concurrency: claims, two drivers at once, SIGKILL of the driver
+(noisybench.orchestration.runner)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.results import load_results
-from noisybench.runner import execute_run, pending_runs
+from noisybench.orchestration.runner import execute_run, pending_runs
 from noisybench.store import ResultStore
 from noisybench.store.claims import CLAIMS, process_start
+from noisybench.store.results import load_results
 from tests.test_executors import tiny_runs
 
 SLEEPY_FOLDER = str(Path(__file__).resolve().parent / "plugins")
@@ -198,7 +199,7 @@ def test_runs_checkpoint_by_the_clock_and_still_store_their_whole_history(
 @pytest.mark.parametrize("value", ["soon", "1s"])
 def test_a_bad_checkpoint_interval_is_refused_with_the_fix(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from noisybench.errors import ConfigError
-    from noisybench.runner import checkpoint_seconds
+    from noisybench.orchestration.runner import checkpoint_seconds
 
     monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", value)
     with pytest.raises(ConfigError, match=r"NOISYBENCH_CHECKPOINT_SECONDS.*set it to e\.g\. 5"):
@@ -210,7 +211,7 @@ def test_a_stop_checkpoints_at_once_between_clock_checkpoints(tmp_path: Path, mo
     and ends with the metrics of an uninterrupted run."""
     import threading
 
-    from noisybench import interrupt
+    from noisybench.orchestration import interrupt
     from noisybench.trainer import Trainer
 
     monkeypatch.setenv("NOISYBENCH_CHECKPOINT_SECONDS", "3600")

@@ -16,7 +16,7 @@ from noisybench.facts import CIFAR_10
 from noisybench.method import RECIPE_KEYS, recipe
 from noisybench.methods.ce import CE
 from noisybench.plan import expand_grid
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.conftest import TINY_GRID
 
 NO_VALIDATION = TINY_GRID.replace("epochs = 3", "epochs = 3\nval_fraction = 0")
@@ -85,7 +85,7 @@ def test_an_empty_split_is_refused_when_the_run_starts_before_any_epoch(tmp_path
     from dataclasses import replace
 
     from noisybench.data.prepare import prepare_data
-    from noisybench.runner import execute_run
+    from noisybench.orchestration.runner import execute_run
     from noisybench.store import ResultStore
 
     with pytest.raises(ConfigError, match=r"blobs: val_fraction = 0\.1 holds out no sample: 12 training samples"):

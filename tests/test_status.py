@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from noisybench.cli import main
-from noisybench.executors.slurm import queued_runs
+from noisybench.orchestration.executors.slurm import queued_runs
+from noisybench.orchestration.runner import execute_run
 from noisybench.registry import METHODS
-from noisybench.runner import execute_run
 from noisybench.store import ResultStore
 from noisybench.store.claims import CLAIMS, process_start
 from noisybench.store.status import store_status

@@ -11,10 +11,10 @@ import pytest
 
 from noisybench.config import DatasetRef, load_grid
 from noisybench.io import atomic_write_json
+from noisybench.orchestration.runner import execute_run, pending_runs
 from noisybench.plan import expand_grid
-from noisybench.results import load_history, load_results
-from noisybench.runner import execute_run, pending_runs
 from noisybench.store import ResultStore
+from noisybench.store.results import load_history, load_results
 
 
 def test_atomic_write_never_leaves_partial_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,10 +11,10 @@ import pytest
 
 from noisybench.config import load_grid
 from noisybench.errors import ConfigError
+from noisybench.orchestration.runner import execute_runs
 from noisybench.plan import expand_grid
 from noisybench.reporting.leaderboard import build_leaderboard
-from noisybench.results import load_results
-from noisybench.runner import execute_runs
+from noisybench.store.results import load_results
 from tests.conftest import TINY_GRID
 
 

@@ -15,7 +15,7 @@ from noisybench.config import load_grid
 from noisybench.errors import ConfigError
 from noisybench.plan import expand_grid
 from noisybench.search_space import Choice, IntUniform, LogUniform, Uniform
-from noisybench.tuning import (
+from noisybench.tuning.trials import (
     DIGITS,
     check_space,
     plan_tuning,
@@ -91,7 +91,7 @@ def test_the_same_grid_plans_the_same_trials_twice(grid_file) -> None:
 PLAN_SCRIPT = """
 import sys
 from noisybench.config import load_grid
-from noisybench.tuning import plan_tuning, render_tuned_plan, sobol_seed, trial_points
+from noisybench.tuning.trials import plan_tuning, render_tuned_plan, sobol_seed, trial_points
 from noisybench.search_space import Uniform
 sys.stdout.write(str(sobol_seed("g", "gce", "blobs", "sym:0.2")) + "\\n")
 sys.stdout.write(repr(trial_points({"x": Uniform(0.0, 1.0)}, {"x": 0.5}, 5, 3)) + "\\n")

@@ -19,11 +19,11 @@ from noisybench.cli import main
 from noisybench.config import load_grid
 from noisybench.reporting import ReportOptions, make_report
 from noisybench.reporting.tuning import split_trials, summarize
-from noisybench.results import load_history, load_results
-from noisybench.selection import SELECTION_FIELDS, select_trials
 from noisybench.store import ResultStore
-from noisybench.tuning import choose, plan_tuning
-from noisybench.tuning_run import run_tuned
+from noisybench.store.results import load_history, load_results
+from noisybench.tuning.run import run_tuned
+from noisybench.tuning.selection import SELECTION_FIELDS, select_trials
+from noisybench.tuning.trials import choose, plan_tuning
 from tests.conftest import TINY_GRID
 
 TUNE = "[tune]\nbudget = 4\nseeds = [11, 12]\n"

@@ -53,8 +53,8 @@ def make_report(
 ) -> tuple[str, Leaderboard | None]:
     """Render the report of the runs in ``frame``; return ``(text, leaderboard)``.
 
-    ``frame`` is :func:`noisybench.results.load_results` (one row per run, with ``finished_at``);
-    ``history`` (:func:`noisybench.results.load_history`) feeds the figures of the HTML report and
+    ``frame`` is :func:`noisybench.store.results.load_results` (one row per run, with ``finished_at``);
+    ``history`` (:func:`noisybench.store.results.load_history`) feeds the figures of the HTML report and
     of ``options.plots_dir``, where every figure is written as PNG and PDF (paths in
     ``options.saved``). ``csv`` returns the per-run table and no leaderboard. ``source`` names
     the results in messages and the HTML title.

@@ -363,7 +363,7 @@ def _protocols(done: pd.DataFrame) -> dict[tuple[str, str, str], str]:
 def build_leaderboard(frame: pd.DataFrame, metric: str = "val", alpha: float = 0.05,
                       datasets: Sequence[str] | None = None, noises: Sequence[str] | None = None,
                       methods: Sequence[str] | None = None, published: bool = True) -> Leaderboard:
-    """Compute the leaderboard of a results frame (:func:`noisybench.results.load_results`).
+    """Compute the leaderboard of a results frame (:func:`noisybench.store.results.load_results`).
 
     Parameters
     ----------

@@ -1,8 +1,8 @@
 """How a grid's ``[tune]`` stage went, from the trial runs in a results frame (pure functions of the DataFrame).
 
 Trial runs (``tune_stage == "tune"``) are not leaderboard rows: they ran on the tuning seeds. From them this module
-rebuilds each setting's choice with the same rule ``run`` applied (:func:`noisybench.selection.select_trials`, fed
-the noisy-validation accuracy only), and reports per method x setting the chosen values, the best and the worst
+rebuilds each setting's choice with the same rule ``run`` applied (:func:`noisybench.tuning.selection.select_trials`,
+fed the noisy-validation accuracy only), and reports per method x setting the chosen values, the best and the worst
 trial's validation accuracy (the method's sensitivity to its hyperparameters within the space) and the compute the
 tuning spent (run-seconds, the sum of the trial runs' wall times).
 """
@@ -18,7 +18,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from noisybench.noise import noise_sort_key
-from noisybench.selection import RULE, select_trials
+from noisybench.tuning.selection import RULE, select_trials
 
 #: The columns of a results frame that selection reads (``val_acc_best`` is passed on as ``val``).
 SELECTION_COLUMNS = ["method", "dataset", "noise", "trial", "seed", "status", "val_acc_best"]

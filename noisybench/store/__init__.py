@@ -46,10 +46,10 @@ import numpy as np
 
 from noisybench.errors import NoisybenchError
 from noisybench.io import atomic_save_npy, atomic_write_bytes, atomic_write_json, read_json
-from noisybench.records import field_problem
 from noisybench.store._files import StoreWriteError, exists, write_json, write_problem, writing
 from noisybench.store.checkpoint import CHECKPOINT_PARTS, Checkpoint, checkpoint_problem
 from noisybench.store.claims import Claim, ClaimInfo, ClaimLostError, slurm_job_id, try_claim
+from noisybench.store.records import field_problem
 
 _RUNS, _PLANS, _JOBS, _RETIRED, _CACHE = "runs", "plans", "jobs", "retired", "cache"
 _RESULT, _CONFIG, _ENVIRONMENT = "result.json", "config.json", "environment.json"

@@ -58,7 +58,7 @@ class StoreStatus:
 
 def store_status(out_dir: str | Path, queued: QueuedFn | None = None, ttl: float | None = None) -> StoreStatus:
     """Classify every planned or started run of ``out_dir`` (see the module docstring)."""
-    from noisybench.fingerprint import matches
+    from noisybench.orchestration.fingerprint import matches
 
     store = ResultStore(out_dir)
     result = StoreStatus(labels=store.planned())

@@ -10,7 +10,7 @@ import pytest
 from noisybench.cli import main
 from noisybench.config import parse_grid
 from noisybench.plan import expand_grid
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.datasets.fixtures import write_cifar10
 
 GRID = """

@@ -10,7 +10,7 @@ from noisybench.reporting import stats
 from noisybench.reporting.formats import across_lines, render_json
 from noisybench.reporting.leaderboard import build_leaderboard
 from noisybench.reporting.plots import cd_diagram, cd_groups
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.reporting.conftest import write_run
 
 METHODS = ["ce", "alr", "elr", "gce", "dividemix"]

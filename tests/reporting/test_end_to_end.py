@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as ss
 
 from noisybench.cli import main
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.reporting.test_latex import compile_tex
 
 GRID = """

@@ -11,7 +11,7 @@ from scipy import stats as ss
 
 from noisybench.reporting import stats
 from noisybench.reporting.leaderboard import build_leaderboard
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.reporting.conftest import float32_percent, write_run
 
 TOTAL = 1080

@@ -11,8 +11,8 @@ import pytest
 from scipy import stats as ss
 
 from noisybench.cli import main
-from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
+from noisybench.store.report import report_dir as make_report
 
 
 def _report(store: Path, fmt: str, **kwargs) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from scipy import stats as ss
 
 from noisybench.reporting.leaderboard import build_leaderboard
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.reporting.conftest import write_run
 
 
@@ -63,8 +63,8 @@ def test_leaky_metric_and_failed_runs_warn(tmp_path: Path) -> None:
 
 
 def test_repeated_seed_with_another_config_keeps_the_newest_run(tmp_path: Path) -> None:
-    from noisybench.report import report_dir as make_report
     from noisybench.reporting import ReportOptions
+    from noisybench.store.report import report_dir as make_report
 
     _pair(tmp_path)
     # the same method and seed rerun later with another configuration (e.g. an edited grid): a new run id

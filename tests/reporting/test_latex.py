@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
 from noisybench.reporting.latex import latex_escape
+from noisybench.store.report import report_dir as make_report
 from tests.reporting.conftest import GOLDEN, write_run
 
 UPDATE = os.environ.get("NOISYBENCH_UPDATE_GOLDEN") == "1"

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
+from noisybench.store.report import report_dir as make_report
 from tests.reporting.conftest import GOLDEN, write_run
 from tests.reporting.test_latex import compile_tex
 

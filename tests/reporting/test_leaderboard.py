@@ -10,7 +10,7 @@ from scipy import stats as ss
 
 from noisybench.errors import NoisybenchError
 from noisybench.reporting.leaderboard import build_leaderboard, noise_label
-from noisybench.results import load_results
+from noisybench.store.results import load_results
 from tests.reporting.conftest import SYNTHETIC, write_run
 from tests.reporting.test_stats import holm_reference
 
@@ -144,7 +144,7 @@ def test_six_settings_run_pairwise_wilcoxon_against_scipy(tmp_path: Path) -> Non
 
 def test_baseline_ce_is_the_first_row(tmp_path) -> None:
     from noisybench.reporting.leaderboard import build_leaderboard
-    from noisybench.results import load_results
+    from noisybench.store.results import load_results
     from tests.reporting.conftest import write_run
 
     for method, base in (("alr", 60.0), ("ce", 50.0), ("bmethod", 55.0)):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
 from noisybench.reporting.leaderboard import build_leaderboard
 from noisybench.reporting.plots import all_figures, cliques
-from noisybench.results import load_history, load_results
+from noisybench.store.report import report_dir as make_report
+from noisybench.store.results import load_history, load_results
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

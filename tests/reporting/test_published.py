@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from noisybench.errors import DataError
-from noisybench.report import report_dir as make_report
 from noisybench.reporting import ReportOptions
 from noisybench.reporting.published import load_published, normalise_method
+from noisybench.store.report import report_dir as make_report
 from tests.reporting.conftest import write_run
 
 

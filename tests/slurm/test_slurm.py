@@ -12,10 +12,10 @@ import pytest
 
 from noisybench.cli import main
 from noisybench.config import parse_grid
-from noisybench.executors.slurm import SlurmOptions, make_slurm_executor, queued_runs, submit, wait
+from noisybench.orchestration.executors.slurm import SlurmOptions, make_slurm_executor, queued_runs, submit, wait
+from noisybench.orchestration.runner import execute_run
 from noisybench.plan import expand_grid
-from noisybench.results import load_results
-from noisybench.runner import execute_run
+from noisybench.store.results import load_results
 from noisybench.store.status import store_status
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

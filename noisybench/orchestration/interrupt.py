@@ -3,7 +3,7 @@
 The driver of a local grid installs :func:`stop_on_sigint`. The first SIGINT sets the stop flag
 and prints one line: no further run is handed out, and every run in flight stops at the end of
 its current epoch, right after that epoch's checkpoint is written (:func:`stop_requested`, read
-by :mod:`noisybench.runner`), so a rerun resumes it exactly. A second SIGINT, or ``grace``
+by :mod:`noisybench.orchestration.runner`), so a rerun resumes it exactly. A second SIGINT, or ``grace``
 seconds without the runs reaching an epoch end, raises :class:`KeyboardInterrupt` in the
 driver, which then kills its workers: their runs resume from the previous epoch's checkpoint.
 Pool workers ignore SIGINT (a Ctrl-C in a terminal reaches the whole process group) and read

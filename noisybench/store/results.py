@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from noisybench.errors import NoisybenchError, UnknownNameError
-from noisybench.fingerprint import current_digest, matches
 from noisybench.metrics import METRICS
 from noisybench.noise import noise_display, noise_sort_key, parse_noise
+from noisybench.orchestration.fingerprint import current_digest, matches
 from noisybench.store import ResultStore
 
 ID_COLUMNS = ["dataset", "noise", "method", "seed"]

@@ -32,18 +32,18 @@ import submitit
 
 from noisybench.config import RunConfig
 from noisybench.errors import NoisybenchError
-from noisybench.executors.slurm_options import MAX_ARRAY as MAX_ARRAY
-from noisybench.executors.slurm_options import UNLIMITED_WORDS as UNLIMITED_WORDS
-from noisybench.executors.slurm_options import SlurmOptions as SlurmOptions
-from noisybench.executors.slurm_options import parse_sbatch_flags as parse_sbatch_flags
-from noisybench.executors.slurm_options import parse_time_limit as parse_time_limit
-from noisybench.progress import ProgressFn
-from noisybench.runner import RunRecord, execute_runs
+from noisybench.orchestration.executors.slurm_options import MAX_ARRAY as MAX_ARRAY
+from noisybench.orchestration.executors.slurm_options import UNLIMITED_WORDS as UNLIMITED_WORDS
+from noisybench.orchestration.executors.slurm_options import SlurmOptions as SlurmOptions
+from noisybench.orchestration.executors.slurm_options import parse_sbatch_flags as parse_sbatch_flags
+from noisybench.orchestration.executors.slurm_options import parse_time_limit as parse_time_limit
+from noisybench.orchestration.progress import ProgressFn
+from noisybench.orchestration.runner import RunRecord, execute_runs
 from noisybench.store import ResultStore
 from noisybench.store.status import store_status
 
 if TYPE_CHECKING:
-    from noisybench.executors import ExecRequest
+    from noisybench.orchestration.executors import ExecRequest
 
 class RunBatch(submitit.helpers.Checkpointable):
     """One array task: run ``configs`` in order into ``out_dir`` (skip finished, resume, claim)."""

@@ -11,7 +11,7 @@ momentum = { low = 0.8, high = 0.99 }     # uniform; integers for integer bounds
 ```
 
 :func:`parse_tune` checks the table's structure and its seeds against the grid's; what needs the methods (their
-spaces, hyperparameter names, recipes) is checked by :mod:`noisybench.tuning` when the grid is planned. Both
+spaces, hyperparameter names, recipes) is checked by :mod:`noisybench.tuning.trials` when the grid is planned. Both
 happen before anything runs, and every refusal names the grid file and the key.
 """
 

@@ -2,7 +2,7 @@
 
 Scheme 1 (the suite up to commit 70a96d9) hashed raw source bytes: the core as the concatenated source of a
 hand-kept module list, each plugin as its module's source plus the modules of its package that it imports,
-each with its dotted name. Scheme 2 (:mod:`noisybench.fingerprint`) hashes normalised syntax trees, so the
+each with its dotted name. Scheme 2 (:mod:`noisybench.orchestration.fingerprint`) hashes normalised syntax trees, so the
 values differ even where the code is the same. A scheme-1 record is translated part by part:
 
 * the ``core`` and each plugin part through the **migration table** ``fingerprint_legacy.json``, which pairs
@@ -14,7 +14,7 @@ values differ even where the code is the same. A scheme-1 record is translated p
 Then it is compared as any other fingerprint. A part that cannot be translated leaves the record stale,
 as before. The table is written by this module's command (run from a git checkout)::
 
-    python -m noisybench.fingerprint_legacy migrate --legacy-commit 70a96d9
+    python -m noisybench.orchestration.fingerprint_legacy migrate --legacy-commit 70a96d9
 
 It recomputes the scheme-1 values from the files of ``--legacy-commit`` (``git show COMMIT:path``, with the
 scheme-1 rules below and that commit's own core list), pairs them with the scheme-2 values of the working
@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from noisybench import fingerprint as fp
+from noisybench.orchestration import fingerprint as fp
 
 TABLE = Path(__file__).with_name("fingerprint_legacy.json")
 PLUGIN_PARTS = ("method", "dataset", "noise", "arch")
@@ -193,7 +193,7 @@ def module_path(name: str, files: set[str]) -> str | None:
 
 def legacy_core_modules(read: BytesReader) -> list[str]:
     """The ``CORE_MODULES`` tuple of the code state ``read`` gives (scheme 1 kept it by hand)."""
-    tree = ast.parse(read("noisybench.fingerprint"))
+    tree = ast.parse(read("noisybench.fingerprint"))  # where scheme-1 code states kept it
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "CORE_MODULES" for t in node.targets):
             return list(ast.literal_eval(node.value))
@@ -268,7 +268,7 @@ def write_state(state: dict[str, Any], table: Path = TABLE) -> None:
     except (OSError, ValueError):
         data = {}
     data["about"] = ("scheme-1 fingerprint parts of released code states -> scheme-2 parts of the equivalent "
-                     "code; written by `python -m noisybench.fingerprint_legacy migrate`")
+                     "code; written by `python -m noisybench.orchestration.fingerprint_legacy migrate`")
     data.setdefault("states", {})[state["legacy_commit"]] = state
     table.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     clear_caches()
@@ -276,7 +276,8 @@ def write_state(state: dict[str, Any], table: Path = TABLE) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``migrate --legacy-commit COMMIT [--repo DIR] [--table FILE]``: see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m noisybench.fingerprint_legacy", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m noisybench.orchestration.fingerprint_legacy",
+                                     description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     migrate = sub.add_parser("migrate", help="pair a legacy commit's scheme-1 parts with the working tree's")
     migrate.add_argument("--legacy-commit", required=True, help="a commit of the code that wrote scheme-1 records")

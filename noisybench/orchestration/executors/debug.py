@@ -9,9 +9,9 @@ from pathlib import Path
 import submitit
 
 from noisybench.config import RunConfig
-from noisybench.executors.slurm import SlurmOptions, submit
-from noisybench.progress import ProgressFn
-from noisybench.runner import RunRecord
+from noisybench.orchestration.executors.slurm import SlurmOptions, submit
+from noisybench.orchestration.progress import ProgressFn
+from noisybench.orchestration.runner import RunRecord
 from noisybench.store import ResultStore
 
 

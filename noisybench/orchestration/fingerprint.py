@@ -16,7 +16,7 @@ trainer, the data preparation and the noise realisation import, transitively, ex
 move a number). Its hash is over the modules' content hashes only, not their names.
 
 Fingerprints recorded under scheme 1 (raw source bytes) are translated part by part before they are
-compared (:mod:`noisybench.fingerprint_legacy`); :func:`matches` is the one place that compares a
+compared (:mod:`noisybench.orchestration.fingerprint_legacy`); :func:`matches` is the one place that compares a
 stored record with the fingerprint a plan expects. The suite's git commit and version are recorded
 too (in each run's environment), but they do not make a run stale.
 """
@@ -132,16 +132,16 @@ def differences(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
 def current_digest(record: Mapping[str, Any] | None) -> str | None:
     """The digest of a stored record's fingerprint under the current scheme.
 
-    A record of an older scheme is translated part by part (:func:`noisybench.fingerprint_legacy.translate`);
-    one that cannot be (a part its migration table does not know) keeps its stored digest, which no
-    current plan expects: it is stale, as before.
+    A record of an older scheme is translated part by part
+    (:func:`noisybench.orchestration.fingerprint_legacy.translate`); one that cannot be (a part its migration
+    table does not know) keeps its stored digest, which no current plan expects: it is stale, as before.
     """
     if not isinstance(record, Mapping):
         return None
     stored = record.get("fingerprint_digest")
     fp = record.get("fingerprint")
     if isinstance(fp, dict) and fp.get("scheme", 1) != SCHEME:
-        from noisybench.fingerprint_legacy import translate
+        from noisybench.orchestration.fingerprint_legacy import translate
 
         translated = translate(record)
         if translated is not None:

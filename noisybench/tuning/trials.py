@@ -1,6 +1,6 @@
 """Equal tuning budgets: a grid's ``[tune]`` stage, then its evaluation stage.
 
-Every method x dataset x noise setting of a grid with a ``[tune]`` table (:mod:`noisybench.tune_config`) gets
+Every method x dataset x noise setting of a grid with a ``[tune]`` table (:mod:`noisybench.tuning.config`) gets
 the same number of trials, ``budget``:
 
 - trial 0 is the method's resolved default for the setting (with the grid's ``[methods.<name>]`` values);
@@ -15,7 +15,7 @@ the same number of trials, ``budget``:
   tune, runs trial 0 only).
 
 Every trial is an ordinary run on the tuning seeds. Once all of a setting's trials have finished, the rule of
-:mod:`noisybench.selection` chooses one from their noisy-validation accuracy, and the grid's seeds run with the
+:mod:`noisybench.tuning.selection` chooses one from their noisy-validation accuracy, and the grid's seeds run with the
 chosen values (the evaluation stage). Tuning metadata (:attr:`RunConfig.tuning`: stage, trial, budget, seeds,
 values, space) is recorded with each run but is not part of its id, so an evaluation run is the very run a
 plain grid with the chosen values would plan.
@@ -37,8 +37,8 @@ from noisybench.errors import ConfigError, NoisybenchError, suggest
 from noisybench.plan import PlanCell, Recipe, plan_cells, resolve_cell, resolve_train
 from noisybench.registry import DATASETS
 from noisybench.search_space import Choice, Dimension, IntUniform, LogUniform, Uniform, space_size
-from noisybench.selection import RULE, CellChoice, select_trials
-from noisybench.tune_config import TUNABLE_RECIPE, TuneConfig
+from noisybench.tuning.config import TUNABLE_RECIPE, TuneConfig
+from noisybench.tuning.selection import RULE, CellChoice, select_trials
 
 #: Significant digits kept of a continuous dimension's values.
 DIGITS = 4
@@ -171,7 +171,7 @@ class TuneCell:
 
     @property
     def key(self) -> Cell:
-        """``(method, dataset, noise)``, as :mod:`noisybench.selection` names settings."""
+        """``(method, dataset, noise)``, as :mod:`noisybench.tuning.selection` names settings."""
         return self.cell.method, self.cell.dataset.name, str(self.cell.spec)
 
     @property
@@ -347,7 +347,7 @@ def check_space(method_cls: Any, setting: Any, hparams: dict[str, Any] | None = 
 
 
 def trial_rows(plan: TunePlan, store: Any) -> list[dict[str, Any]]:
-    """One row per trial run for :func:`noisybench.selection.select_trials`: its status and noisy-validation
+    """One row per trial run for :func:`noisybench.tuning.selection.select_trials`: its status and noisy-validation
     accuracy, read from ``store`` (a :class:`~noisybench.store.ResultStore`); no other metric is read."""
     rows = []
     for c in plan.cells:

@@ -1,9 +1,9 @@
 """Executors: where the runs of a plan are trained.
 
-``local`` (:mod:`~noisybench.executors.local`, a pool of long-lived worker processes),
-``slurm`` (:mod:`~noisybench.executors.slurm`, job arrays through submitit) and ``debug``
-(:mod:`~noisybench.executors.debug`, in-process with pdb). Each takes an :class:`ExecRequest`
-and trains every run through :func:`noisybench.runner.execute_run`.
+``local`` (:mod:`~noisybench.orchestration.executors.local`, a pool of long-lived worker processes),
+``slurm`` (:mod:`~noisybench.orchestration.executors.slurm`, job arrays through submitit) and ``debug``
+(:mod:`~noisybench.orchestration.executors.debug`, in-process with pdb). Each takes an :class:`ExecRequest`
+and trains every run through :func:`noisybench.orchestration.runner.execute_run`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 from noisybench.config import RunConfig
 from noisybench.errors import ConfigError, suggest
-from noisybench.executors.slurm_options import SlurmOptions, parse_sbatch_flags
-from noisybench.progress import ProgressFn
-from noisybench.runner import RunRecord
+from noisybench.orchestration.executors.slurm_options import SlurmOptions, parse_sbatch_flags
+from noisybench.orchestration.progress import ProgressFn
+from noisybench.orchestration.runner import RunRecord
 
 EXECUTORS = ("local", "slurm", "debug")
 
@@ -36,7 +36,7 @@ class ExecRequest:
     detach: bool = False
     progress: ProgressFn | None = None
     log: Callable[[str], None] = print
-    pool: Any = None  # local: a started noisybench.executors.local.WorkerPool to use (warmed up while planning)
+    pool: Any = None  # local: a started executors.local.WorkerPool to use (warmed up while planning)
 
 
 def execute_plan(request: ExecRequest) -> list[RunRecord] | None:
@@ -45,19 +45,19 @@ def execute_plan(request: ExecRequest) -> list[RunRecord] | None:
     Returns the records, or None when ``detach`` submitted Slurm jobs and returned at once.
     """
     if request.executor == "local":
-        from noisybench.executors.local import run_local
+        from noisybench.orchestration.executors.local import run_local
 
         workers = min(request.workers, max(1, len(request.runs)))
         request.log(f"local executor: {workers} worker(s) -> {request.out_dir}")
         return run_local(list(request.runs), request.out_dir, workers, request.retry_failed, request.progress,
                          request.pool)
     if request.executor == "debug":
-        from noisybench.executors.debug import run_debug
+        from noisybench.orchestration.executors.debug import run_debug
 
         request.log(f"debug executor: in-process, errors open pdb -> {request.out_dir}")
         return run_debug(request.runs, request.out_dir, request.retry_failed, request.progress)
     if request.executor == "slurm":
-        from noisybench.executors.slurm import run_slurm
+        from noisybench.orchestration.executors.slurm import run_slurm
 
         return run_slurm(request)
     raise ConfigError(f"unknown executor {request.executor!r}.{suggest(request.executor, EXECUTORS)}")

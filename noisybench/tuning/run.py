@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from noisybench.tuning import TunePlan, choose, describe_choice
+from noisybench.tuning.trials import TunePlan, choose, describe_choice
 
 #: Final states of a run: a trial in one of them has done all it will.
 TERMINAL = ("done", "failed")
@@ -24,7 +24,7 @@ def run_tuned(plan: TunePlan, store: Any, stage: Stage, closing: Callable[[list,
               detach: bool = False, log: Callable[[str], None] = print) -> int:
     """Run both stages of ``plan`` into ``store`` (a :class:`~noisybench.store.ResultStore`); ``closing(records,
     current fingerprints)`` prints the final table and returns the exit status."""
-    from noisybench.fingerprint import fingerprints
+    from noisybench.orchestration.fingerprint import fingerprints
 
     trials = plan.trial_runs()
     log(plan.summary())

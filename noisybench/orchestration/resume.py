@@ -1,7 +1,7 @@
 """Deciding what a rerun of a grid trains: missing runs, damaged runs, stale runs and forced reruns.
 
 ``noisybench run`` plans every run, then asks :func:`select_runs` which of them to train. A
-finished run counts as finished only when its stored fingerprint (:mod:`noisybench.fingerprint`)
+finished run counts as finished only when its stored fingerprint (:mod:`noisybench.orchestration.fingerprint`)
 is the one the current code and inputs give; otherwise it is **stale**: named, not counted, and
 rerun only with ``--rerun-stale`` (``--keep-stale`` keeps it, and reports mark it). Corrupt runs
 and runs chosen with ``--force`` are moved aside in the store (never deleted) and trained again;
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from noisybench.config import RunConfig
 from noisybench.errors import ConfigError
-from noisybench.runner import classify
+from noisybench.orchestration.runner import classify
 from noisybench.store import ClaimInfo, ResultStore, try_claim
 
 

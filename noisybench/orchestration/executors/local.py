@@ -30,10 +30,10 @@ from typing import Any
 
 from noisybench.config import RunConfig
 from noisybench.errors import NoisybenchError
-from noisybench.interrupt import GridInterrupted, ignore_sigint, stop_on_sigint, stop_requested, use_flag
-from noisybench.progress import ProgressFn
+from noisybench.orchestration.interrupt import GridInterrupted, ignore_sigint, stop_on_sigint, stop_requested, use_flag
+from noisybench.orchestration.progress import ProgressFn
+from noisybench.orchestration.runner import RunRecord, execute_run, record_lost_run
 from noisybench.registry import importable_modules
-from noisybench.runner import RunRecord, execute_run, record_lost_run
 
 #: Most datasets a worker prepares while warming up (the per-process data cache holds eight).
 WARM_DATASETS = 8
@@ -46,7 +46,7 @@ def run_local(
     """Run ``runs`` on this machine with ``workers`` long-lived processes (1: in-process).
 
     ``pool``, a :class:`WorkerPool` started earlier (warming up while the plan was checked), is used
-    when given. On Ctrl-C, stops as :mod:`noisybench.interrupt` describes and raises
+    when given. On Ctrl-C, stops as :mod:`noisybench.orchestration.interrupt` describes and raises
     :class:`GridInterrupted`. A store that cannot be written (:class:`~noisybench.store.StoreWriteError`)
     stops the grid: no further run starts, runs in flight finish, then the error is raised.
     """
@@ -117,8 +117,8 @@ class WorkerPool:
         self._wanted = self.size
         self._context = multiprocessing.get_context("forkserver")
         plugins = [*importable_modules("noisybench.methods"), *importable_modules("noisybench.datasets")]
-        self._context.set_forkserver_preload(["noisybench.runner", "noisybench.trainer", "noisybench.fingerprint",
-                                              *plugins])
+        self._context.set_forkserver_preload(["noisybench.orchestration.runner", "noisybench.trainer",
+                                              "noisybench.orchestration.fingerprint", *plugins])
         self.stop = self._context.Event()
         self._warm = warm_specs(warm)
         self._workers: list[_Worker] = []
@@ -362,8 +362,8 @@ def warm_up(specs: list[dict[str, Any]]) -> None:
     switches, and the first fingerprint's look-ups of installed distributions. Never raises: a dataset
     that fails to load fails its runs, with their records."""
     from noisybench.data import load_dataset
-    from noisybench.fingerprint import fingerprint
-    from noisybench.runner import environment
+    from noisybench.orchestration.fingerprint import fingerprint
+    from noisybench.orchestration.runner import environment
     from noisybench.runtime import resolve_runtime
 
     with contextlib.suppress(Exception):
@@ -390,7 +390,7 @@ def _portable(exc: Exception) -> Exception:
 def _init_worker(driver: int | None = None, stop: Any = None) -> None:
     """Workers ignore Ctrl-C (the driver decides), read the driver's stop flag and watch the driver;
     each run sets its own torch thread count (its recipe's ``threads``)."""
-    ignore_sigint()  # the driver decides what a Ctrl-C means (noisybench.interrupt)
+    ignore_sigint()  # the driver decides what a Ctrl-C means (noisybench.orchestration.interrupt)
     if stop is not None:
         use_flag(stop)
     if driver is not None:

@@ -1,7 +1,7 @@
 """Slurm options of a grid and the command line: the ``[slurm]`` table, sbatch time limits and ``--sbatch`` flags.
 
-Kept apart from :mod:`noisybench.executors.slurm` so that reading them (every ``noisybench run``) does not import
-submitit.
+Kept apart from :mod:`noisybench.orchestration.executors.slurm` so that reading them (every ``noisybench run``)
+does not import submitit.
 """
 
 from __future__ import annotations

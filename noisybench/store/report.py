@@ -22,7 +22,7 @@ CLOSING_TABLE = "closing-table"
 def report_dir(out_dir: str | Path, options: ReportOptions | None = None) -> tuple[str, Leaderboard | None]:
     """Load the runs of results directory ``out_dir`` and render them (:func:`make_report`)."""
     from noisybench.reporting import ReportOptions, check_options, make_report
-    from noisybench.results import load_history, load_results
+    from noisybench.store.results import load_history, load_results
 
     opts = options or ReportOptions()
     path = Path(out_dir)
@@ -59,7 +59,7 @@ def closing_table(out_dir: str | Path, fingerprints: Mapping[str, str], metric: 
     if text is not None:
         return text
     from noisybench.reporting import ReportOptions, make_report
-    from noisybench.results import load_results
+    from noisybench.store.results import load_results
 
     frame = load_results(out_dir)
     frame = frame[frame["run_id"].isin(list(fingerprints))]
@@ -85,10 +85,10 @@ def _reporting_code_digest() -> str:
     versions of the libraries it renders with."""
     from importlib.metadata import version
 
-    here = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    files = [*sorted((here / "reporting").glob("*.py")),
-             *(here / name for name in ("results.py", "report.py", "selection.py"))]
+    files = [*sorted((package / "reporting").glob("*.py")),
+             *(package / name for name in ("store/results.py", "store/report.py", "tuning/selection.py"))]
     for path in files:
         h.update(path.name.encode() + path.read_bytes())
     for dist in ("pandas", "numpy", "scipy", "tabulate"):

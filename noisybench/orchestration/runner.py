@@ -2,7 +2,7 @@
 
 :func:`execute_run` skips a finished run, resumes an interrupted one from its checkpoint,
 records a failure with its reason instead of raising, and writes the final record last.
-Executors (:mod:`noisybench.executors`) decide where and how many of them run at once.
+Executors (:mod:`noisybench.orchestration.executors`) decide where and how many of them run at once.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, Literal, TypedDict
 from noisybench.config import RunConfig
 from noisybench.envvars import get
 from noisybench.errors import CheckpointError, raised_at
-from noisybench.interrupt import RunInterrupted, stop_requested
+from noisybench.orchestration.interrupt import RunInterrupted, stop_requested
 from noisybench.store import (
     Checkpoint,
     Claim,
@@ -184,7 +184,7 @@ def _busy_record(run: RunConfig, holder: ClaimInfo) -> RunRecord:
 
 
 def _train(run: RunConfig, store: ResultStore, claim: Claim | None, raise_errors: bool) -> RunRecord:
-    from noisybench.fingerprint import digest, fingerprint
+    from noisybench.orchestration.fingerprint import digest, fingerprint
     from noisybench.plugins import load_plugin_folders
     from noisybench.trainer import Trainer
 
@@ -279,7 +279,7 @@ def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool =
     is not ``expected[run_id]``), what is corrupt (to be moved aside and redone) and what this user may not
     read. A failed run is never stale: it stays failed, and ``retry_failed`` reruns it whatever its
     fingerprint (after a fix, the fingerprint has changed)."""
-    from noisybench.fingerprint import matches
+    from noisybench.orchestration.fingerprint import matches
 
     out = Pending()
     for run in runs:
