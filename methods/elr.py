@@ -97,8 +97,8 @@ def elr_loss(
 REFERENCE_FUNCTIONS = (elr_update_targets, elr_loss)
 
 
-#: (images' family, symmetric?) -> (beta, lambda), official configs (shengliu66/ELR@934af53 ELR/config_cifar10.json,
-#: config_cifar10_asym.json, config_cifar100.json, lines 39-40).
+#: (images' family, symmetric?) -> (beta, lambda): lines 39-40 of the official configs (shengliu66/ELR@934af53,
+#: folder ``ELR/``: the CIFAR-10 config, the CIFAR-10 config for asymmetric noise, the CIFAR-100 config).
 PAPER_VALUES = {
     (CIFAR_10, True): (0.7, 3.0),
     (CIFAR_10, False): (0.9, 1.0),

@@ -9,12 +9,13 @@ cross-entropy on the observed labels. From epoch ``es`` on, every iteration, for
   the augmented view, before the loss; no clamp, no renormalisation;
 * L = mean_i -sum_c t_ic log p_ic with the updated rows (:func:`selc_loss`).
 
-The suite counts epochs from 0: the official CIFAR, Clothing1M and WebVision scripts count from 1 and train CE
-while ``epoch <= es``, so their ``es`` is the suite's first SELC epoch unchanged. The ANIMAL-10N script counts from
-0 (``real-world_noise/train_animal10N.py:128``) with the same test, so its ``--es 40`` trains CE for 41 epochs: the
-suite's ``es`` there is 41 (reproduced, see :attr:`SELC.reproduced`). The corrected labels are the diagnostic
-(``refined_targets``): the trainer scores argmax T against the clean labels (``refined_acc``), as the official
-script does once after training (``:225-228``); the method never sees clean labels.
+The suite counts epochs from 0: the official CIFAR, CLOTHING_1M and WEB_VISION scripts count from 1 and train CE
+while ``epoch <= es``, so their ``es`` is the suite's first SELC epoch unchanged. The ANIMAL-10N script (in
+``real-world_noise/``, like the other real-world scripts) counts from 0 (line 128) with the same test, so its
+``--es 40`` trains CE for 41 epochs: the suite's ``es`` there is 41 (reproduced, see :attr:`SELC.reproduced`). The
+corrected labels are the diagnostic (``refined_targets``): the trainer scores argmax T against the clean labels
+(``refined_acc``), as the official CIFAR script does once after training (``:225-228``); the method never sees
+clean labels.
 
 ALR (:mod:`noisybench.methods.alr`) builds on SELC and calls the same target update and the same soft-label
 cross-entropy (:func:`soft_label_nll`); ALR with lambda_H = 0 is SELC.
@@ -22,17 +23,17 @@ cross-entropy (:func:`soft_label_nll`); ALR with lambda_H = 0 is SELC.
 Decisions (also in :attr:`SELC.deviations`, which ``noisybench plan`` prints):
 
 1. **The loss is computed from the log-softmax.** The official loss takes the logarithm of the softmax
-   (``torch.log(pred)``, ``:62``): where a probability underflows to 0 (float32: a logit gap above about 104) its
-   log is -inf, and -inf * t = NaN when t = 0 there (a class never predicted and never labelled), which turns the
-   whole loss and every gradient NaN. The log-softmax gives the finite limit and equals the official value
-   elsewhere (float64 relative differences below 1e-10 in the tests, at logit scales 3 and 100).
-2. ANIMAL-10N: the official loader drops the last partial batch (``drop_last=True``, ``:87``); the suite keeps it
-   (390 full batches of 128 and one of 80 per epoch instead of 390).
-3. Clothing1M: the official run trains on one class-balanced subset of 2,000 x 64 = 128,000 images drawn once
-   (``real-world_noise/dataloader_clothing1M.py:43-52``); that is a dataset option of the suite
-   (``[datasets.clothing1m] subset = 128000``), which the paper recipe cannot set. WebVision: the official crop is
-   227 (``dataloader_webvision.py:104-114``; ``[datasets.webvision] crop = 227``), and the network is timm's
-   Inception-ResNet-v2 where the official code ships its own port.
+   (``torch.log(pred)``, ``train_cifar_with_SELC.py:62``): where a probability underflows to 0 (float32: a logit
+   gap above about 104) its log is -inf, and -inf * t = NaN when t = 0 there (a class never predicted and never
+   labelled), which turns the whole loss and every gradient NaN. The log-softmax gives the finite limit and equals
+   the official value elsewhere (float64 relative differences below 1e-10 in the tests, at logit scales 3 and 100).
+2. ANIMAL-10N: the official loader drops the last partial batch (``drop_last=True``, line 87 of its script); the
+   suite keeps it (390 full batches of 128 and one of 80 per epoch instead of 390).
+3. CLOTHING_1M: the official run trains on one class-balanced subset of 2,000 x 64 = 128,000 images drawn once
+   (its data loader in ``real-world_noise/``, lines 43-52); that is the dataset's ``subset = 128000`` option, which
+   the paper recipe cannot set. WEB_VISION: the official crop is 227 (its data loader, lines 104-114; the dataset's
+   ``crop = 227`` option), and the network is timm's Inception-ResNet-v2 where the official code ships its own
+   port (``models/InceptionResNetV2.py``).
 4. The official CIFAR script writes its noisy labels to a file on the first run and reads them back in every later
    run (``dataloader_cifar.py:64-89``): one noise realisation for all seeds. The suite draws the noise from the
    run's seed.
@@ -42,14 +43,14 @@ Hyperparameters and their sources:
 * ``es``: the ``estimated_es`` table (``train_cifar_with_SELC.py:66-69``, ``paper``) for the CIFAR-10 and CIFAR-100
   families under symmetric noise at 20/40/60/80 % (CIFAR-10 40/30/30/40, CIFAR-100 30/20/30/40) and the dataset's
   asymmetric noise at 40 % (CIFAR-10 40, CIFAR-100 20); other rates take the nearest row and other class-conditional
-  noise the asymmetric row (``suite``). ANIMAL-10N 41 (``--es 40`` of ``train_animal10N.py:206`` in its 0-based
-  loop), Clothing1M 5 (``train_Clothing1M.py:20``), WebVision 40 (``train_webvision.py:15``): ``paper``. Off the
+  noise the asymmetric row (``suite``). ANIMAL-10N 41 (``--es 40``, line 206 of its script, in its 0-based
+  loop), CLOTHING_1M 5 (line 20 of its script), WEB_VISION 40 (line 15 of its script): ``paper``. Off the
   paper schedule (another protocol, or epochs overridden) every table value is scaled to the run's length
   (``suite``). Every other dataset: 20 % of the run's epochs (``suite``; the table's values are 10-20 % of 200
   epochs, before the first learning-rate drop).
-* ``alpha``: 0.9 on CIFAR, ANIMAL-10N and WebVision, 0.8 on Clothing1M: the official scripts' defaults
-  (``train_cifar_with_SELC.py:19``, ``train_animal10N.py:213``, ``train_webvision.py:16``,
-  ``train_Clothing1M.py:21``), one value for every setting (``paper-default``); 0.9 elsewhere (``suite``).
+* ``alpha``: 0.9 on CIFAR, ANIMAL-10N and WEB_VISION, 0.8 on CLOTHING_1M: the official scripts' defaults
+  (``train_cifar_with_SELC.py:19``; line 213 of the ANIMAL-10N script, 16 of the WEB_VISION one, 21 of the
+  CLOTHING_1M one), one value for every setting (``paper-default``); 0.9 elsewhere (``suite``).
 
 Paper recipes (``protocol = "paper"``), all on the whole training set (``val_fraction = 0``: the official scripts
 hold nothing out; the noisy-validation metric is then empty and reports use the last epoch, as the paper does):
@@ -60,11 +61,11 @@ hold nothing out; the noisy-validation metric is then empty and reports use the 
   (``:188``). Noise: floor(rN) samples relabelled uniformly over all classes (the suite's ``sym-dividemix``), or
   mapped (CIFAR-10 pairs, CIFAR-100 next class in blocks of 5: ``asym-dividemix``) (``dataloader_cifar.py:66-87``).
 * ANIMAL-10N: VGG-19-BN from scratch, 100 epochs, SGD lr 0.1 **without momentum**, wd 1e-3, x0.2 at 50 and 75,
-  batch 128, horizontal flip only (``train_animal10N.py:61-119,206-213``).
-* Clothing1M: ImageNet-pretrained ResNet-50, 40 epochs, SGD lr 0.01, momentum 0.9, wd 1e-3, x0.1 at 10 and 20,
-  batch 64 (``train_Clothing1M.py:16-31,189-203``).
-* WebVision (first 50 classes): Inception-ResNet-v2 from scratch, 100 epochs, SGD lr 0.01, momentum 0.9, wd 5e-4,
-  x0.1 at 40 and 80, batch 32 (``train_webvision.py:13-21,198-202``).
+  batch 128, horizontal flip only (its script, lines 61-119 and 206-213).
+* CLOTHING_1M: ImageNet-pretrained ResNet-50, 40 epochs, SGD lr 0.01, momentum 0.9, wd 1e-3, x0.1 at 10 and 20,
+  batch 64 (its script, lines 16-31 and 189-203).
+* WEB_VISION (first 50 classes): Inception-ResNet-v2 from scratch, 100 epochs, SGD lr 0.01, momentum 0.9,
+  wd 5e-4, x0.1 at 40 and 80, batch 32 (its script, lines 13-21 and 198-202).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ from noisybench.search_space import IntUniform, SearchSpace, Uniform
 #: The official repository and commit every value below comes from.
 REPO = "MacLLL/SELC@69bcf1e"
 CIFAR_SCRIPT = f"{REPO} class-conditional_noise/train_cifar_with_SELC.py"
+#: The real-world scripts, one per dataset family, in the official ``real-world_noise/`` folder.
+ANIMAL_SCRIPT = f"{REPO} real-world_noise/ (the ANIMAL-10N training script)"
+CLOTHING_SCRIPT = f"{REPO} real-world_noise/ (the CLOTHING_1M training script)"
+WEB_SCRIPT = f"{REPO} real-world_noise/ (the WEB_VISION training script)"
 #: Length of the official CIFAR schedule, to which the ``es`` table belongs.
 SELC_EPOCHS = 200
 #: The official ``estimated_es`` (``train_cifar_with_SELC.py:66-69``): family -> class-conditional? -> rate -> es.
@@ -94,9 +99,9 @@ SELC_ES = {
 }
 #: Real-world families: (es in the suite's 0-based counting, alpha, epochs of the official run, citation).
 REAL_WORLD = {
-    ANIMAL_10N: (41, 0.9, 100, f"{REPO} real-world_noise/train_animal10N.py:128,206,213 (0-based loop, epoch <= 40)"),
-    CLOTHING_1M: (5, 0.8, 40, f"{REPO} real-world_noise/train_Clothing1M.py:20-21"),
-    WEB_VISION: (40, 0.9, 100, f"{REPO} real-world_noise/train_webvision.py:15-16"),
+    ANIMAL_10N: (41, 0.9, 100, f"{ANIMAL_SCRIPT} lines 128, 206, 213 (0-based loop, epoch <= 40)"),
+    CLOTHING_1M: (5, 0.8, 40, f"{CLOTHING_SCRIPT} lines 20-21"),
+    WEB_VISION: (40, 0.9, 100, f"{WEB_SCRIPT} lines 15-16"),
 }
 #: ``es`` as a share of the run's epochs on datasets SELC never ran.
 ES_FRACTION = 0.2
@@ -168,15 +173,15 @@ CIFAR_RECIPE = recipe(
     epochs=SELC_EPOCHS, optimizer="sgd", lr=0.02, momentum=0.9, nesterov=False, weight_decay=1e-3, schedule="step",
     milestones=[40, 80], gamma=0.1, batch_size=128, augment=True, **_NO_VAL)
 ANIMAL_RECIPE = recipe(
-    ref=f"{REPO} real-world_noise/train_animal10N.py:61-119,206-212", arch="vgg19_bn", epochs=100, optimizer="sgd",
+    ref=f"{ANIMAL_SCRIPT} lines 61-119, 206-212", arch="vgg19_bn", epochs=100, optimizer="sgd",
     lr=0.1, momentum=0.0, nesterov=False, weight_decay=1e-3, schedule="step", milestones=[50, 75], gamma=0.2,
     batch_size=128, augment=True, **_NO_VAL)
 CLOTHING_RECIPE = recipe(
-    ref=f"{REPO} real-world_noise/train_Clothing1M.py:16-31,189-203", arch="resnet50", epochs=40, optimizer="sgd",
+    ref=f"{CLOTHING_SCRIPT} lines 16-31, 189-203", arch="resnet50", epochs=40, optimizer="sgd",
     lr=0.01, momentum=0.9, nesterov=False, weight_decay=1e-3, schedule="step", milestones=[10, 20], gamma=0.1,
     batch_size=64, augment=True, **_NO_VAL)
-WEBVISION_RECIPE = recipe(
-    ref=f"{REPO} real-world_noise/train_webvision.py:13-21,198-202", arch="inception_resnet_v2", epochs=100,
+WEB_RECIPE = recipe(
+    ref=f"{WEB_SCRIPT} lines 13-21, 198-202", arch="inception_resnet_v2", epochs=100,
     optimizer="sgd", lr=0.01, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="step", milestones=[40, 80],
     gamma=0.1, batch_size=32, augment=True, **_NO_VAL)
 
@@ -204,24 +209,23 @@ class SELC(Method):
     relative_cost = 1.0
     hparams = {"es": 40, "alpha": 0.9}
     paper_recipes = {CIFAR_10: CIFAR_RECIPE, CIFAR_100: CIFAR_RECIPE, ANIMAL_10N: ANIMAL_RECIPE,
-                     CLOTHING_1M: CLOTHING_RECIPE, WEB_VISION: WEBVISION_RECIPE}
+                     CLOTHING_1M: CLOTHING_RECIPE, WEB_VISION: WEB_RECIPE}
     deviations = (
         f"the loss is computed from the log-softmax; the official one takes log(softmax) ({CIFAR_SCRIPT}:62), which "
         "is -inf where a probability underflows (float32: a logit gap above about 104) and turns the loss and every "
         "gradient NaN where that class's soft label is 0. Equal elsewhere (float64 relative differences < 1e-10)",
-        "ANIMAL-10N: the official loader drops the last partial batch (train_animal10N.py:87); the suite keeps it "
+        "ANIMAL-10N: the official loader drops the last partial batch (line 87 of its script); the suite keeps it "
         "(391 steps per epoch instead of 390)",
-        "Clothing1M: the official run trains on one class-balanced 128,000-image subset drawn once "
-        "(dataloader_clothing1M.py:43-52); set [datasets.clothing1m] subset = 128000 (a dataset option the recipe "
-        "cannot set). WebVision: official crop 227 ([datasets.webvision] crop = 227) and its own Inception-ResNet-v2 "
-        "port; the suite uses timm's",
+        "CLOTHING_1M: the official run trains on one class-balanced 128,000-image subset drawn once (its data "
+        "loader, lines 43-52); set the dataset option subset = 128000 (the recipe cannot set it). WEB_VISION: "
+        "official crop 227 (dataset option crop = 227) and its own Inception-ResNet-v2 port; the suite uses timm's",
         "the official CIFAR script reuses one saved noise file for every run (dataloader_cifar.py:64-89); the suite "
         "draws the noise from the run's seed",
     )
     reproduced = (
         f"soft labels start one-hot at the observed labels and move every iteration from the train-mode forward of "
         f"the augmented view, before the loss, with no clamp or renormalisation ({CIFAR_SCRIPT}:46-47,58-60)",
-        "ANIMAL-10N counts epochs from 0 with the same `epoch <= es` test (train_animal10N.py:128, SELCLoss.forward): "
+        "ANIMAL-10N counts epochs from 0 with the same `epoch <= es` test (line 128 of its script, SELCLoss.forward): "
         "--es 40 trains CE for 41 epochs, so the suite's es there is 41",
     )
 
@@ -251,8 +255,8 @@ class SELC(Method):
         """What ``[tune]`` searches, both ``suite`` (the paper's sensitivity study is not transcribed here).
 
         - ``es``: integers from 10 % to 40 % of the run's epochs (at least 1 and 2). The official table is 20 to 40
-          of 200 epochs (10-20 %), Clothing1M 5 of 40, ANIMAL-10N 41 of 100; the range also tries later starts.
-        - ``alpha``: uniform on [0.7, 0.99]; the official scripts use 0.9, and 0.8 on Clothing1M.
+          of 200 epochs (10-20 %), CLOTHING_1M 5 of 40, ANIMAL-10N 41 of 100; the range also tries later starts.
+        - ``alpha``: uniform on [0.7, 0.99]; the official scripts use 0.9, and 0.8 on CLOTHING_1M.
         """
         low = max(1, int(round(0.1 * setting.epochs)))
         high = max(low + 1, int(round(0.4 * setting.epochs)))
