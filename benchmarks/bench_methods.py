@@ -42,7 +42,7 @@ BOTH, MNIST1D = ("digits", "mnist1d"), ("mnist1d",)
 #: Each method's limit relative to CE (a ratio, or "flops": its FLOP ratio) and the datasets where it is asserted.
 LIMITS: dict[str, tuple[float | str, tuple[str, ...]]] = {
     "elr": (1.10, BOTH), "alr": (1.10, BOTH), "dividemix": ("flops", BOTH),
-    "apl": (1.10, MNIST1D), "sce": (1.10, MNIST1D), "gls": (1.10, MNIST1D),
+    "apl": (1.10, MNIST1D), "sce": (1.10, MNIST1D), "gls": (1.10, MNIST1D), "selc": (1.10, MNIST1D),
     "coteaching": ("flops", MNIST1D), "jocor": ("flops", MNIST1D),
     "pes": (1.30, BOTH), "pes-semi": ("flops", BOTH), "elr-plus": ("flops", BOTH),
 }

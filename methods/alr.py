@@ -1,4 +1,5 @@
-"""ALR: adaptive label refinement, **the suite's reconstruction** (``methods.md`` §7.2).
+"""ALR: adaptive label refinement (Zhang, Cheng, Lu, Zhou, Li, Zhang; "Efficient Adaptive Label Refinement",
+arXiv 2502.00386, 2025), **the suite's reconstruction** on top of SELC (:mod:`noisybench.methods.selc`).
 
 The ALR paper (Zhang et al., arXiv 2502.00386, 2025) publishes no code, and its method section
 has not been checked. What this file implements is our reading of the abstract: "SELC plus
@@ -39,43 +40,21 @@ import torch
 import torch.nn.functional as F
 
 from noisybench.errors import ConfigError
-from noisybench.facts import CIFAR_10, CIFAR_10N, CIFAR_100, CIFAR_100N, Setting
+from noisybench.facts import CIFAR_10N, CIFAR_100N, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
 from noisybench.methods._common import is_class_conditional, nearest_rate, sharpen
+from noisybench.methods.selc import SELC_EPOCHS, SELC_ES, selc_update_targets, soft_label_nll
 from noisybench.registry import register_method
 from noisybench.search_space import IntUniform, LogUniform, SearchSpace, Uniform
 
-#: SELC's official ``es`` (methods.md §7.3), adopted for ALR as a suite convention.
-#: SELC trains 200 epochs on CIFAR and CIFAR-N (methods.md §7.3); its E_w values belong to that schedule.
-SELC_EPOCHS = 200
-#: SELC's ``es`` per family and (class-conditional?) noise; CIFAR-N rows are one value each (methods.md §7.3).
-SELC_ES = {
-    CIFAR_10: {False: {0.2: 40, 0.4: 30, 0.6: 30, 0.8: 40}, True: {0.4: 40}},
-    CIFAR_100: {False: {0.2: 30, 0.4: 20, 0.6: 30, 0.8: 40}, True: {0.4: 20}},
-}
+#: SELC's ``es`` (:data:`noisybench.methods.selc.SELC_ES`, its 200-epoch schedule ``SELC_EPOCHS``), adopted for ALR
+#: as a suite convention; CIFAR-N rows are one value each, chosen by the suite (SELC never ran CIFAR-N).
 SELC_ES_HUMAN = {CIFAR_10N: 40, CIFAR_100N: 30}
 #: E_w as a share of the run's epochs for datasets SELC never ran (SELC: 30-40 of 200 epochs, before the first lr drop).
 WARMUP_FRACTION = 0.2
 
-
-def alr_update_targets(targets: torch.Tensor, probs: torch.Tensor, momentum: float) -> torch.Tensor:
-    """SELC's EMA step t <- m t + (1 - m) sg(p) (no clamp, no renormalisation).
-
-    Parameters
-    ----------
-    targets
-        Current soft labels of the batch rows (B, C).
-    probs
-        Softmax outputs of the batch (B, C); detached here.
-    momentum
-        EMA momentum m; m = 1 keeps the targets.
-
-    Returns
-    -------
-    torch.Tensor
-        The new soft labels (B, C).
-    """
-    return torch.lerp(probs.detach(), targets, momentum)
+#: SELC's EMA step t <- m t + (1 - m) sg(p), unchanged (:func:`noisybench.methods.selc.selc_update_targets`).
+alr_update_targets = selc_update_targets
 
 
 def alr_loss(
@@ -100,7 +79,7 @@ def alr_loss(
         The scalar loss.
     """
     log_p = F.log_softmax(logits, dim=1)
-    loss = -torch.linalg.vecdot(targets.detach(), log_p).mean()
+    loss = soft_label_nll(log_p, targets)  # SELC's loss
     if lambda_h == 0:
         return loss
     ent = -(log_p.exp() * log_p).sum(dim=1)
@@ -114,6 +93,10 @@ def entropy_weight(lambda_h: float, epoch: int, warmup_end: int, ramp: int) -> f
     if ramp <= 0:
         return lambda_h
     return lambda_h * min(1.0, max(0.0, (epoch - warmup_end) / ramp))
+
+
+#: The pure numerics the method calls; at lambda_H = 0 they are SELC's (its reference formulas replay through them).
+REFERENCE_FUNCTIONS = (alr_update_targets, alr_loss, entropy_weight)
 
 
 @register_method("alr")

@@ -1,4 +1,4 @@
-"""CE: plain cross-entropy on the observed labels (``methods.md`` §3).
+"""CE: plain cross-entropy on the observed labels, the baseline every table starts from.
 
 CE has no hyperparameter of its own, so its search space is empty: under a grid's ``[tune]`` it runs its
 default trial only (effective budget 1), unless ``[tune] recipe`` tunes recipe keys for every method.
@@ -11,6 +11,9 @@ import torch.nn.functional as F
 
 from noisybench.method import Batch, Method, TrainContext
 from noisybench.registry import register_method
+
+#: CE has no numerics of its own: it calls ``torch.nn.functional.cross_entropy``.
+REFERENCE_FUNCTIONS = ()
 
 
 @register_method("ce")

@@ -92,10 +92,6 @@ from noisybench.search_space import SearchSpace
 __all__ = ["REFERENCE_FUNCTIONS", "CoTeaching", "CoteachingOutput", "coteaching_loss", "forget_rate_schedule",
            "num_remember"]
 
-#: The pure numerics the method calls (external checks replay the official code's vectors through them).
-REFERENCE_FUNCTIONS = ("coteaching_loss", "num_remember", "forget_rate_schedule")
-
-
 @dataclass(frozen=True)
 class CoteachingOutput:
     """What :func:`coteaching_loss` returns.
@@ -181,6 +177,9 @@ SINGLE_DIVISION = (
     "1/k that Adam almost cancels (only eps sees it) and an SGD recipe would not (k-fold smaller steps); this run "
     "divides once (double_division = false, the suite's value off the official Adam recipe)"
 )
+
+#: The pure numerics the method calls, replayable against vectors recorded from the official code.
+REFERENCE_FUNCTIONS = (coteaching_loss, num_remember, forget_rate_schedule)
 
 
 @register_method("coteaching")

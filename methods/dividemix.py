@@ -1,4 +1,5 @@
-"""DivideMix (Li, Socher & Hoi, ICLR 2020; ``methods.md`` §6), as in the official ``Train_cifar.py``.
+"""DivideMix (Li, Socher & Hoi, "DivideMix: Learning with Noisy Labels as Semi-supervised Learning", ICLR 2020),
+as in the official code LiJunnan1992/DivideMix @ d9d3058 (``Train_cifar.py``).
 
 Two networks. **Warm-up** (epochs 0..W-1): each network trains on all data with batch 2b on
 CE, minus the mean prediction entropy under asymmetric noise (the confidence penalty). **Every
@@ -13,7 +14,7 @@ lambda ~ Beta(alpha, alpha), and L = L_x + lambda_u r(t) L_u + L_reg, where L_u 
 averaged over rows and classes, r(t) = clip((epoch + iter/num_iter - W) / rampup, 0, 1) and
 L_reg = KL(uniform || mean prediction). The test prediction sums both networks' logits.
 
-Suite choices (``a`` in the spec): the GMM gets a ``random_state`` drawn from the run's
+Suite choices: the GMM gets a ``random_state`` drawn from the run's
 per-epoch stream; batches of fewer than two samples are skipped (batch norm needs two); when
 fewer than two samples pass the threshold, the two with the highest w form X; when U has fewer
 than two samples, U is drawn from the whole training set. Epoch-based values (W, rampup) keep
@@ -73,13 +74,15 @@ from noisybench.search_space import Choice, SearchSpace, Uniform
 if TYPE_CHECKING:
     from torch import nn
 
-#: lambda_u per (family, class-conditional?, rate), paper Appendix B (methods.md §6.2).
+#: lambda_u per (family, class-conditional?, rate): the per-setting values of the DivideMix paper's appendix (the
+#: official default, 25, fits only some settings: LiJunnan1992/DivideMix@d9d3058 Train_cifar.py:21).
 LAMBDA_U = {
     (CIFAR_10, False): {0.2: 0.0, 0.5: 25.0, 0.8: 25.0, 0.9: 50.0},
     (CIFAR_10, True): {0.4: 0.0},
     (CIFAR_100, False): {0.2: 25.0, 0.5: 150.0, 0.8: 150.0, 0.9: 150.0},
 }
-#: Warm-up epochs of the 300-epoch CIFAR schedule, by the images' family (methods.md §6.1).
+#: Warm-up epochs of the 300-epoch CIFAR schedule, by the images' family (LiJunnan1992/DivideMix@d9d3058
+#: Train_cifar.py:219,221).
 WARMUP = {CIFAR_10: 10, CIFAR_100: 30}
 #: Families the paper ran on CIFAR images.
 PUBLISHED = (CIFAR_10, CIFAR_100)
@@ -185,14 +188,19 @@ def co_refine_targets(
     return sharpen(w[:, None] * one_hot + (1 - w[:, None]) * p_bar, temperature)
 
 
+#: The pure numerics the method calls, replayable against vectors recorded from the official code.
+REFERENCE_FUNCTIONS = (linear_rampup, normalize_losses, gmm_clean_probability, mixmatch_loss, co_guess_targets,
+                       co_refine_targets)
+
+
 def _lambda_u(setting: Setting) -> HParam:
-    if setting.family in (CIFAR_10N, CIFAR_100N):  # nearest CIFAR level (methods.md §6.2): C-10N aggre/rand 0,
+    if setting.family in (CIFAR_10N, CIFAR_100N):  # nearest CIFAR level (suite): C-10N aggre/rand 0,
         if setting.images == CIFAR_100:            # worst 25; C-100N 150
             return HParam(150.0, "suite")
         return HParam(25.0 if setting.noise_arg == "worst" else 0.0, "suite")
     asym = is_class_conditional(setting)
     if setting.family == CIFAR_100 and asym:
-        return HParam(150.0, "suite")  # not run by the authors (methods.md §6.2)
+        return HParam(150.0, "suite")  # not run by the authors: CIFAR-100's symmetric value
     table = LAMBDA_U[(CIFAR_100 if setting.family == CIFAR_100 else CIFAR_10, asym)]
     value, exact = nearest_rate(setting.noise_rate, table)
     published = setting.family in PUBLISHED and exact and (is_symmetric(setting) or is_published_asym(setting))

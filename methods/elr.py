@@ -1,4 +1,6 @@
-"""ELR: early-learning regularization (Liu et al., NeurIPS 2020; ``methods.md`` §5.1).
+"""ELR: early-learning regularization (Liu, Niles-Weed, Razavian, Fernandez-Granda; "Early-Learning Regularization
+Prevents Memorization of Noisy Labels", NeurIPS 2020), as in the official code shengliu66/ELR @ 934af53
+(``ELR/model/loss.py:11-29``, ``elr_loss``).
 
 One network. A per-sample target buffer T (N x C) starts at **zero**. For every batch, from the
 first iteration: clamp the predictions to [1e-4, 1 - 1e-4], update the targets by an EMA
@@ -91,7 +93,12 @@ def elr_loss(
     return F.cross_entropy(logits, labels) + lam * reg.mean()
 
 
-#: (images' family, symmetric?) -> (beta, lambda), official configs (methods.md §5.2).
+#: The pure numerics the method calls, replayable against vectors recorded from the official code.
+REFERENCE_FUNCTIONS = (elr_update_targets, elr_loss)
+
+
+#: (images' family, symmetric?) -> (beta, lambda): lines 39-40 of the official configs (shengliu66/ELR@934af53,
+#: folder ``ELR/``: the CIFAR-10 config, the CIFAR-10 config for asymmetric noise, the CIFAR-100 config).
 PAPER_VALUES = {
     (CIFAR_10, True): (0.7, 3.0),
     (CIFAR_10, False): (0.9, 1.0),

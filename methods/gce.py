@@ -124,6 +124,10 @@ def truncated_weights(logits: torch.Tensor, labels: torch.Tensor, q: float, k: f
     return (gce_loss(logits, labels, q) < lq_threshold(k, q)).to(logits.dtype)
 
 
+#: The pure numerics the method calls, replayable against the reference implementation's formulas.
+REFERENCE_FUNCTIONS = (gce_loss, truncated_gce_loss, truncated_weights)
+
+
 def _prune_schedule(setting: Setting) -> tuple[HParam, HParam]:
     """(start_prune, prune_every): the unofficial code's on its own schedule, else the run's first lr
     milestone (a third of the run without one) and about twelve prunes per run (suite)."""

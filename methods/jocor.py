@@ -77,9 +77,6 @@ from noisybench.methods._small_loss import (
 from noisybench.registry import register_method
 from noisybench.search_space import SearchSpace, Uniform
 
-#: The pure numerics the method calls (external checks replay the official code's vectors through them).
-REFERENCE_FUNCTIONS = ("jocor_loss", "jocor_kl")
-
 
 @dataclass(frozen=True)
 class JoCoROutput:
@@ -146,6 +143,10 @@ def jocor_loss(logits1: torch.Tensor, logits2: torch.Tensor, labels: torch.Tenso
                   + co_lambda * jocor_kl(logits2, logits1, reduce=False))
     rows, kept = small_loss_rows(per_sample, keep)
     return JoCoROutput(per_sample[rows].mean(), kept, per_sample, keep)
+
+
+#: The pure numerics the method calls, replayable against vectors recorded from the official code.
+REFERENCE_FUNCTIONS = (jocor_loss, jocor_kl)
 
 
 def two_network_mean_last(history: Sequence[dict[str, Any]], k: int = 10) -> float:

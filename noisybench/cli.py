@@ -298,7 +298,7 @@ def _cmd_check_method(args: argparse.Namespace) -> int:
         raise NoisybenchError(f"--epochs {args.epochs}: the resume check needs at least 2 epochs")
     hparams = _key_values(args.hparam, "--hparam")
     print(f"checking method {args.name!r} on tiny blobs ({args.epochs} epochs, CPU): determinism, "
-          "exact resume, complete history, search space", file=sys.stderr)
+          "exact resume, complete history, search space, reference functions", file=sys.stderr)
     results = check_method(args.name, hparams, args.epochs)
     for result in results:
         print(result.render())

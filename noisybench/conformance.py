@@ -16,6 +16,9 @@ a few tiny runs (400 four-class blobs, three epochs, on the CPU) through the sha
 * ``search-space``: the space the method declares for ``[tune]`` names its hyperparameters with typed dimensions,
   and every corner and every trial point of a budget of 8 resolves and passes ``check_hparams``, on short and
   long schedules and under symmetric and class-conditional noise.
+* ``reference-functions``: where the method's module declares ``REFERENCE_FUNCTIONS`` (its pure numerics, for
+  replaying recorded vectors of the official code), it is a tuple of the module's own module-level functions, given
+  as function objects (names as strings are accepted too).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import inspect
 import json
 import math
 import re
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -287,6 +291,15 @@ class Probe:
                                    f"noise: {'; '.join(problems[:3])}; fix search_space() or check_hparams()")
         return CheckResult("search-space", True)
 
+    def reference_functions(self) -> CheckResult:
+        """``REFERENCE_FUNCTIONS`` of the method's module, if declared, names module-level callables."""
+        module = sys.modules[self.method_class().__module__]
+        problems = reference_function_problems(module)
+        if problems:
+            return CheckResult("reference-functions", False, f"{'; '.join(problems[:3])}; REFERENCE_FUNCTIONS must "
+                               f"be a tuple of functions defined or imported at the top level of {module.__name__}")
+        return CheckResult("reference-functions", True)
+
     def method_class(self) -> type[Method]:
         """The method class under test."""
         from noisybench.registry import METHODS
@@ -300,7 +313,8 @@ class Probe:
         """Every check; an exception inside one becomes its failure, with where it was raised."""
         checks: list[tuple[str, Callable[[], CheckResult]]] = [
             ("contract", self.contract), ("determinism", self.determinism), ("resume", self.resume),
-            ("history", self.history), ("extensions", self.extensions), ("search-space", self.search_space)]
+            ("history", self.history), ("extensions", self.extensions), ("search-space", self.search_space),
+            ("reference-functions", self.reference_functions)]
         results = []
         for name, check in checks:
             try:
@@ -308,6 +322,23 @@ class Probe:
             except Exception as exc:
                 results.append(CheckResult(name, False, f"{type(exc).__name__}: {exc} (at {raised_at(exc)})"))
         return results
+
+
+def reference_function_problems(module: Any) -> list[str]:
+    """What is wrong with ``module.REFERENCE_FUNCTIONS`` (nothing when the module declares none): it must be a tuple
+    whose entries are module-level callables of ``module``, as function objects or by name."""
+    if not hasattr(module, "REFERENCE_FUNCTIONS"):
+        return []
+    entries = module.REFERENCE_FUNCTIONS
+    if not isinstance(entries, tuple):
+        return [f"REFERENCE_FUNCTIONS is a {type(entries).__name__}, not a tuple"]
+    problems = []
+    for entry in entries:
+        name = entry if isinstance(entry, str) else getattr(entry, "__name__", repr(entry))
+        function = getattr(module, entry, None) if isinstance(entry, str) else entry
+        if not callable(function) or getattr(module, name, None) is not function:
+            problems.append(f"{name!r} is not a module-level callable of {module.__name__}")
+    return problems
 
 
 def check_method(name: str, hparams: dict[str, Any] | None = None, epochs: int = EPOCHS) -> list[CheckResult]:

@@ -34,7 +34,7 @@ def test_a_builtin_passes(capsys: pytest.CaptureFixture) -> None:
     assert main(["check-method", "ce"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == ["PASS contract", "PASS determinism", "PASS resume", "PASS history", "PASS extensions",
-                   "PASS search-space"]
+                   "PASS search-space", "PASS reference-functions"]
 
 
 def test_a_method_without_state_dict_fails_readably(plugin, capsys: pytest.CaptureFixture) -> None:
@@ -43,7 +43,7 @@ def test_a_method_without_state_dict_fails_readably(plugin, capsys: pytest.Captu
     captured = capsys.readouterr()
     assert ("FAIL resume: state not restored after resume: buffer 'targets' differs at epoch 2 "
             "(stopped after epoch 1); state_dict() does not return it") in captured.out
-    assert "PASS determinism" in captured.out and "4 passed, 2 failed" in captured.err
+    assert "PASS determinism" in captured.out and "5 passed, 2 failed" in captured.err
     assert "FAIL extensions: under a recipe with phases" in captured.out  # the same forgotten state
 
 

@@ -82,3 +82,13 @@ def ref_gls(logits: torch.Tensor, labels: torch.Tensor, smooth_rate: float, wa: 
     smooth_loss = -logprobs.mean(dim=-1)
     loss = (wa + wb * confidence) * nll_loss + wb * smooth_rate * smooth_loss
     return torch.sum(loss) / len(loss)
+
+
+def ref_selc(logits: torch.Tensor, soft_rows: torch.Tensor, momentum: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``SELCLoss.forward`` after ``es`` (MacLLL/SELC @ 69bcf1e, ``class-conditional_noise/train_cifar_with_SELC.py``
+    lines 53 and 58-63): the softmax of the logits; the soft rows move to m t + (1 - m) softmax(detached logits); the
+    loss is the batch mean of -sum_c log(softmax)_c t_c with the moved rows (the log of the softmax, not a
+    log-softmax). Returns (loss, moved rows)."""
+    pred = torch.softmax(logits, dim=1)
+    moved = momentum * soft_rows + (1 - momentum) * torch.softmax(logits.detach(), dim=1)
+    return (-torch.sum(torch.log(pred) * moved, dim=1)).mean(), moved

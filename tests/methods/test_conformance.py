@@ -25,12 +25,14 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in METHODS.lis
     ("dividemix", {"loss_history": 3, "conf_penalty": True}),
     ("dividemix", {"mix_labelled_only": True, "lambda_u": 0.0}),
     ("gls", {"smooth_rate": -6.0, "warmup": 2}),  # CE warm-up, reset to its best state, then NLS
+    ("selc", {"es": 1}),  # label correction from the second epoch
 ]
 IDS = [name + "".join(f"-{k}={v}" for k, v in hp.items()) for name, hp in VARIANTS]
 #: Agreed diagnostic columns, per method (and GCE only when truncated).
 DIAGNOSTICS = {
     "elr": {"refined_acc", "refined_acc_noisy"},
     "alr": {"refined_acc", "refined_acc_noisy"},
+    "selc": {"refined_acc", "refined_acc_noisy"},
     "dividemix": {"selected_frac", "select_precision", "select_recall"},
     "coteaching": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},
     "jocor": {"selected_frac", "select_precision", "select_recall", "test_acc_net2", "forget_rate"},

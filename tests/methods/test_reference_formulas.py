@@ -9,11 +9,15 @@ equal the analytic limit).
 
 from __future__ import annotations
 
+import sys
+import types
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from noisybench.conformance import reference_function_problems
 from noisybench.methods._common import entropy_from_logits
 from noisybench.methods.alr import alr_loss, alr_update_targets
 from noisybench.methods.dividemix import (
@@ -26,6 +30,7 @@ from noisybench.methods.dividemix import (
 )
 from noisybench.methods.elr import elr_loss, elr_update_targets
 from noisybench.methods.gce import gce_loss, truncated_gce_loss, truncated_weights
+from noisybench.registry import METHODS
 
 TOLERANCES = [(torch.float64, 1e-10), (torch.float32, 1e-5)]
 B, C = 16, 10
@@ -240,3 +245,42 @@ def test_eval_train_normalisation_and_co_divide_equal_the_reference() -> None:
     prob = gmm_clean_probability(ref_losses.numpy(), random_state=7)
     np.testing.assert_allclose(prob, ref_prob, rtol=1e-10, atol=0)
     assert np.array_equal(prob > 0.5, ref_prob > 0.5) and 0 < (prob > 0.5).sum() < 400
+
+
+# ------------------------------------------------------------------ REFERENCE_FUNCTIONS of every method module
+BUILTIN_MODULES = sorted({METHODS.get(name).__module__ for name in METHODS.list()
+                          if METHODS.get(name).__module__.startswith("noisybench.methods.")})
+
+
+@pytest.mark.parametrize("module_name", BUILTIN_MODULES)
+def test_every_method_module_names_its_numerics_as_function_objects(module_name: str) -> None:
+    """``REFERENCE_FUNCTIONS``: a tuple (empty where the method has no numerics of its own, as CE) of module-level
+    callables given as function objects, which ``noisybench check-method`` accepts."""
+    module = sys.modules[module_name]
+    entries = module.REFERENCE_FUNCTIONS
+    assert isinstance(entries, tuple)
+    for function in entries:
+        assert callable(function) and not isinstance(function, str)
+        assert getattr(module, function.__name__) is function, f"{function.__name__} is not module-level"
+    assert reference_function_problems(module) == []
+
+
+def test_check_method_names_what_is_wrong_with_reference_functions() -> None:
+    module = types.ModuleType("probe_module")
+
+    def probe_loss(logits: torch.Tensor) -> torch.Tensor:
+        return logits.sum()
+
+    def hidden(logits: torch.Tensor) -> torch.Tensor:
+        return logits.sum()
+
+    module.probe_loss = probe_loss
+    assert reference_function_problems(module) == []  # declaring none is allowed
+    for ok in [(probe_loss,), ("probe_loss",), ()]:
+        module.REFERENCE_FUNCTIONS = ok
+        assert reference_function_problems(module) == []
+    module.REFERENCE_FUNCTIONS = [probe_loss]
+    assert reference_function_problems(module) == ["REFERENCE_FUNCTIONS is a list, not a tuple"]
+    module.REFERENCE_FUNCTIONS = (probe_loss, hidden, "missing", 3)
+    assert reference_function_problems(module) == [
+        f"{name!r} is not a module-level callable of probe_module" for name in ("hidden", "missing", "3")]
