@@ -94,6 +94,8 @@ class SOPPlus(SOP):
     relative_cost = 1.7  # FLOPs of 2B rows per step: 1.67-1.68x CE on the quick datasets
     hparams: dict[str, Any] = {**SOP.hparams, "ratio_consistency": 0.9, "ratio_balance": 0.1, "strong_policy": AUTO}
     paper_recipes = {CIFAR_10: _CIFAR, CIFAR_100: _CIFAR, CIFAR_10N: _HUMAN, CIFAR_100N: _HUMAN}
+    #: The statements of :attr:`deviations` about the strong view's normalisation and about ``auto``.
+    OWN_STATS, AUTO_VIEW = 2, 3
     deviations = (
         *SOP.deviations,
         "Under the shared protocol CIFAR-100's strong view is normalised with CIFAR-100's own statistics; the "
@@ -111,6 +113,16 @@ class SOPPlus(SOP):
         "(data_loader/data_loaders.py:91 vs 97-102): inputs shifted by +0.08/+0.02/-0.03 std and scaled by "
         "1.32/1.29/1.37 (R/G/B) against CIFAR-100's own normalisation.",
     )
+
+    @classmethod
+    def deviations_for(cls, hparams: dict[str, Any]) -> tuple[str, ...]:
+        """The strong-view statements only where they apply: ``auto``, or a view with the dataset's own statistics
+        (CIFAR-100 under the shared protocol; the statement is moot on CIFAR-10)."""
+        policy = hparams.get("strong_policy")
+        drop = {cls.AUTO_VIEW} if policy != AUTO else set()
+        if policy != STRONG_C10:
+            drop.add(cls.OWN_STATS)
+        return tuple(d for i, d in enumerate(cls.deviations) if i not in drop)
 
     @classmethod
     def default_hparams(cls, setting: Setting) -> dict[str, HParam]:

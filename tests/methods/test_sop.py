@@ -339,3 +339,12 @@ def test_reference_functions_and_the_plan_statements() -> None:
     assert any("no schedule" in r for r in sop.SOP.reproduced)
     assert any("CIFAR-10's channel statistics" in r for r in sop_plus.SOPPlus.reproduced)
     assert sop_plus.SOPPlus.relative_cost == 1.7 and sop.SOP.relative_cost == 1.0
+
+
+def test_plan_prints_the_strong_view_statements_only_where_they_apply() -> None:
+    cls = sop_plus.SOPPlus
+    assert cls.deviations[cls.OWN_STATS].startswith("Under the shared protocol CIFAR-100")
+    assert "strong_policy 'auto'" in cls.deviations[cls.AUTO_VIEW]
+    assert cls.deviations_for({"strong_policy": "autoaugment-cutout16-c10stats"}) == sop.SOP.deviations
+    assert cls.deviations_for({"strong_policy": "auto"}) == (*sop.SOP.deviations, cls.deviations[cls.AUTO_VIEW])
+    assert cls.deviations_for({"strong_policy": "autoaugment-cutout16"})[-1] == cls.deviations[cls.OWN_STATS]
