@@ -26,15 +26,16 @@ prints both):
   s = u^2 y - v^2 (1 - y)) is the method's :meth:`SOP.refined_targets`: the trainer scores its argmax against the
   clean labels (``refined_acc``; the method never sees them).
 * The training set is the whole one under the paper recipes (``val_fraction = 0``): the official loader trains on
-  all 50,000 images and its "validation" images are a subset of them with their own noise draw
-  (``data_loader/cifar10.py:43-58``); the paper reports the maximum of averaged test accuracies (the suite's leaky
+  all 50,000 images and its "validation" images are a subset of them with their own noise draw (the CIFAR-10 module
+  of ``data_loader/``, lines 43-58); the paper reports the maximum of averaged test accuracies (the suite's leaky
   ``best`` metric; shengliu66/SOP#4). Under the ``shared`` protocol the suite's 10 % noisy split applies.
 
-Noise conventions of the official runs: symmetric noise as DivideMix (``data_loader/cifar10.py:80-87``: the
-suite's ``sym-dividemix``); CIFAR-10 asymmetric along truck->automobile, bird->airplane, cat<->dog, deer->horse
-(``cifar10.py:89-111``: ``asym``); CIFAR-100 asymmetric as a random pair swap inside each block of 5 classes
-(``cifar100.py:140-171``: ``asym-pairswap5``, not the suite's ``asym``). The official ``--asym`` flag is parsed with
-``type=bool``, so any value, even "False", selects asymmetric noise (``train.py:126``).
+Noise conventions of the official runs (the CIFAR-10 and CIFAR-100 modules of ``data_loader/``): symmetric noise as
+DivideMix (CIFAR-10 module, lines 80-87: the suite's ``sym-dividemix``); CIFAR-10 asymmetric along
+truck->automobile, bird->airplane, cat<->dog, deer->horse (lines 89-111: ``asym``); CIFAR-100 asymmetric as a random
+pair swap inside each block of 5 classes (CIFAR-100 module, lines 140-171: ``asym-pairswap5``, not the suite's
+``asym``). The official ``--asym`` flag is parsed with ``type=bool``, so any value, even "False", selects asymmetric
+noise (``train.py:126``).
 
 Hyperparameters and their sources (by family and noise):
 
@@ -44,15 +45,15 @@ Hyperparameters and their sources (by family and noise):
   same (``paper-default``: the README's asymmetric values are SOP+'s); every other dataset the CIFAR-10 values
   (``suite``). Measured with them on the quick grid (shared recipes, symmetric 50 %, seed 1; last-epoch test
   accuracy): 8x8 digit images CE 90.8 %, SOP 94.4 %, SOP+ 95.3 %; MNIST-1D CE 80.4 %, SOP 86.3 %, SOP+ 86.0 %. The
-  label estimate's argmax is the clean label for 95.4 % (digits) and 87.1 % (MNIST-1D) of the training samples,
+  label estimate's argmax is the clean label for 95.4 % (digit images) and 87.1 % (MNIST-1D) of the training samples,
   97.6 % and 78.0 % of the mislabelled ones.
-* ``init_std``: 1e-8 everywhere (``paper-default``: ``config_cifar100.json`` ``reparam_arch.args.std``).
+* ``init_std``: 1e-8 everywhere (``paper-default``: the official CIFAR-100 config's ``reparam_arch.args.std``).
 
 Paper recipes (``paper``, from the same ReScience table; no SOP config is shipped): ResNet-34 (the suite's
 ``resnet34``), SGD lr 0.02, momentum 0.9, weight decay 5e-4, lr x0.1 at epochs 40 and 80, batch 128, crop and
 flip, the whole training set; 120 epochs on CIFAR-10 / CIFAR-10N, 150 on CIFAR-100 / CIFAR-100N (the CIFAR-N
-values are the CIFAR ones, as the maintainer states in shengliu66/SOP#12). The paper's Clothing1M and WebVision
-runs have no config: no recipe. Published numbers are not transcribed (the paper's tables were not read).
+values are the CIFAR ones, as the maintainer states in shengliu66/SOP#12). The paper's runs on web-scale datasets
+have no config: no recipe. Published numbers are not transcribed (the paper's tables were not read).
 """
 
 from __future__ import annotations
@@ -188,7 +189,8 @@ def sop_recipe(epochs: int, ref: str) -> dict[str, HParam]:
                   val_fraction=0.0)
 
 
-_REF34 = f"{RESCIENCE}hyperparameters34.tex (SOP); the whole training set, {REPO} data_loader/cifar10.py:43-58"
+_REF34 = (f"{RESCIENCE}hyperparameters34.tex (SOP); the whole training set, {REPO} the CIFAR-10 module of "
+          "data_loader/, lines 43-58")
 
 
 def images_of(setting: Setting) -> str:
@@ -208,9 +210,10 @@ class SOP(Method):
     deviations = (
         "Under mixed precision the loss is computed in float32 (the logits are cast); the official code has none.",
         "The official trainer monitors, and checkpoints by, the accuracy on 5,000 of its own training images (with "
-        "their own noise draw, data_loader/cifar10.py:43-58); under the paper recipes the suite trains on the whole "
-        "training set and holds out no validation split (no `val` metric). The paper reports the maximum of "
-        "averaged test accuracies (shengliu66/SOP#4), test-selected: compare it with the suite's leaky `best`.",
+        "their own noise draw, the CIFAR-10 module of data_loader/, lines 43-58); under the paper recipes the suite "
+        "trains on the whole training set and holds out no validation split (no `val` metric). The paper reports the "
+        "maximum of averaged test accuracies (shengliu66/SOP#4), test-selected: compare it with the suite's leaky "
+        "`best`.",
     )
     reproduced = (
         "u and v have their own SGD (momentum 0, weight decay 0, rates lr_u and lr_v, no schedule), stepped after "
@@ -218,7 +221,8 @@ class SOP(Method):
         "trainer optimiser, so the recipe's schedule never touches them.",
         "clamp passes the gradient at its bounds and blocks it beyond (u^2 > 1 stops u's gradient through U); V is "
         "detached in the corrected prediction, so v learns only from the squared term (model/loss.py:70-92).",
-        "u and v start at N(0, 1e-8^2) and are float32 (model/loss.py:45-52, config_cifar100.json reparam_arch).",
+        "u and v start at N(0, 1e-8^2) and are float32 (model/loss.py:45-52, the official CIFAR-100 config's "
+        "reparam_arch).",
     )
     #: Whether the network sees a second, strong view in the same forward (SOP+).
     two_views = False

@@ -1,5 +1,5 @@
 """SOP+: SOP with a strong second view, a consistency term and a class-balance term (Liu, Zhu, Qu, You, "Robust
-Training under Label Noise by Over-parameterization", ICML 2022), as ``config_cifar100.json`` of the official
+Training under Label Noise by Over-parameterization", ICML 2022), as the CIFAR-100 config of the official
 shengliu66/SOP @ 4d991ce trains it. The loss, the u/v parameters and their optimiser are SOP's
 (:mod:`noisybench.methods.sop`: :func:`~noisybench.methods.sop.sop_loss`,
 :func:`~noisybench.methods.sop.sop_consistency`, :func:`~noisybench.methods.sop.sop_uv_step`).
@@ -23,12 +23,13 @@ Decisions (:attr:`SOPPlus.reproduced`, :attr:`SOPPlus.deviations`; ``noisybench 
 * u and v: as SOP (own SGD through ``ctx.optimize(..., extra=[...])``, fixed rates, no schedule).
 * The strong view elsewhere (``strong_policy = "auto"``, ``suite``): the dataset's ``strong`` policy (8x8 digit
   images, MNIST-1D: the suite's), else ``autoaugment-cutout16`` (synthetic CIFAR images), else ``weak`` (a second
-  random view of the dataset's default augmentation: Clothing1M, WebVision, Animal-10N and blobs declare no stronger
-  one). The policy is resolved at the run's first batch; looking a policy up draws no random number.
+  random view of the dataset's default augmentation: the web-scale datasets, Animal-10N and the Gaussian clusters of
+  the conformance checks declare no stronger one). The policy is resolved at the run's first batch; looking a policy
+  up draws no random number.
 
 Hyperparameters and their sources (by family and noise):
 
-* ``lr_u`` / ``lr_v``: CIFAR-100 symmetric noise 1 / 10 (``paper``: ``config_cifar100.json`` and the README's
+* ``lr_u`` / ``lr_v``: CIFAR-100 symmetric noise 1 / 10 (``paper``: the official CIFAR-100 config and the README's
   command); CIFAR-100 class-conditional noise 0.1 / 100 (the README's asymmetric command: "for asymmetric noise we
   use lr for u equals 0.1 rather than 1 in the paper"; ``paper`` for the official ``asym-pairswap5``,
   ``paper-default`` for other class maps); CIFAR-10 / CIFAR-10N 10 / 10 and CIFAR-100N 1 / 10 (``paper``: the
@@ -36,13 +37,13 @@ Hyperparameters and their sources (by family and noise):
   ``rescience/tables/hyperparametersPreAct.tex``; not checked against the paper); other datasets the CIFAR-10 values
   (``suite``).
 * ``ratio_consistency`` 0.9, ``ratio_balance`` 0.1 (``paper`` on the families the paper ran:
-  ``config_cifar100.json``, and the ReScience table for CIFAR-10 and CIFAR-N; ``paper-default`` elsewhere).
+  the official CIFAR-100 config, and the ReScience table for CIFAR-10 and CIFAR-N; ``paper-default`` elsewhere).
 * ``init_std`` 1e-8 (``paper-default``); ``strong_policy`` as above (``paper`` on CIFAR-10 images and on CIFAR-100
   images under ``paper``, ``suite`` otherwise).
 
 Paper recipes: PreAct ResNet-18 (the suite's ``preact_resnet18``), 300 epochs, SGD lr 0.02, momentum 0.9, cosine
 (``CosineAnnealingLR(T_max=300, eta_min=2e-4)``), batch 128, crop and flip, the whole training set. Weight decay
-1e-3 on CIFAR-10/100: the one shipped config (``config_cifar100.json``; no CIFAR-10 config is shipped, so CIFAR-10
+1e-3 on CIFAR-10/100: the one shipped config (the official CIFAR-100 config; no CIFAR-10 config is shipped, so CIFAR-10
 takes it with its own rates); 5e-4 on CIFAR-10N/100N as the ReScience table reads the paper (the same table gives
 5e-4 for every SOP+ run, which leaves the CIFAR value unresolved; the shipped config decides here).
 """
@@ -63,7 +64,7 @@ from noisybench.registry import register_method
 from noisybench.search_space import LogUniform, SearchSpace
 
 REPO = "shengliu66/SOP@4d991ce"
-CONFIG = f"{REPO} config_cifar100.json"
+CONFIG = f"{REPO} official CIFAR-100 config (the one JSON config shipped)"
 #: The official CIFAR-100 rates for asymmetric noise (README).
 ASYM_RATES = (0.1, 100.0)
 #: The policies ``strong_policy = "auto"`` tries, in order, before the dataset's default augmentation.
@@ -82,7 +83,7 @@ def plus_recipe(weight_decay: float, ref: str) -> dict[str, HParam]:
                   batch_size=128, augment=True, val_fraction=0.0)
 
 
-_CIFAR = plus_recipe(1e-3, f"{CONFIG}:16-19,34-46,53-60,98-104,108 (the only config shipped; CIFAR-10 takes it too)")
+_CIFAR = plus_recipe(1e-3, f"{CONFIG}:16-19,34-46,53-60,98-104,108 (CIFAR-10 takes it too)")
 _HUMAN = plus_recipe(5e-4, f"{RESCIENCE}hyperparametersPreAct.tex (SOP+); eta_min of {CONFIG}:102")
 
 

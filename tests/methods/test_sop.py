@@ -323,7 +323,7 @@ def test_plan_shows_each_methods_own_recipe_tagged_paper() -> None:
         assert (run.train.arch, run.train.epochs, run.train.weight_decay, run.train.schedule, run.train.eta_min,
                 run.train.val_fraction) == ("preact_resnet18", 300, 1e-3, "cosine", 0.0002, 0.0)
         assert all(run.train_sources[k] == "paper" for k in sop_plus.SOPPlus.paper_recipes[sop.CIFAR_100])
-        assert "config_cifar100.json" in run.train_refs["weight_decay"]
+        assert "official CIFAR-100 config" in run.train_refs["weight_decay"]
         cosine = 0.0002 + (0.02 - 0.0002) * (1 + math.cos(math.pi * 299 / 300)) / 2
         assert lr_at(run.train, 299) == pytest.approx(cosine)
     assert by[("sop-plus", "cifar100")].hparams["strong_policy"] == "autoaugment-cutout16-c10stats"
