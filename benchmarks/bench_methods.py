@@ -45,6 +45,7 @@ LIMITS: dict[str, tuple[float | str, tuple[str, ...]]] = {
     "apl": (1.10, MNIST1D), "sce": (1.10, MNIST1D), "gls": (1.10, MNIST1D), "selc": (1.10, MNIST1D),
     "coteaching": ("flops", MNIST1D), "jocor": ("flops", MNIST1D),
     "pes": (1.30, BOTH), "pes-semi": ("flops", BOTH), "elr-plus": ("flops", BOTH),
+    "sop": (1.10, MNIST1D), "sop-plus": ("flops", MNIST1D),
 }
 METHODS = ("ce", "gce", *LIMITS)
 

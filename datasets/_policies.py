@@ -16,8 +16,11 @@ random choices, on the batch's device (see :mod:`noisybench.datasets._image_ops`
   AutoAugment sub-policies (Cubuk et al. 2019) with the magnitudes of SOP's ``autoaug_paper_cifar10`` (one
   sub-policy per image, each operation applied with its probability, random signs for geometric
   operations), then ``weak``, normalisation, and Cutout of a 16 x 16 square (clipped at the border) set to 0
-  on the normalised image. SOP normalises this view of CIFAR-100 with CIFAR-10's statistics; here each
-  dataset uses its own.
+  on the normalised image, each dataset with its own channel statistics.
+* ``autoaugment-cutout16-c10stats``: the same view normalised with CIFAR-10's channel statistics whatever the
+  dataset, as SOP's official CIFAR-100 loader does (``data_loader/data_loaders.py:91`` normalises the weak view
+  with CIFAR-100's statistics, ``:97-102`` the strong one with CIFAR-10's); on CIFAR-10 it equals
+  ``autoaugment-cutout16`` up to float rounding.
 * ``randaugment-3-5``: ProMix's strong view (``RandomAugment(3, 5)`` of Justherozen/ProMix): 3 operations
   drawn with replacement from 14, each with a magnitude uniform in its range (the official code ignores the
   ``5``), then a Cutout of a random size up to half the image filled with grey (125, 123, 114), then
@@ -179,6 +182,21 @@ def _autoaugment_tables(stage: int, names: tuple[str, ...], device: torch.device
     return [rows[:, 0].long(), rows[:, 1], rows[:, 2], rows[:, 3].bool()]
 
 
+#: CIFAR-10's channel mean and std (0-1 scale), as SOP's loaders and the suite's ``cifar10`` normalise.
+CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+
+
+def cifar10_stats(dataset: Any, x: torch.Tensor) -> torch.Tensor:
+    """Pixels on the 0-255 scale that ``dataset``'s normalisation (mean m, std s) maps to CIFAR-10's normalisation of
+    ``x``: 255 (s (x / 255 - m10) / s10 + m), so the view leaves :meth:`preprocess` normalised with CIFAR-10's
+    statistics (SOP+'s CIFAR-100 strong view)."""
+    (m10, s10), device = CIFAR10_STATS, x.device
+    table = _constant(f"cifar10-stats-{dataset.mean}-{dataset.std}", device, lambda: torch.tensor(
+        [[m * 255.0 for m in m10], [s / t for s, t in zip(dataset.std, s10)], [m * 255.0 for m in dataset.mean]]))
+    mean10, ratio, mean = (row.view(1, -1, 1, 1) for row in table)
+    return (x.float() - mean10) * ratio + mean
+
+
 def cutout_zero(x: torch.Tensor, generator: torch.Generator, length: int = 16) -> torch.Tensor:
     """SOP's ``CutoutDefault(length)`` on the network input: a ``length`` square centred at a uniform pixel,
     clipped at the border, set to 0."""
@@ -244,6 +262,10 @@ def cifar_policies() -> dict[str, AugmentPolicy]:
         "autoaugment-cutout16": AugmentPolicy(
             "CIFAR-10 AutoAugment, crop, flip, normalisation, Cutout 16 (to 0); SOP+", "paper",
             lambda ds, x, g: weak(autoaugment_cifar10(x, g), g), lambda x, g: cutout_zero(x, g, 16)),
+        "autoaugment-cutout16-c10stats": AugmentPolicy(
+            "CIFAR-10 AutoAugment, crop, flip, normalisation with CIFAR-10's statistics, Cutout 16 (to 0); SOP+'s "
+            "official CIFAR-100 strong view", "paper",
+            lambda ds, x, g: cifar10_stats(ds, weak(autoaugment_cifar10(x, g), g)), lambda x, g: cutout_zero(x, g, 16)),
         "randaugment-3-5": AugmentPolicy("RandomAugment(3, 5) with grey Cutout, then crop and flip; ProMix", "paper",
                                          lambda ds, x, g: weak(randaugment_promix(x, g), g)),
     }

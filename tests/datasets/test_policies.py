@@ -44,7 +44,23 @@ def test_every_policy_is_reproducible_from_the_generator_and_varies_with_its_see
             assert first.shape == dataset.preprocess(x).shape and first.dtype == torch.float32
             checked.append(policy)
     assert set(checked) == {"weak", "weak+rot20", "keras-shift", "keras-shift+rot20", "autoaugment-cutout16",
-                            "randaugment-3-5", "strong"}
+                            "autoaugment-cutout16-c10stats", "randaugment-3-5", "strong"}
+
+
+def test_the_cifar10_stats_view_is_the_same_view_normalised_with_cifar10s_statistics() -> None:
+    """SOP+'s official CIFAR-100 strong view: the same random view, normalised with CIFAR-10's mean and std."""
+    from noisybench.datasets._policies import CIFAR10_STATS
+
+    for name in ("cifar-synthetic", "cifar100"):
+        dataset = create_dataset(name, n_train=64, n_test=10) if name == "cifar-synthetic" else create_dataset(name)
+        x = create_dataset("cifar-synthetic", n_train=64, n_test=10).load().x_train[:16]
+        own, quirk = (_view(dataset, p, x, 3) for p in ("autoaugment-cutout16", "autoaugment-cutout16-c10stats"))
+        mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in CIFAR10_STATS)
+        ds_mean, ds_std = (torch.tensor(v).view(1, -1, 1, 1) for v in (dataset.mean, dataset.std))
+        cut = own == 0  # Cutout zeroes the normalised image in both views
+        expected = torch.where(cut, torch.zeros(()), ((own * ds_std + ds_mean) - mean) / std)
+        torch.testing.assert_close(quirk, expected, rtol=1e-5, atol=1e-5)
+        assert torch.equal(quirk == 0, cut)
 
 
 def test_the_policies_are_tagged_with_their_provenance() -> None:

@@ -92,3 +92,53 @@ def ref_selc(logits: torch.Tensor, soft_rows: torch.Tensor, momentum: float) -> 
     pred = torch.softmax(logits, dim=1)
     moved = momentum * soft_rows + (1 - momentum) * torch.softmax(logits.detach(), dim=1)
     return (-torch.sum(torch.log(pred) * moved, dim=1)).mean(), moved
+
+
+def ref_sop_loss(index: torch.Tensor, outputs: torch.Tensor, labels: torch.Tensor, u: torch.Tensor, v: torch.Tensor,
+                 num_classes: int, ratio_consistency: float, ratio_balance: float) -> torch.Tensor:
+    """``overparametrization_loss.forward`` (shengliu66/SOP ``model/loss.py:55-120``) with the trainer's one-hot
+    ``label`` (``trainer/trainer.py:89``, here in the outputs' dtype) and the u, v parameters passed in."""
+    label = torch.zeros(len(labels), num_classes, dtype=outputs.dtype).scatter_(1, labels.view(-1, 1), 1)
+    if len(outputs) > len(index):
+        output, output2 = torch.chunk(outputs, 2)
+    else:
+        output = outputs
+    eps = 1e-4
+    U_square = u[index] ** 2 * label  # noqa: N806 (the official names)
+    V_square = v[index] ** 2 * (1 - label)  # noqa: N806
+    U_square = torch.clamp(U_square, 0, 1)  # noqa: N806
+    V_square = torch.clamp(V_square, 0, 1)  # noqa: N806
+    original_prediction = F.softmax(output, dim=1)
+    prediction = torch.clamp(original_prediction + U_square - V_square.detach(), min=eps)
+    prediction = F.normalize(prediction, p=1, eps=eps)
+    prediction = torch.clamp(prediction, min=eps, max=1.0)
+    with torch.no_grad():  # soft_to_hard
+        label_one_hot = torch.zeros(len(output), num_classes, dtype=outputs.dtype).scatter_(
+            1, output.detach().argmax(dim=1).view(-1, 1), 1)
+    MSE_loss = F.mse_loss(label_one_hot + U_square - V_square, label, reduction="sum") / len(label)  # noqa: N806
+    loss = torch.mean(-torch.sum(label * torch.log(prediction), dim=-1))
+    loss += MSE_loss
+    if ratio_balance > 0:
+        avg_prediction = torch.mean(prediction, dim=0)
+        prior_distr = 1.0 / num_classes * torch.ones_like(avg_prediction)
+        avg_prediction = torch.clamp(avg_prediction, min=eps, max=1.0)
+        balance_kl = torch.mean(-(prior_distr * torch.log(avg_prediction)).sum(dim=0))
+        loss += ratio_balance * balance_kl
+    if (len(outputs) > len(index)) and (ratio_consistency > 0):
+        loss += ratio_consistency * torch.mean(ref_sop_consistency(output, output2))
+    return loss
+
+
+def ref_sop_consistency(output1: torch.Tensor, output2: torch.Tensor) -> torch.Tensor:
+    """``overparametrization_loss.consistency_loss`` (``model/loss.py:122-127``)."""
+    preds1 = F.softmax(output1, dim=1).detach()
+    preds2 = F.log_softmax(output2, dim=1)
+    loss_kldiv = F.kl_div(preds2, preds1, reduction="none")
+    return torch.sum(loss_kldiv, dim=1)
+
+
+def ref_sop_optimizer(u: torch.nn.Parameter, v: torch.nn.Parameter, lr_u: float, lr_v: float) -> torch.optim.SGD:
+    """The official ``optimizer_overparametrization`` (``train.py:83-89``, config ``momentum 0``, ``weight_decay
+    0``): SGD with one group per tensor."""
+    return torch.optim.SGD([{"params": u, "lr": lr_u, "weight_decay": 0}, {"params": v, "lr": lr_v, "weight_decay": 0}],
+                           lr=1, momentum=0, weight_decay=0)

@@ -39,6 +39,8 @@ DIAGNOSTICS = {
     "pes": {"selected_frac", "select_precision", "select_recall"},
     "pes-semi": {"selected_frac", "select_precision", "select_recall"},
     "elr-plus": {"refined_acc", "refined_acc_noisy"},
+    "sop": {"refined_acc", "refined_acc_noisy"},
+    "sop-plus": {"refined_acc", "refined_acc_noisy"},
 }
 
 
