@@ -1,10 +1,10 @@
-"""Cost of each method as the quick grid runs it: whole runs, relative to CE's run on the same data.
+"""Cost of each method as the CPU board runs it: whole runs, relative to CE's run on the same data.
 
-Each method trains the quick grid's own run (``benchmarks/quick.toml``: its recipe, schedule and
+Each method trains the CPU board's own run (``benchmarks/cpu.toml``: its recipe, schedule and
 hyperparameters; noise ``sym:0.5``, seed 1) from scratch through the shared trainer: data, networks, every
 epoch with its evaluation, no store. Rounds interleave the methods (one whole run of each per round, in
 rotating order) so that load from other processes hits all of them alike; a method's ratio is the median
-over rounds of (its run time) / (CE's run time in the same round). A method the quick grid does not list
+over rounds of (its run time) / (CE's run time in the same round). A method the grid does not list
 trains the run the grid would give it (:func:`grid_run`): its datasets, recipe and noise, with the method's
 own default hyperparameters.
 
@@ -35,7 +35,7 @@ from noisybench.config import RunConfig, load_grid
 from noisybench.plan import expand_grid
 from noisybench.trainer import Trainer
 
-GRID = Path(__file__).with_name("quick.toml")
+GRID = Path(__file__).with_name("cpu.toml")
 ROUNDS = 3
 NOISE, SEED = "sym:0.5", 1
 BOTH, MNIST1D = ("digits", "mnist1d"), ("mnist1d",)
@@ -51,7 +51,7 @@ METHODS = ("ce", "gce", *LIMITS)
 
 
 def grid_run(dataset: str, method: str) -> RunConfig:
-    """The quick grid's run of ``method`` on ``dataset`` (noise :data:`NOISE`, seed :data:`SEED`); for a method the
+    """The CPU board's run of ``method`` on ``dataset`` (noise :data:`NOISE`, seed :data:`SEED`); for a method the
     grid does not list, the run the grid would give it."""
     grid = load_grid(GRID)
     if method not in grid.methods:
@@ -59,7 +59,7 @@ def grid_run(dataset: str, method: str) -> RunConfig:
     for run in expand_grid(grid):
         if (run.dataset.name, run.method, run.noise, run.seed) == (dataset, method, NOISE, SEED):
             return run
-    raise LookupError(f"the quick grid has no {method} run on {dataset}")
+    raise LookupError(f"the CPU board has no {method} run on {dataset}")
 
 
 def run_seconds(run: RunConfig) -> float:
@@ -102,7 +102,7 @@ def whole_run_costs(dataset: str, rounds: int = ROUNDS,
 
 def format_table(dataset: str, result: dict[str, dict[str, float]]) -> str:
     """Plain-text table of :func:`whole_run_costs` (``*``: limit asserted on this dataset)."""
-    lines = [f"{dataset}: whole quick-grid run relative to CE (median of {ROUNDS} interleaved rounds, 1 thread)",
+    lines = [f"{dataset}: whole CPU-board run relative to CE (median of {ROUNDS} interleaved rounds, 1 thread)",
              f"{'method':<10} {'run [s]':>8} {'x CE':>6} {'min':>6} {'max':>6} {'limit':>7} {'FLOPs':>6}"]
     for label, r in result.items():
         mark = "*" if dataset in LIMITS.get(label, (0, ()))[1] else " "

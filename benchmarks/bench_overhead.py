@@ -1,7 +1,7 @@
 """Per-run fixed cost: what a run costs beyond its epochs (target <= 0.15 s), and what a fresh worker's first
 run costs (target <= 0.3 s).
 
-Later runs: twelve quick-grid runs (digits, CE: every noise, three seeds) go through the local executor in this
+Later runs: twelve CPU-board runs (digits, CE: every noise, three seeds) go through the local executor in this
 process, into a fresh store, as a grid runs them: claim, data and noise, networks, fingerprint, checkpoints,
 history, noise artifacts and the final record. The fixed cost is (wall time - the runs' summed epoch times) /
 runs. One run first warms the process up, as a pool worker's first run does (imports, first-call allocations).
@@ -26,18 +26,18 @@ from noisybench.config import load_grid
 from noisybench.orchestration.executors.local import WorkerPool, run_local
 from noisybench.plan import expand_grid
 
-GRID = Path(__file__).with_name("quick.toml")
+GRID = Path(__file__).with_name("cpu.toml")
 LIMIT_S = 0.15
 FIRST_LIMIT_S = 0.3
 
 
 def digits_ce_runs() -> list:
-    """The quick grid's digits CE runs (12)."""
+    """The CPU board's digits CE runs (12)."""
     return [r for r in expand_grid(load_grid(GRID)) if r.dataset.name == "digits" and r.method == "ce"]
 
 
 def fixed_cost(out: Path) -> dict[str, float]:
-    """Seconds per run outside its epochs, over the digits CE runs of the quick grid."""
+    """Seconds per run outside its epochs, over the digits CE runs of the CPU board."""
     runs = digits_ce_runs()
     run_local(runs[:1], out / "warm-up")
     start = time.perf_counter()

@@ -28,9 +28,6 @@ PROBES = ("sym:0.5", "asym:0.4", "pairflip:0.45", "idn:0.4")
 #: The quick board's setting and the CIFAR-10 leaderboard's, both under the shared protocol.
 SHARED_SETTINGS = (("digits", "sym:0.5"), ("cifar10", "sym:0.5"))
 SOURCE_SHORT = {"paper": "p", "paper-default": "pd", "suite": "s", "user": "u", "tuned": "t"}
-#: Working notes users do not have; cited in some docstrings, left out of the pages.
-_NOTES = r"``?(?:methods|landscape|infra|next-methods)\.md``?(?:\s*(?:§|section)\s*[\d.]+(?:\s*,\s*§?\s*[\d.]+)*)?"
-_INTERNAL_CITATIONS = (re.compile(r"\s*\((?:see\s+)?" + _NOTES + r"\)"), re.compile(r"\s*;\s*" + _NOTES))
 
 
 # ---------------------------------------------------------------------------------------------- text
@@ -61,8 +58,6 @@ def _escape(text: str, table: bool = False) -> str:
 
 
 def inline(text: str) -> str:
-    for pattern in _INTERNAL_CITATIONS:
-        text = pattern.sub("", text)
     text = re.sub(r":(?:meth|class|func|attr|mod|data|exc|obj):`~[\w.]*?(\w+)`", r"`\1`", text)
     text = re.sub(r":(?:meth|class|func|attr|mod|data|exc|obj):`([\w.]+)`", r"`\1`", text)
     return _escape(text.replace("``", "`"))

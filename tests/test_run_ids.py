@@ -12,6 +12,7 @@ import pytest
 from noisybench.config import ID_NEUTRAL_TRAIN_KEYS, RunConfig, TrainConfig, load_grid
 from noisybench.errors import ConfigError
 from noisybench.plan import expand_grid
+from noisybench.registry import list_methods
 
 ROOT = Path(__file__).resolve().parents[1]
 #: TrainConfig's fields when run ids were first stored (schema 1).
@@ -25,11 +26,14 @@ NON_NEUTRAL = {"eta_min": 1e-4, "restart_every": 5, "adam_beta1_tail": 0.1, "lr_
                "phases": [{"epochs": 40}]}
 
 
-def test_the_quick_grids_run_ids_are_those_of_the_stored_quick_grid() -> None:
-    # tests/quick_run_ids.json: the 120 run ids of benchmarks/quick.toml as stored before any field was added
+def test_the_first_quick_boards_run_ids_are_kept_by_the_cpu_board() -> None:
+    # tests/quick_run_ids.json: the 120 run ids of the first quick board (CE, GCE, ELR, ALR, DivideMix on digits and
+    # MNIST-1D) as stored before any field was added; benchmarks/cpu.toml holds those runs and every other method's
     stored = json.loads((ROOT / "tests" / "quick_run_ids.json").read_text())
-    runs = expand_grid(load_grid(ROOT / "benchmarks" / "quick.toml"))
-    assert {r.run_id: r.label() for r in runs} == stored
+    runs = expand_grid(load_grid(ROOT / "benchmarks" / "cpu.toml"))
+    first = {r.run_id: r.label() for r in runs if r.method in {"ce", "gce", "elr", "alr", "dividemix"}}
+    assert first == stored
+    assert {r.method for r in runs} == set(list_methods())  # every method of the suite
 
 
 def test_every_field_added_after_the_first_schema_declares_its_neutral_value() -> None:
@@ -41,7 +45,7 @@ def test_every_field_added_after_the_first_schema_declares_its_neutral_value() -
 
 @pytest.mark.parametrize("key", sorted(NON_NEUTRAL))
 def test_a_non_neutral_value_changes_the_run_id_and_survives_storage(key: str) -> None:
-    run = expand_grid(load_grid(ROOT / "benchmarks" / "quick.toml"))[0]
+    run = expand_grid(load_grid(ROOT / "benchmarks" / "cpu.toml"))[0]
     value = NON_NEUTRAL[key]
     extra = {"schedule": "cosine-restarts"} if key == "restart_every" else {}
     if key == "adam_beta1_tail":
@@ -57,7 +61,7 @@ def test_a_non_neutral_value_changes_the_run_id_and_survives_storage(key: str) -
 
 
 def test_zero_written_as_an_integer_is_still_neutral() -> None:
-    run = expand_grid(load_grid(ROOT / "benchmarks" / "quick.toml"))[0]
+    run = expand_grid(load_grid(ROOT / "benchmarks" / "cpu.toml"))[0]
     assert dataclasses.replace(run, train=dataclasses.replace(run.train, eta_min=0, lr_decay_per_step=0)).run_id \
         == run.run_id
 

@@ -38,12 +38,19 @@ dim = 6
 """
 
 
-def _cli(args: list[str], sleep: float = 0.0) -> subprocess.Popen:
+def _cli(args: list[str], sleep: float = 0.0, checkpoint_every_epoch: bool = False) -> subprocess.Popen:
     """``noisybench ARGS`` in a new process whose ``sleepy-*`` methods (tests/plugins) sleep ``sleep`` s per epoch."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "NOISYBENCH_PLUGINS": SLEEPY_FOLDER, "SLEEPY_SECONDS": str(sleep)}
+    if checkpoint_every_epoch:
+        env["NOISYBENCH_CHECKPOINT_SECONDS"] = "0"
     env.pop("OMP_NUM_THREADS", None)  # thread counts come from each run's recipe, not the environment
     return subprocess.Popen([sys.executable, "-m", "noisybench.cli", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _checkpointed_in_flight(out: Path) -> bool:
+    """Whether an unfinished run has saved a checkpoint (the grid runs with one checkpoint per epoch)."""
+    return any(not (p.parent / "result.json").exists() for p in out.rglob("checkpoint.pt"))
 
 
 def _acquisitions(out: Path) -> list[str]:
@@ -127,11 +134,12 @@ def test_sigkill_of_driver_loses_nothing_and_rerun_does_only_the_rest(tmp_path: 
     grid = tmp_path / "g.toml"
     grid.write_text(GRID)
     out = tmp_path / "out"
-    proc = _cli(["run", str(grid), "--out", str(out), "--workers", str(workers)], sleep=0.25)
+    proc = _cli(["run", str(grid), "--out", str(out), "--workers", str(workers)], sleep=0.25,
+                checkpoint_every_epoch=True)
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.rglob("result.json"))) < 2:
         time.sleep(0.05)
-    while time.time() < deadline and len(list(out.rglob("history.json"))) < 3:  # third run under way
+    while time.time() < deadline and not _checkpointed_in_flight(out):  # a later run has saved a checkpoint
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
