@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -63,3 +65,19 @@ def balanced_draw(labels: np.ndarray, num_samples: int, num_classes: int, rng: n
             keep.append(i)
             counts[c] += 1
     return np.asarray(keep, dtype=np.int64)
+
+
+class PerSampleTargets:
+    """Mixin for a method whose per-sample state is one (N, C) tensor ``self.targets``: its label estimate
+    (:meth:`~noisybench.method.Method.refined_targets`, which the trainer scores) and its whole checkpointed state."""
+
+    targets: torch.Tensor
+
+    def refined_targets(self) -> torch.Tensor:
+        return self.targets
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"targets": self.targets}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.targets = state["targets"].to(self.targets.device)

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10N, CIFAR_100N, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, scale_epochs
-from noisybench.methods._common import is_class_conditional, nearest_rate, sharpen
+from noisybench.methods._common import PerSampleTargets, is_class_conditional, nearest_rate, sharpen
 from noisybench.methods.selc import SELC_EPOCHS, SELC_ES, selc_update_targets, soft_label_nll
 from noisybench.registry import register_method
 from noisybench.search_space import IntUniform, LogUniform, SearchSpace, Uniform
@@ -100,7 +100,7 @@ REFERENCE_FUNCTIONS = (alr_update_targets, alr_loss, entropy_weight)
 
 
 @register_method("alr")
-class ALR(Method):
+class ALR(PerSampleTargets, Method):
     """Adaptive label refinement (suite reconstruction): SELC EMA soft labels plus entropy minimisation."""
     display_name = "ALR"
 
@@ -201,12 +201,3 @@ class ALR(Method):
     def _confident(self, targets: torch.Tensor) -> torch.Tensor | None:
         threshold = self.hp["entropy_threshold"]
         return None if threshold is None else targets.max(dim=1).values >= threshold
-
-    def refined_targets(self) -> torch.Tensor:
-        return self.targets
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"targets": self.targets}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.targets = state["targets"].to(self.targets.device)

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10, CIFAR_100, CLOTHING_1M, WEB_VISION, Setting
 from noisybench.method import Batch, HParam, Method, RecipeQuery, TrainContext, recipe
-from noisybench.methods._common import is_class_conditional, is_published_asym, is_symmetric
+from noisybench.methods._common import PerSampleTargets, is_class_conditional, is_published_asym, is_symmetric
 from noisybench.registry import register_method
 from noisybench.search_space import LogUniform, SearchSpace, Uniform
 
@@ -126,7 +126,7 @@ C10_ASYMMETRIC = recipe(ref=CONFIG_ASYM, **_C10_OPTIMISER, **_C10_SCHEDULE)
 
 
 @register_method("elr")
-class ELR(Method):
+class ELR(PerSampleTargets, Method):
     """Early-learning regularization: zero-initialised EMA targets and lambda log(1 - <t, p>)."""
     display_name = "ELR"
 
@@ -188,12 +188,3 @@ class ELR(Method):
         updated = elr_update_targets(self.targets[batch.index], p_hat, self.hp["beta"])
         self.targets[batch.index] = updated
         return elr_loss(logits, batch.y, updated, self.hp["lam"], p_hat)
-
-    def refined_targets(self) -> torch.Tensor:
-        return self.targets
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"targets": self.targets}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.targets = state["targets"].to(self.targets.device)

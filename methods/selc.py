@@ -79,7 +79,13 @@ import torch.nn.functional as F
 from noisybench.errors import ConfigError
 from noisybench.facts import ANIMAL_10N, CIFAR_10, CIFAR_100, CLOTHING_1M, WEB_VISION, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, epoch_hparam, recipe
-from noisybench.methods._common import is_class_conditional, is_published_asym, is_symmetric, nearest_rate
+from noisybench.methods._common import (
+    PerSampleTargets,
+    is_class_conditional,
+    is_published_asym,
+    is_symmetric,
+    nearest_rate,
+)
 from noisybench.registry import register_method
 from noisybench.search_space import IntUniform, SearchSpace, Uniform
 
@@ -202,7 +208,7 @@ def es_hparam(setting: Setting) -> HParam:
 
 
 @register_method("selc")
-class SELC(Method):
+class SELC(PerSampleTargets, Method):
     """Self-ensemble label correction: CE until ``es``, then CE against EMA soft labels updated every iteration."""
 
     display_name = "SELC"
@@ -272,12 +278,3 @@ class SELC(Method):
         targets = selc_update_targets(self.targets[batch.index], F.softmax(logits, dim=1), self.hp["alpha"])
         self.targets[batch.index] = targets
         return selc_loss(logits, targets)
-
-    def refined_targets(self) -> torch.Tensor:
-        return self.targets
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"targets": self.targets}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.targets = state["targets"].to(self.targets.device)
