@@ -160,6 +160,13 @@ class TrainConfig:
         """Plain-dict form, as stored in a run's config."""
         return dataclasses.asdict(self)
 
+    @functools.cached_property
+    def identity_items(self) -> dict[str, Any]:
+        """The fields that enter run ids (see :meth:`RunConfig.identity`), computed once per recipe: the runs of
+        a plan's cell share one frozen recipe, so a 10,000-run plan converts each recipe once, not per run."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in RESULT_NEUTRAL_TRAIN_KEYS and not is_neutral(k, v, ID_NEUTRAL_TRAIN_KEYS)}
+
 
 def _milestones_fit(milestones: list[int], epochs: int) -> bool:
     """Strictly increasing epochs in ``1 .. epochs - 1``."""
@@ -208,8 +215,7 @@ class RunConfig:
         value (:data:`ID_NEUTRAL_TRAIN_KEYS`, the method's ``id_neutral_hparams``), so adding one changes no
         existing run id.
         """
-        train = {k: v for k, v in self.train.to_dict().items()
-                 if k not in RESULT_NEUTRAL_TRAIN_KEYS and not is_neutral(k, v, ID_NEUTRAL_TRAIN_KEYS)}
+        train = dict(self.train.identity_items)
         hparams = {k: v for k, v in self.hparams.items() if not is_neutral(k, v, self.neutral_hparams)}
         return {
             "schema": self.schema, "dataset": self.dataset.to_dict(), "noise": self.noise,

@@ -81,7 +81,8 @@ def torch_load_weights(path: str | Path, map_location: Any = "cpu") -> Any:
 def read_json(path: str | Path) -> Any:
     """Read JSON; raise ``ValueError`` naming the file when it is corrupt."""
     try:
-        return json.loads(Path(path).read_text())
+        with open(path, encoding="utf-8") as handle:  # not Path.read_text: this reads every record of a store
+            return json.loads(handle.read())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt JSON in {path}: {exc}") from None
 

@@ -283,11 +283,10 @@ def classify(runs: Iterable[RunConfig], store: ResultStore, retry_failed: bool =
 
     out = Pending()
     for run in runs:
-        if not store.has_result(run.run_id):  # a stat first: fast on big grids
-            out.todo.append(run)
-            continue
         stored = store.stored(run.run_id)
-        if stored.state == "unreadable":
+        if stored.state == "missing":
+            out.todo.append(run)
+        elif stored.state == "unreadable":
             out.unreadable.append((run, stored.problem))
         elif stored.record is None:
             out.corrupt.append((run, stored.problem))

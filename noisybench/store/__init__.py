@@ -137,7 +137,8 @@ class ResultStore:
 
     def stored(self, run_id: str) -> StoredRecord:
         """The final record of ``run_id`` under the store's one policy for damaged files."""
-        path = self.run_dir(run_id) / _RESULT
+        folder = self.run_dir(run_id)
+        path = folder / _RESULT
         try:
             record = read_json(path)
         except FileNotFoundError:
@@ -148,16 +149,18 @@ class ResultStore:
                                 "with `chmod -R g+rX` (and umask 002 for new files)")
         except (ValueError, OSError) as exc:
             return StoredRecord(run_id, "corrupt", None, f"unreadable {path}: {exc}")
-        problem = check_record(run_id, record) or self._missing_artifacts(run_id, record)
+        problem = check_record(run_id, record) or self._missing_artifacts(folder, record)
         if problem:
             return StoredRecord(run_id, "corrupt", None, f"{path}: {problem}")
         return StoredRecord(run_id, record["status"], record)
 
-    def _missing_artifacts(self, run_id: str, record: dict[str, Any]) -> str:
+    @staticmethod
+    def _missing_artifacts(folder: Path, record: dict[str, Any]) -> str:
         if record["status"] != "done":
             return ""
-        folder = self.run_dir(run_id)
-        missing = [name for name in (_CONFIG, _NOISE, _LABELS, _HISTORY) if not (folder / name).is_file()]
+        where = str(folder)  # plain strings: this runs for every finished run of a plan
+        missing = [name for name in (_CONFIG, _NOISE, _LABELS, _HISTORY)
+                   if not os.path.isfile(os.path.join(where, name))]
         return f"done run lacks {', '.join(missing)}" if missing else ""
 
     def result(self, run_id: str) -> dict[str, Any] | None:
