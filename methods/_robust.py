@@ -12,9 +12,12 @@ one-hot in float32 for every input: for float64 logits its RCE differs from this
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from noisybench.errors import ConfigError
 
 #: Lower clamp of the predicted probabilities (``torch.clamp(pred, min=1e-7, max=1.0)``).
 PROB_FLOOR = 1e-7
@@ -51,3 +54,12 @@ def reverse_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.T
     probs = F.softmax(logits, dim=1).clamp(PROB_FLOOR, 1.0)
     others = probs.scatter(1, labels[:, None], 0.0)
     return others.sum(dim=1) * rce_constant(logits.dtype)
+
+
+def check_loss_weights(values: dict[str, Any], method: str) -> None:
+    """``alpha`` and ``beta`` (the weights of a two-term robust loss) are >= 0 and not both 0 (a constant loss)."""
+    for key in ("alpha", "beta"):
+        if not values[key] >= 0:
+            raise ConfigError(f"[methods.{method}] {key} must be >= 0, got {values[key]!r}")
+    if values["alpha"] == 0 and values["beta"] == 0:
+        raise ConfigError(f"[methods.{method}] alpha and beta are both 0: the loss would be constant; set one > 0")

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10, CIFAR_100, WEB_VISION, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, recipe
-from noisybench.methods._robust import reverse_cross_entropy
+from noisybench.methods._robust import check_loss_weights, reverse_cross_entropy
 from noisybench.registry import register_method
 from noisybench.search_space import LogUniform, SearchSpace
 
@@ -174,11 +174,7 @@ class APL(Method):
         if values["loss"] not in LOSSES:
             raise ConfigError(f"[methods.apl] loss must be one of {', '.join(map(repr, LOSSES))} (the only "
                               f"combination ported), got {values['loss']!r}")
-        for key in ("alpha", "beta"):
-            if not values[key] >= 0:
-                raise ConfigError(f"[methods.apl] {key} must be >= 0, got {values[key]!r}")
-        if values["alpha"] == 0 and values["beta"] == 0:
-            raise ConfigError("[methods.apl] alpha and beta are both 0: the loss would be constant; set one > 0")
+        check_loss_weights(values, "apl")
 
     @classmethod
     def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:

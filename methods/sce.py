@@ -65,10 +65,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from noisybench.errors import ConfigError
 from noisybench.facts import CIFAR_10, CIFAR_100, Setting
 from noisybench.method import Batch, HParam, Method, TrainContext, recipe
-from noisybench.methods._robust import reverse_cross_entropy
+from noisybench.methods._robust import check_loss_weights, reverse_cross_entropy
 from noisybench.registry import register_method
 from noisybench.search_space import LogUniform, SearchSpace
 
@@ -148,11 +147,7 @@ class SCE(Method):
 
     @classmethod
     def check_hparams(cls, values: dict[str, Any]) -> None:
-        for key in ("alpha", "beta"):
-            if not values[key] >= 0:
-                raise ConfigError(f"[methods.sce] {key} must be >= 0, got {values[key]!r}")
-        if values["alpha"] == 0 and values["beta"] == 0:
-            raise ConfigError("[methods.sce] alpha and beta are both 0: the loss would be constant; set one > 0")
+        check_loss_weights(values, "sce")
 
     @classmethod
     def search_space(cls, setting: Setting, hparams: Mapping[str, Any] | None = None) -> SearchSpace:
