@@ -74,6 +74,22 @@ def test_sop_loss_equals_the_official_formula(seed, scale, absent, two_view, lam
         assert torch.equal(got[1][B:], torch.zeros_like(got[1][B:]))
 
 
+def test_the_cases_make_every_clamp_of_the_loss_bind() -> None:
+    """Each clamp of the formula binds somewhere in the cases above (u^2 > 1, v^2 > 1, the floor of the corrected
+    prediction before and after its L1 normalisation), so the gradient comparison covers every clamp's mask."""
+    bound = torch.zeros(4, dtype=torch.long)
+    for seed, scale, absent, two_view, *_ in CASES:
+        u, v, index, logits, labels = _case(seed, scale, absent, two_view)
+        onehot = torch.nn.functional.one_hot(labels, C).double()
+        u_raw, v_raw = u[index] ** 2 * onehot, v[index] ** 2 * (1 - onehot)
+        shifted = torch.softmax(logits[:B], dim=1) + u_raw.clamp(0, 1) - v_raw.clamp(0, 1)
+        floored = shifted.clamp(min=sop.EPS)
+        scaled = floored / floored.sum(dim=1, keepdim=True)
+        bound += torch.stack([(u_raw > 1).sum(), (v_raw > 1).sum(), (shifted < sop.EPS).sum(),
+                              (scaled < sop.EPS).sum()])
+    assert (bound > 0).all(), bound
+
+
 def test_u_gradient_stops_beyond_the_clamp_and_v_learns_only_from_the_squared_term() -> None:
     u, v, index, logits, labels = _case(0, 3.0, (), False)
     u[index[:4]] = 1.5  # u^2 > 1: U is clamped to 1, no gradient reaches u
