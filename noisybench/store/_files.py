@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,10 @@ def write_json(path: Path, obj: Any) -> None:
         atomic_write_json(path, obj)
 
 
-def exists(path: Path) -> bool:
+def exists(path: str | Path) -> bool:
     """Whether ``path`` exists; True when this user may not look (the reader then says so)."""
     try:
-        path.stat()
+        os.stat(path)
     except PermissionError:
         return True
     except OSError:

@@ -23,46 +23,52 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-#: Where in a record -> (accepts, what it must be). Absent fields and nulls are not checked.
+#: Where in a record -> (accepts: a type or a test, what it must be). Absent fields and nulls are not checked.
 FIELDS: dict[tuple[str, ...], tuple[Any, str]] = {
     ("config", "dataset"): (lambda v: isinstance(v, dict) and isinstance(v.get("name"), str),
                             "a table with a name"),
-    ("config", "dataset", "params"): (lambda v: isinstance(v, dict), "a table"),
-    ("config", "noise"): (lambda v: isinstance(v, str), "a string"),
-    ("config", "method"): (lambda v: isinstance(v, str), "a string"),
+    ("config", "dataset", "params"): (dict, "a table"),
+    ("config", "noise"): (str, "a string"),
+    ("config", "method"): (str, "a string"),
     ("config", "seed"): (_is_int, "an integer"),
-    ("config", "grid"): (lambda v: isinstance(v, str), "a string"),
-    ("config", "train"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "grid"): (str, "a string"),
+    ("config", "train"): (dict, "a table"),
     ("config", "train", "epochs"): (_is_int, "an integer"),
-    ("config", "train", "protocol"): (lambda v: isinstance(v, str), "a string"),
-    ("config", "hparams"): (lambda v: isinstance(v, dict), "a table"),
-    ("config", "hparam_sources"): (lambda v: isinstance(v, dict), "a table"),
-    ("config", "sweep"): (lambda v: isinstance(v, dict), "a table"),
-    ("config", "tuning"): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "train", "protocol"): (str, "a string"),
+    ("config", "hparams"): (dict, "a table"),
+    ("config", "hparam_sources"): (dict, "a table"),
+    ("config", "sweep"): (dict, "a table"),
+    ("config", "tuning"): (dict, "a table"),
     ("config", "tuning", "trial"): (_is_int, "an integer"),
     ("config", "tuning", "budget"): (_is_int, "an integer"),
     ("config", "tuning", "effective_budget"): (_is_int, "an integer"),
     ("config", "tuning", "stage"): (lambda v: v in ("tune", "eval"), "tune or eval"),
     ("config", "tuning", "seeds"): (lambda v: isinstance(v, list) and all(map(_is_int, v)), "a list of integers"),
-    ("config", "tuning", "values"): (lambda v: isinstance(v, dict), "a table"),
-    ("config", "tuning", "space"): (lambda v: isinstance(v, dict), "a table"),
-    ("metrics",): (lambda v: isinstance(v, dict), "a table"),
-    ("noise",): (lambda v: isinstance(v, dict), "a table"),
+    ("config", "tuning", "values"): (dict, "a table"),
+    ("config", "tuning", "space"): (dict, "a table"),
+    ("metrics",): (dict, "a table"),
+    ("noise",): (dict, "a table"),
     ("noise", "actual_rate"): (_is_number, "a number"),
-    ("noise", "sha256"): (lambda v: isinstance(v, str), "a string"),
-    ("reason",): (lambda v: isinstance(v, str), "a string"),
+    ("noise", "sha256"): (str, "a string"),
+    ("reason",): (str, "a string"),
     ("wall_time",): (_is_number, "a number"),
-    ("finished_at",): (lambda v: isinstance(v, str), "a string"),
-    ("fingerprint_digest",): (lambda v: isinstance(v, str), "a string"),
+    ("finished_at",): (str, "a string"),
+    ("fingerprint_digest",): (str, "a string"),
 }
+
+
+#: :data:`FIELDS` in its order as (the table's path, the key in it, the whole path, accepts, what it must be).
+_CHECKS = [(path[:-1], path[-1], path, accepts, wanted) for path, (accepts, wanted) in FIELDS.items()]
 
 
 def field_problem(record: dict[str, Any]) -> str:
     """The first field of ``record`` whose type is wrong, as ``config.seed is '1' (a str), expected an integer``;
     "" when every field it has is of the right type. Metrics are numbers (or true/false, or null)."""
-    for path, (accepts, wanted) in FIELDS.items():
-        value = _lookup(record, path)
-        if value is not None and not accepts(value):
+    tables: dict[tuple[str, ...], Any] = {(): record}  # each table looked up once (this runs for every record)
+    for parent, key, path, accepts, wanted in _CHECKS:
+        table = tables[parent] if parent in tables else tables.setdefault(parent, _lookup(record, parent))
+        value = table.get(key) if isinstance(table, dict) else None
+        if value is not None and not (isinstance(value, accepts) if isinstance(accepts, type) else accepts(value)):
             return f"{'.'.join(path)} is {_show(value)}, expected {wanted}"
     metrics = record.get("metrics")
     for name, value in (metrics or {}).items() if isinstance(metrics, dict) else ():
