@@ -158,11 +158,12 @@ class ResultStore:
     def _missing_artifacts(folder: str, record: dict[str, Any]) -> str:
         if record["status"] != "done":
             return ""
+        names = (_CONFIG, _NOISE, _LABELS, _HISTORY)
         try:  # one directory listing instead of four stats: this runs for every finished run of a plan
             present = {entry.name for entry in os.scandir(folder) if entry.is_file()}
-        except OSError:
-            present = set()
-        missing = [name for name in (_CONFIG, _NOISE, _LABELS, _HISTORY) if name not in present]
+        except OSError:  # a folder this user may enter but not list: stat each file, as before
+            present = {name for name in names if os.path.isfile(os.path.join(folder, name))}
+        missing = [name for name in names if name not in present]
         return f"done run lacks {', '.join(missing)}" if missing else ""
 
     def result(self, run_id: str) -> dict[str, Any] | None:
