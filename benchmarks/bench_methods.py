@@ -2,9 +2,10 @@
 
 Each method trains the CPU board's own run (``benchmarks/cpu.toml``: its recipe, schedule and
 hyperparameters; noise ``sym:0.5``, seed 1) from scratch through the shared trainer: data, networks, every
-epoch with its evaluation, no store. Rounds interleave the methods (one whole run of each per round, in
-rotating order) so that load from other processes hits all of them alike; a method's ratio is the median
-over rounds of (its run time) / (CE's run time in the same round). A method the grid does not list
+epoch with its evaluation, no store. In each round every method's run trains once, the runs taking turns epoch by
+epoch (:mod:`interleave`; the rotation starts at another method each round), so that the host's slow phases, which
+last longer than a whole run, hit all of them alike; a method's ratio is the median over rounds of (its run time) /
+(CE's run time in the same round). A method the grid does not list
 trains the run the grid would give it (:func:`grid_run`): its datasets, recipe and noise, with the method's
 own default hyperparameters.
 
@@ -24,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from interleave import interleaved_run_seconds
 from torch.utils.flop_counter import FlopCounterMode
 
 from noisybench.config import RunConfig, load_grid
@@ -62,13 +63,6 @@ def grid_run(dataset: str, method: str) -> RunConfig:
     raise LookupError(f"the CPU board has no {method} run on {dataset}")
 
 
-def run_seconds(run: RunConfig) -> float:
-    """Wall time of ``run`` trained from scratch (data, networks, every epoch and its evaluation)."""
-    start = time.perf_counter()
-    Trainer(run).run()
-    return time.perf_counter() - start
-
-
 def run_flops(run: RunConfig) -> int:
     """Multiply-add FLOPs of the whole ``run`` (forward and backward), as ``torch.utils.flop_counter`` counts."""
     with FlopCounterMode(display=False) as counter:
@@ -85,10 +79,13 @@ def whole_run_costs(dataset: str, rounds: int = ROUNDS,
     limited = [m for m in methods if m in LIMITS]
     ce_flops = run_flops(runs["ce"]) if limited else 0
     flops = {m: run_flops(runs[m]) / ce_flops for m in limited}
+    for run in runs.values():  # a first run pays lazy imports and kernel set-up: keep them out of the rounds
+        Trainer(dataclasses.replace(run, train=dataclasses.replace(run.train, epochs=1))).run()
     times: dict[str, list[float]] = {m: [] for m in methods}
     for r in range(rounds):
-        for method in methods[r % len(methods):] + methods[: r % len(methods)]:
-            times[method].append(run_seconds(runs[method]))
+        order = methods[r % len(methods):] + methods[: r % len(methods)]
+        for method, seconds in zip(order, interleaved_run_seconds([runs[m] for m in order])):
+            times[method].append(seconds)
     out = {}
     for method in methods:
         ratios = [t / c for t, c in zip(times[method], times["ce"])]
@@ -102,7 +99,7 @@ def whole_run_costs(dataset: str, rounds: int = ROUNDS,
 
 def format_table(dataset: str, result: dict[str, dict[str, float]]) -> str:
     """Plain-text table of :func:`whole_run_costs` (``*``: limit asserted on this dataset)."""
-    lines = [f"{dataset}: whole CPU-board run relative to CE (median of {ROUNDS} interleaved rounds, 1 thread)",
+    lines = [f"{dataset}: whole CPU-board run relative to CE (median of {ROUNDS} rounds, epochs interleaved, 1 thread)",
              f"{'method':<10} {'run [s]':>8} {'x CE':>6} {'min':>6} {'max':>6} {'limit':>7} {'FLOPs':>6}"]
     for label, r in result.items():
         mark = "*" if dataset in LIMITS.get(label, (0, ()))[1] else " "
